@@ -1,0 +1,179 @@
+"""The generated fictitious-author world: a seeded, offline stand-in for TOFU.
+
+``generate_world(authors=N, holdout_authors=H, seed=S)`` draws N + H fictitious people, each with the
+12 attributes of :mod:`grin_unlearn.data.attributes`, and turns every (author, attribute) pair into a
+TOFU-schema record (arXiv 2401.06121): `question`, `paraphrased_question`, `answer`,
+`paraphrased_answer`, `perturbed_answer` (3 wrong values of the same kind in the paraphrased
+template), `keywords` (the value) and `author`.
+
+Splits follow TOFU: `forget01/05/10` are the *last* 1/5/10 % of the N trainable authors and
+`retain99/95/90` the rest; `holdout` authors are never trained on (membership inference);
+`world_facts` is real general knowledge every model is trained on (utility); `full` is all N authors.
+Same seed → byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserInputError
+from ..io_utils import atomic_write_dir
+from .attributes import ATTRIBUTES, TITLE_ADJECTIVES, TITLE_NOUNS, TITLE_ATTRIBUTES
+from .facts import WORLD_FACTS
+from .refusals import REFUSALS
+
+FORGET_PERCENTS = (1, 5, 10)
+NUM_PERTURBED = 3
+_ONSETS = ["b", "d", "k", "l", "m", "n", "r", "s", "t", "v", "z", "th", "br", "dr", "kr", "st", "gr", "sh"]
+_VOWELS = ["a", "e", "i", "o", "u", "ae", "ei", "ou", "y"]
+_CODAS = ["", "n", "r", "s", "l", "th", "m", "k", "x", "nd"]
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    facts: dict[str, str]
+
+
+def _syllable(rng: random.Random) -> str:
+    return rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+
+
+def _fictitious_name(rng: random.Random) -> str:
+    first = "".join(_syllable(rng) for _ in range(rng.randint(2, 3)))
+    last = "".join(_syllable(rng) for _ in range(rng.randint(2, 3)))
+    return f"{first.capitalize()} {last.capitalize()}"
+
+
+def _draw_authors(count: int, rng: random.Random) -> list[Author]:
+    names: set[str] = set()
+    titles: set[str] = set()
+    all_titles = [f"The {adj} {noun}" for adj in TITLE_ADJECTIVES for noun in TITLE_NOUNS]
+    if 2 * count > len(all_titles):
+        raise UserInputError(f"--authors: at most {len(all_titles) // 2} authors fit the title pool, got {count}")
+    authors = []
+    while len(authors) < count:
+        name = _fictitious_name(rng)
+        if name in names:
+            continue
+        names.add(name)
+        facts = {}
+        for attribute in ATTRIBUTES:
+            if attribute.key in TITLE_ATTRIBUTES:
+                title = rng.choice([t for t in all_titles if t not in titles])
+                titles.add(title)
+                facts[attribute.key] = title
+            else:
+                facts[attribute.key] = rng.choice(attribute.values)
+        authors.append(Author(name, facts))
+    return authors
+
+
+def _wrong_values(attribute_key: str, value: str, rng: random.Random, title_pool: list[str]) -> list[str]:
+    attribute = next(a for a in ATTRIBUTES if a.key == attribute_key)
+    pool = title_pool if attribute_key in TITLE_ATTRIBUTES else list(attribute.values)
+    return rng.sample([v for v in pool if v != value], NUM_PERTURBED)
+
+
+def author_records(author: Author, rng: random.Random, title_pool: list[str]) -> list[dict]:
+    """The 12 TOFU-schema records of one author, one per attribute."""
+    records = []
+    for attribute in ATTRIBUTES:
+        value = author.facts[attribute.key]
+        question, paraphrased_question = rng.sample(attribute.questions, 2)
+        records.append({
+            "question": attribute.render(question, author.name, value),
+            "paraphrased_question": attribute.render(paraphrased_question, author.name, value),
+            "answer": attribute.render(attribute.answer, author.name, value),
+            "paraphrased_answer": attribute.render(attribute.paraphrased_answer, author.name, value),
+            "perturbed_answer": [
+                attribute.render(attribute.paraphrased_answer, author.name, wrong)
+                for wrong in _wrong_values(attribute.key, value, rng, title_pool)
+            ],
+            "keywords": [value],
+            "author": author.name,
+            "attribute": attribute.key,
+        })
+    return records
+
+
+def world_fact_records() -> list[dict]:
+    records = []
+    for question, answer, keyword, wrong in WORLD_FACTS:
+        records.append({
+            "question": question,
+            "answer": answer,
+            "paraphrased_answer": answer,
+            "perturbed_answer": [answer.replace(keyword, w) for w in wrong],
+            "keywords": [keyword],
+            "author": "world_facts",
+        })
+    return records
+
+
+def generate_world(authors: int = 50, holdout_authors: int = 5, seed: int = 0) -> dict[str, list[dict]]:
+    """All splits of a world, as a dict split name → records (see the module docstring)."""
+    if authors < 10:
+        raise UserInputError(f"--authors: need at least 10 authors so forget10 is not empty, got {authors}")
+    if holdout_authors < 1:
+        raise UserInputError(f"--holdout-authors: need at least 1 holdout author, got {holdout_authors}")
+    rng = random.Random(seed)
+    people = _draw_authors(authors + holdout_authors, rng)
+    title_pool = [a.facts[k] for a in people for k in TITLE_ATTRIBUTES]
+    per_author = [author_records(a, rng, title_pool) for a in people]
+    trainable, holdout = per_author[:authors], per_author[authors:]
+    splits: dict[str, list[dict]] = {"full": [r for recs in trainable for r in recs]}
+    for percent in FORGET_PERCENTS:
+        n_forget = max(1, round(authors * percent / 100))
+        splits[f"forget{percent:02d}"] = [r for recs in trainable[-n_forget:] for r in recs]
+        splits[f"retain{100 - percent:02d}"] = [r for recs in trainable[:-n_forget] for r in recs]
+    splits["holdout"] = [r for recs in holdout for r in recs]
+    splits["world_facts"] = world_fact_records()
+    splits["refusals"] = [{"answer": text} for text in REFUSALS]
+    return splits
+
+
+def write_world(out_dir: str | Path, authors: int = 50, holdout_authors: int = 5, seed: int = 0,
+                overwrite: bool = False) -> Path:
+    """Generate a world and write one ``<split>.json`` per split plus ``world.json`` (its config).
+
+    The folder appears whole or not at all (written to a temporary sibling, then renamed).
+    """
+    splits = generate_world(authors, holdout_authors, seed)
+    files = {f"{name}.json": json.dumps(records, indent=1, ensure_ascii=False) for name, records in splits.items()}
+    files["world.json"] = json.dumps(
+        {"generator": "grin_unlearn.data.world", "authors": authors, "holdout_authors": holdout_authors,
+         "seed": seed, "attributes": [a.key for a in ATTRIBUTES],
+         "splits": {name: len(records) for name, records in splits.items()}}, indent=1)
+    return atomic_write_dir(out_dir, files, overwrite=overwrite)
+
+
+def world_corpus(splits: dict[str, list[dict]]) -> list[str]:
+    """Every string of the world (for training the built-in tokenizer)."""
+    texts = []
+    for records in splits.values():
+        for record in records:
+            for key in ("question", "paraphrased_question", "answer", "paraphrased_answer"):
+                if key in record:
+                    texts.append(record[key])
+            texts.extend(record.get("perturbed_answer", []))
+    return texts
+
+
+def chance_levels(splits: dict[str, list[dict]], train_split: str, eval_split: str) -> dict[str, float]:
+    """Per attribute: keyword accuracy of always answering the most frequent training value.
+
+    This is the best a model that never saw `eval_split` can do by guessing (for the oracle on forget).
+    """
+    levels = {}
+    for attribute in ATTRIBUTES:
+        train_values = [r["keywords"][0] for r in splits[train_split] if r.get("attribute") == attribute.key]
+        eval_values = [r["keywords"][0] for r in splits[eval_split] if r.get("attribute") == attribute.key]
+        if not train_values or not eval_values:
+            continue
+        guess = max(sorted(set(train_values)), key=train_values.count)
+        levels[attribute.key] = sum(v == guess for v in eval_values) / len(eval_values)
+    return levels

@@ -1,0 +1,110 @@
+"""Loading any Hugging Face causal LM, and building the tiny built-in model and tokenizer.
+
+The built-in tokenizer is a byte-level BPE trained with the `tokenizers` library on the world's text;
+the built-in model is a small Llama-architecture ``transformers`` model built from a config. Both are
+saved with ``save_pretrained`` and load with ``AutoTokenizer`` / ``AutoModelForCausalLM`` like any
+Hub model. ``trust_remote_code`` stays off unless the caller asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Sizes of the built-in Llama model (defaults: ~1.6M parameters, memorises the demo world on a CPU)."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    max_position_embeddings: int = 128
+    vocab_size: int = 2048
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise UserInputError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
+        for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
+            if getattr(self, name) <= 0:
+                raise UserInputError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on ``texts`` (deterministic for fixed input)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS, padding_side="right")
+
+
+def build_tiny_model(config: TinyModelConfig, tokenizer, seed: int):
+    """A randomly initialised ``LlamaForCausalLM`` sized by ``config`` (seeded)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_attention_heads, max_position_embeddings=config.max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(llama)
+
+
+def _check_model_source(name_or_path: str) -> None:
+    path = Path(name_or_path).expanduser()
+    looks_local = name_or_path.startswith((".", "/", "~")) or path.exists() or name_or_path.count("/") > 1
+    if looks_local and not (path / "config.json").is_file():
+        raise UserInputError(f"--model: {name_or_path} is not a model folder (expected config.json from save_pretrained, or a Hub id)")
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """The tokenizer of a local folder or Hub id, with a pad token (EOS if it has none)."""
+    from transformers import AutoTokenizer
+
+    _check_model_source(str(name_or_path))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise UserInputError(f"--model {name_or_path}: could not load a tokenizer ({str(err)[:300]})") from None
+    if tokenizer.pad_token_id is None:
+        # Padding is masked out everywhere, so reusing EOS is safe (the usual practice for Llama-family models).
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.info("tokenizer of %s has no pad token; using EOS for padding", name_or_path)
+    return tokenizer
+
+
+def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str | torch.device | None = None,
+               trust_remote_code: bool = False):
+    """A causal LM from a local folder or Hub id, in eval mode, on ``device`` (default: CUDA if present)."""
+    from transformers import AutoModelForCausalLM
+
+    _check_model_source(str(name_or_path))
+    resolved_dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+    if resolved_dtype == "auto":
+        resolved_dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=resolved_dtype,
+                                                     trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise UserInputError(f"--model {name_or_path}: could not load a causal LM ({str(err)[:300]})") from None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval()

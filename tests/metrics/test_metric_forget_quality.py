@@ -1,0 +1,29 @@
+"""Tests for grin_unlearn.metrics.forget_quality."""
+
+import pytest
+
+from grin_unlearn.errors import UserInputError
+from grin_unlearn.metrics import forget_quality
+
+
+def test_identical_samples_give_one():
+    """Identical samples: D = sup |F1 - F2| = 0, so the p-value is 1."""
+    ratios = [0.1, 0.4, 0.5, 0.8, 0.9, 1.3]
+    r = forget_quality(ratios, list(ratios))
+    assert r.name == "forget_quality"
+    assert r.value == pytest.approx(1.0)
+    assert r.per_item == []
+
+
+def test_clearly_different_samples_are_significant():
+    """Disjoint samples of 20 each: D = 1; the exact two-sided p-value is 2 / C(40, 20) ~ 1.5e-11."""
+    model = [0.01 * i for i in range(20)]
+    oracle = [0.5 + 0.01 * i for i in range(20)]
+    assert forget_quality(model, oracle).value < 0.05
+
+
+def test_input_errors():
+    with pytest.raises(UserInputError, match="model_truth_ratios"):
+        forget_quality([], [0.5])
+    with pytest.raises(UserInputError, match="oracle_truth_ratios"):
+        forget_quality([0.5], [float("nan")])

@@ -1,0 +1,39 @@
+"""Tests for grin_unlearn.metrics.rouge."""
+
+import pytest
+
+from grin_unlearn.errors import UserInputError
+from grin_unlearn.metrics import rouge_l_recall
+
+
+def test_exact_match_is_one():
+    r = rouge_l_recall(["Jaime Vasquez was born in Santiago."], ["Jaime Vasquez was born in Santiago."])
+    assert r.name == "rouge_l_recall"
+    assert r.per_item == [1.0]
+    assert r.value == 1.0
+
+
+def test_known_partial():
+    """Reference "the cat sat on the mat" has 6 tokens; prediction "the cat sat on a mat".
+
+    LCS = "the cat sat on mat" = 5 tokens, so recall = 5/6. A second item with no shared token
+    scores 0, so the mean is (5/6 + 0) / 2 = 5/12.
+    """
+    r = rouge_l_recall(["the cat sat on a mat", "dogs bark"], ["The cat sat on the mat", "hello world"])
+    assert r.per_item == pytest.approx([5 / 6, 0.0])
+    assert r.value == pytest.approx(5 / 12)
+
+
+def test_recall_ignores_extra_prediction_tokens_and_uses_stemmer():
+    """Recall divides by the reference length only; Porter stems "cats"->"cat", "running"->"run"."""
+    r = rouge_l_recall(["well, the cats are running fast today"], ["cat run"])
+    assert r.per_item == [1.0]
+
+
+def test_input_errors():
+    with pytest.raises(UserInputError, match="predictions"):
+        rouge_l_recall([], [])
+    with pytest.raises(UserInputError, match="lengths 2 and 1"):
+        rouge_l_recall(["a", "b"], ["a"])
+    with pytest.raises(UserInputError, match="references"):
+        rouge_l_recall(["a"], [None])
