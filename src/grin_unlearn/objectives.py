@@ -18,7 +18,7 @@ A new objective is a function registered with :func:`register_objective` next to
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
@@ -64,11 +64,11 @@ class ObjectiveHyperparams:
         retain_loss: ``"nll"`` (answer NLL on the retain set) or ``"kl"`` (KL to the reference).
     """
 
-    beta: float = 0.1
-    delta: float = 0.0
-    gamma: float = 1.0
-    alpha: float = 1.0
-    retain_loss: str = "nll"
+    beta: float = field(default=0.1, metadata={"help": "β of NPO, SimNPO and DPO (inverse temperature)"})
+    delta: float = field(default=0.0, metadata={"help": "SimNPO reward margin (the SimNPO paper's γ)"})
+    gamma: float = field(default=1.0, metadata={"help": "γ: weight of the forget term"})
+    alpha: float = field(default=1.0, metadata={"help": "α: weight of the retain term"})
+    retain_loss: str = field(default="nll", metadata={"help": "retain term: nll (answer NLL) or kl (KL to the reference)"})
 
     def __post_init__(self) -> None:
         if not self.beta > 0:

@@ -1,0 +1,56 @@
+"""`grin-unlearn` command line: one sub-command per module in :mod:`grin_unlearn.commands`.
+
+Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+A :class:`UserInputError` anywhere becomes one line on stderr and exit code 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .errors import UserInputError
+
+COMMAND_MODULES = ("demo", "world", "finetune", "select", "unlearn", "eval", "compare", "sweep", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grin-unlearn", description=(
+        "GRIN machine unlearning for causal LMs: gradient-ratio influence scores, top-p weight "
+        "selection, noise injection and masked unlearning, with TOFU-style evaluation."))
+    parser.add_argument("--version", action="version", version=f"grin-unlearn {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"grin_unlearn.commands.{module_name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"grin_unlearn.commands.{module_name}":
+                raise
+            continue
+        sub = commands.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except UserInputError as err:
+        print(f"grin-unlearn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"grin-unlearn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Typed configs of an unlearning run. CLI flags and YAML files map onto the same dataclasses.
+
+One dataclass per concern (selection, noise, training; the objective's hyperparameters live in
+:class:`grin_unlearn.objectives.ObjectiveHyperparams`), values checked in ``__post_init__`` with a
+:class:`UserInputError`. :func:`add_dataclass_arguments` turns fields into ``--flag`` options (help
+text from the field's metadata, written once); :func:`config_from_mapping` reads a YAML/JSON mapping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserInputError
+from .influence import DEFAULT_EPS, DEFAULT_WAGLE_MU, SCORERS
+from .objectives import ObjectiveHyperparams, get_objective
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class SelectionConfig:
+    scorer: str = field(default="grin", metadata=_help(
+        "weight scorer: grin | forget-grad | magnitude | random | wagle | none (none = full fine-tuning)"))
+    ratio: float = field(default=0.4, metadata=_help("fraction p of eligible weights to select, in (0, 1]"))
+    eps: float = field(default=DEFAULT_EPS, metadata=_help("ε in |G_f| / (|G_r| + ε)"))
+    retain_samples: typing.Optional[int] = field(default=None, metadata=_help(
+        "subsample the retain set to this many examples for G_r (default: all)"))
+    include: list[str] = field(default_factory=list, metadata=_help(
+        "regex patterns of extra parameters to make eligible (e.g. embed_tokens lm_head)"))
+    exclude: list[str] = field(default_factory=list, metadata=_help("regex patterns of parameters to exclude"))
+    wagle_mu: float = field(default=DEFAULT_WAGLE_MU, metadata=_help("μ of the WAGLE scorer |(θ − G_r/μ) ⊙ G_f|"))
+    score_batch_size: int = field(default=8, metadata=_help("batch size of the gradient passes"))
+
+    def __post_init__(self):
+        valid = sorted(SCORERS) + ["none"]
+        if self.scorer not in valid:
+            raise UserInputError(f"--scorer: unknown scorer '{self.scorer}' (valid: {', '.join(valid)})")
+        if not 0 < self.ratio <= 1:
+            raise UserInputError(f"--ratio: expected a fraction in (0, 1], got {self.ratio}")
+        if self.eps <= 0:
+            raise UserInputError(f"--eps: expected ε > 0, got {self.eps}")
+        if self.retain_samples is not None and self.retain_samples <= 0:
+            raise UserInputError(f"--retain-samples: expected a positive count, got {self.retain_samples}")
+
+
+@dataclass
+class NoiseConfig:
+    noise_var: float = field(default=1e-3, metadata=_help("σ² of the Gaussian noise added to selected weights (0 = none)"))
+    noise_mode: str = field(default="absolute", metadata=_help(
+        "absolute: N(0, σ²) as in the paper; relative: σ scaled by each tensor's weight std"))
+
+    def __post_init__(self):
+        if self.noise_var < 0:
+            raise UserInputError(f"--noise-var: expected σ² >= 0, got {self.noise_var}")
+        if self.noise_mode not in ("absolute", "relative"):
+            raise UserInputError(f"--noise-mode: expected absolute or relative, got '{self.noise_mode}'")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = field(default=5, metadata=_help("passes over the forget set"))
+    lr: float = field(default=1e-3, metadata=_help("peak learning rate"))
+    batch_size: int = field(default=16, metadata=_help("forget examples per step (each paired with a retain example)"))
+    weight_decay: float = field(default=0.01, metadata=_help("decoupled weight decay (masked weights excluded)"))
+    warmup_ratio: float = field(default=0.1, metadata=_help("share of steps for linear warm-up"))
+    max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm"))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
+    save_steps: int = field(default=0, metadata=_help("checkpoint every N steps for --resume (0 = no checkpoints)"))
+    seed: int = field(default=0, metadata=_help("seed of every random choice (noise, pairing, data order)"))
+    max_length: int = field(default=128, metadata=_help("max tokens per example (longer ones are truncated)"))
+    gradient_checkpointing: bool = field(default=False, metadata=_help("trade compute for activation memory"))
+
+    def __post_init__(self):
+        for name in ("epochs", "lr", "batch_size", "gradient_accumulation_steps", "max_length"):
+            if getattr(self, name) <= 0:
+                raise UserInputError(f"--{name.replace('_', '-')}: expected a positive value, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.save_steps < 0:
+            raise UserInputError("--weight-decay and --save-steps must be >= 0")
+
+
+@dataclass
+class UnlearnConfig:
+    """Everything that determines an unlearning run (saved as the run's config.json)."""
+
+    objective: str = "npo"
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    hyperparams: ObjectiveHyperparams = field(default_factory=ObjectiveHyperparams)
+
+    def __post_init__(self):
+        get_objective(self.objective)  # raises with the valid names
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"selection": SelectionConfig, "noise": NoiseConfig, "train": TrainConfig,
+            "hyperparams": ObjectiveHyperparams}
+
+
+def _field_type(cls, f: dataclasses.Field):
+    hint = typing.get_type_hints(cls)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is list:
+        return list, typing.get_args(hint)[0]
+    if args and typing.get_origin(hint) is typing.Union:
+        return args[0], None
+    return hint, None
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One ``--field-name`` option per field of ``cls`` (default None = keep the dataclass default)."""
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        kind, item = _field_type(cls, f)
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if kind is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind is list:
+            group.add_argument(flag, dest=f.name, nargs="*", type=item, default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+
+
+def dataclass_from_namespace(cls, args: argparse.Namespace, base=None):
+    """``cls`` built from ``base`` (or defaults) with every option the user gave applied on top."""
+    values = dataclasses.asdict(base) if base is not None else {}
+    for f in dataclasses.fields(cls):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    return cls(**values)
+
+
+def config_from_mapping(mapping: dict, source: str = "config") -> UnlearnConfig:
+    """An :class:`UnlearnConfig` from a nested mapping (YAML/JSON): ``objective`` plus sections."""
+    if not isinstance(mapping, dict):
+        raise UserInputError(f"{source}: expected a mapping of settings, got {type(mapping).__name__}")
+    unknown = set(mapping) - set(SECTIONS) - {"objective"}
+    if unknown:
+        raise UserInputError(f"{source}: unknown keys {sorted(unknown)} (valid: objective, {', '.join(SECTIONS)})")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        values = mapping.get(name) or {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        bad = set(values) - names
+        if bad:
+            raise UserInputError(f"{source}: unknown keys {sorted(bad)} in '{name}' (valid: {', '.join(sorted(names))})")
+        sections[name] = cls(**values)
+    return UnlearnConfig(objective=mapping.get("objective", "npo"), **sections)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """A YAML file as a mapping (safe loader: no code execution)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise UserInputError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"{path}: expected a YAML mapping at the top level")
+    return data

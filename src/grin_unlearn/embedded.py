@@ -1,0 +1,97 @@
+"""The embedded default benchmark: a generated world plus tiny target and oracle models, cached.
+
+Everything the demo and the tests need without the Hub: the world's splits, a byte-level BPE
+tokenizer trained on them, a randomly initialised tiny Llama (the *base*), the **target** (base
+fine-tuned on ``full`` + ``world_facts``) and the **oracle** (base fine-tuned on the matching retain
+split + ``world_facts``, i.e. exact retraining without the forget authors). Each stage is stored
+under ``<cache>/embedded-<hash of the config>/`` and reused when present, so reruns are instant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .data.records import load_qa_split
+from .data.world import generate_world, world_corpus, write_world
+from .errors import UserInputError
+from .finetune import FinetuneConfig, finetune
+from .models import TinyModelConfig, build_tiny_model, load_model, load_tokenizer, train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """``$GRIN_UNLEARN_CACHE``, else ``~/.cache/grin-unlearn``."""
+    return Path(os.environ.get("GRIN_UNLEARN_CACHE", Path.home() / ".cache" / "grin-unlearn")).expanduser()
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    """The embedded benchmark: world size and seed, tokenizer and model sizes, fine-tuning recipe."""
+
+    authors: int = 40
+    holdout_authors: int = 4
+    world_seed: int = 0
+    vocab_size: int = 2048
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=20, learning_rate=3e-3))
+    forget_split: str = "forget10"
+
+    def __post_init__(self):
+        if self.forget_split not in ("forget01", "forget05", "forget10"):
+            raise UserInputError(f"forget split '{self.forget_split}': expected one of forget01, forget05, forget10")
+
+    @property
+    def retain_split(self) -> str:
+        return f"retain{100 - int(self.forget_split[-2:]):02d}"
+
+    def key(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class EmbeddedAssets:
+    root: Path
+    world: Path
+    base: Path
+    target: Path
+    oracle: Path
+    config: EmbeddedConfig
+
+
+def _train(base_dir: Path, records: list[dict], config: EmbeddedConfig, out: Path) -> None:
+    tokenizer = load_tokenizer(str(base_dir))
+    model = load_model(str(base_dir), dtype="float32", device="cpu").train()
+    finetune(model, tokenizer, records, config.finetune, out)
+
+
+def prepare_embedded(config: EmbeddedConfig | None = None, cache_dir: str | Path | None = None,
+                     log=print) -> EmbeddedAssets:
+    """Build (or reuse) the world, base, target and oracle for ``config``; return their folders."""
+    config = config or EmbeddedConfig()
+    root = Path(cache_dir or default_cache_dir()) / f"embedded-{config.key()}"
+    assets = EmbeddedAssets(root, root / "world", root / "base", root / "target", root / "oracle", config)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    if not (assets.world / "world.json").is_file():
+        log(f"building the world: {config.authors} authors + {config.holdout_authors} holdout (seed {config.world_seed})")
+        write_world(assets.world, config.authors, config.holdout_authors, config.world_seed, overwrite=True)
+    if not (assets.base / "config.json").is_file():
+        log("training the tokenizer and building the base model")
+        splits = generate_world(config.authors, config.holdout_authors, config.world_seed)
+        tokenizer = train_tokenizer(world_corpus(splits), config.vocab_size)
+        model = build_tiny_model(config.model, tokenizer, seed=config.finetune.seed)
+        model.save_pretrained(assets.base)
+        tokenizer.save_pretrained(assets.base)
+    facts = load_qa_split(assets.world, "world_facts")
+    for name, split, out in (("target", "full", assets.target), ("oracle", config.retain_split, assets.oracle)):
+        if not (out / "config.json").is_file():
+            log(f"fine-tuning the {name} model on {split} + world_facts")
+            _train(assets.base, load_qa_split(assets.world, split) + facts, config, out)
+    return assets

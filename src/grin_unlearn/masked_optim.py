@@ -1,0 +1,97 @@
+"""Exact masked fine-tuning: only selected weights move, bit for bit.
+
+Zeroing the gradient of unselected weights is not enough: decoupled weight decay (AdamW,
+Loshchilov & Hutter, arXiv 1711.05101) shrinks *every* weight, ``θ ← θ − η·λ·θ``, and so moves
+unselected weights anyway. Here:
+
+* tensors with no selected entry are frozen (``requires_grad=False``) before the optimizer is built,
+  so they get no gradient and no optimizer state;
+* a gradient hook zeroes unselected entries, so gradient clipping sees only selected gradients;
+* :class:`MaskedAdamW` keeps Adam's moments only for the selected entries (``m, v ∈ R^k`` for a tensor
+  with ``k`` selected entries) and applies the update and the weight decay to those entries alone:
+
+      g = ∇θ[M];  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²
+      θ[M] ← θ[M] − η·( m̂ / (√v̂ + ε) + λ·θ[M] ),   m̂ = m/(1−β1^t), v̂ = v/(1−β2^t)
+
+  Unselected entries are never written, so they stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def freeze_unselected(params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Tensor],
+                      all_params: dict[str, torch.nn.Parameter]) -> dict[str, torch.nn.Parameter]:
+    """Set ``requires_grad`` on exactly the tensors with at least one selected entry; return those."""
+    trainable = {}
+    for name, param in all_params.items():
+        mask = masks.get(name)
+        keep = mask is not None and bool(mask.any())
+        param.requires_grad_(keep)
+        if keep:
+            trainable[name] = param
+    return trainable
+
+
+def register_gradient_masks(trainable: dict[str, torch.nn.Parameter], masks: dict[str, torch.Tensor]) -> list:
+    """Hooks that zero the gradient of unselected entries (so clipping norms count selected ones only)."""
+    handles = []
+    for name, param in trainable.items():
+        mask = masks[name].to(param.device)
+        if bool(mask.all()):
+            continue
+        handles.append(param.register_hook(lambda grad, m=mask: grad.masked_fill(~m, 0)))
+    return handles
+
+
+class MaskedAdamW(torch.optim.Optimizer):
+    """AdamW restricted to a boolean mask per parameter (formula in the module docstring).
+
+    ``masks`` maps each parameter object to its mask (same shape). State per parameter: ``step``,
+    ``exp_avg`` and ``exp_avg_sq`` of shape ``(k,)`` in fp32, where ``k`` is the mask's count.
+    """
+
+    def __init__(self, params, masks: dict[torch.nn.Parameter, torch.Tensor], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self.masks = {param: mask.to(param.device, torch.bool) for param, mask in masks.items()}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                mask = self.masks[param]
+                state = self.state[param]
+                grad = param.grad[mask].float()  # (k,)
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(grad)
+                    state["exp_avg_sq"] = torch.zeros_like(grad)
+                state["step"] += 1
+                step = state["step"].item()
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denom = (exp_avg_sq / (1 - beta2 ** step)).sqrt_().add_(group["eps"])
+                selected = param[mask].float()
+                update = (exp_avg / (1 - beta1 ** step)) / denom + group["weight_decay"] * selected
+                param[mask] = (selected - group["lr"] * update).to(param.dtype)
+        return loss
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held in the optimizer's per-parameter state tensors (masks counted when masked)."""
+    total = 0
+    for state in optimizer.state.values():
+        total += sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v))
+    for mask in getattr(optimizer, "masks", {}).values():
+        total += mask.numel() * mask.element_size()
+    return total

@@ -1,0 +1,301 @@
+"""Which weights GRIN may touch, and the global top-p selection over their scores.
+
+GRIN (Anjarlekar & Pombra, "LLM Unlearning using Gradient Ratio-Based Influence Estimation and Noise
+Injection", arXiv 2508.06467) scores every
+eligible weight with ``s_i = |G_f[i]| / (|G_r[i]| + eps)`` and keeps the global top ``p`` fraction:
+the ``k = round(p * N)`` largest scores over *all* eligible tensors together (``N`` = their total
+number of elements), not ``p`` per tensor. This module does that selection with bounded memory.
+
+Selection algorithm (a two-pass radix select, no concatenation of all scores):
+
+* Each fp32 score is turned into an int32 *key* that sorts like the float: for ``x >= 0`` the IEEE-754
+  bit pattern itself (non-negative floats are ordered like their bits), for ``x < 0`` minus the bit
+  pattern of ``|x|``. ``-0.0`` and ``+0.0`` both map to key 0, so they tie, as they compare equal.
+* Pass 1: a 65,536-bin histogram of the high 16 bits of the keys over every tensor finds the bucket
+  that holds the k-th largest key. Pass 2: a histogram of the low 16 bits of the keys inside that
+  bucket finds the exact threshold key ``t`` and the number ``m`` of entries equal to ``t`` to take.
+* Pass 3 builds the masks: ``key > t``, plus the first ``m`` entries with ``key == t`` in tensor
+  order (dict order) then flat (row-major) index order. That is the deterministic tie-break.
+
+Tensors are streamed in chunks of ``_CHUNK`` elements, so the extra memory is the masks (``N`` bytes)
+plus a few chunk-sized temporaries, whatever the size of the largest tensor (a non-contiguous score
+tensor is first copied to a contiguous one). CPU chunks are processed as numpy views, CUDA chunks as
+torch tensors, by the same code.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from .errors import UserInputError
+
+# A transformer block index in a parameter name: "model.layers.3.mlp...", "transformer.h.0.attn...".
+BLOCK_PATTERN = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.")
+
+# Removed from the default set (matched with re.search on the parameter name). Opt back in with
+# ``include``: an include pattern adds a parameter even when one of these matches it.
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    r"embed",  # embed_tokens, embed_positions, embeddings
+    r"lm_head",
+    r"norm",  # input_layernorm, post_attention_layernorm, final_layernorm, RMSNorm
+    r"(?:^|\.)ln_",  # GPT-2 ln_1, ln_2, ln_f
+    r"(?:^|\.)(?:wte|wpe)\.",  # GPT-2 token / position embeddings
+)
+
+_CHUNK = 1 << 20  # elements per streamed chunk: 4 MiB of int32 keys
+_BINS = 1 << 16  # radix of each histogram pass
+_HALF = 1 << 15  # offset making the signed high half of a key a bin index
+# Bins of raw fp32 bit patterns' high halves (+32768): NaN only, and +-inf (shared with some NaN).
+_NAN_BINS = np.r_[0x7F81:0x8000, 0xFF81:0x10000]
+_INF_BINS = np.array([0x7F80, 0xFF80])
+
+
+def eligible_parameters(
+    model: torch.nn.Module,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> dict[str, torch.nn.Parameter]:
+    """The parameters whose weights GRIN may select, in ``model.named_parameters()`` order.
+
+    Default set (the weight matrices of the transformer blocks): every 2-D parameter whose name
+    carries a block index (``BLOCK_PATTERN``: ``.layers.N.``, ``.h.N.``, ``.blocks.N.``, ...) and that
+    matches none of ``DEFAULT_EXCLUDE`` (embeddings, lm_head, norms).
+
+    ``include``: regex patterns (``re.search`` on the name) that ADD parameters of any shape, wherever
+    they live, e.g. ``["embed_tokens", "lm_head"]``. Each pattern must match at least one parameter,
+    so a typo is an error instead of a silent no-op.
+    ``exclude``: regex patterns that remove parameters from the result (applied last, so they also
+    win over ``include``). A single string is accepted as a one-pattern list.
+
+    ``requires_grad`` is not looked at; tied weights appear once (``named_parameters`` dedups them).
+    Raises :class:`UserInputError` for an invalid pattern or an empty result.
+    """
+    include_res = _compile_patterns(include, "include")
+    exclude_res = _compile_patterns(exclude, "exclude")
+    default_exclude_res = [re.compile(p) for p in DEFAULT_EXCLUDE]
+
+    named = list(model.named_parameters())
+    for pattern in include_res:
+        if not any(pattern.search(name) for name, _ in named):
+            raise UserInputError(f"include: pattern {pattern.pattern!r} matches no parameter name of the model")
+
+    chosen: dict[str, torch.nn.Parameter] = {}
+    for name, param in named:
+        by_default = (
+            param.dim() == 2
+            and BLOCK_PATTERN.search(name) is not None
+            and not any(p.search(name) for p in default_exclude_res)
+        )
+        included = any(p.search(name) for p in include_res)
+        excluded = any(p.search(name) for p in exclude_res)
+        if (by_default or included) and not excluded:
+            chosen[name] = param
+    if not chosen:
+        raise UserInputError(
+            "include/exclude: no eligible parameter left (expected 2-D weights inside transformer blocks "
+            f"named like '.layers.N.', or include patterns that match; include={include!r}, exclude={exclude!r})"
+        )
+    return chosen
+
+
+def select_top_fraction(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:
+    """Boolean masks selecting exactly ``k = round(ratio * N)`` weights with the largest scores.
+
+    GRIN selection (arXiv 2508.06467): ``S = top-k_i s_i`` over all eligible weights jointly,
+    ``k = round(p * N)``, ``p = ratio``. ``round`` is Python's (half to even).
+
+    Ties: among equal scores the earlier tensor (dict order) wins, then the lower flat (row-major)
+    index. Scores are compared in fp32 (fp16/bf16/fp64 are converted chunk by chunk; fp64 values that
+    round to the same fp32 value tie). Any sign is allowed and ordered correctly (GRIN scores are
+    >= 0, other scorers need not be); ``-0.0`` ties with ``+0.0``; ``+inf`` is the largest score.
+
+    Memory: no concatenation; the extra memory is the returned masks (``N`` bytes) plus chunk-sized
+    temporaries (see the module docstring). Each mask lives on its score tensor's device.
+
+    Raises :class:`UserInputError` if ``ratio`` is not in (0, 1], ``scores`` is empty, a tensor is not
+    floating point, or a tensor holds NaN (the message names the tensor).
+    """
+    k, total = _validate(scores, ratio)
+    hist_hi, signed = _high_histogram(scores)  # (65536,) counts of (key >> 16) + 32768
+    if k == 0 or k == total:
+        return {name: torch.full_like(s, k == total, dtype=torch.bool) for name, s in scores.items()}
+
+    bucket, above_bucket = _find_bucket(hist_hi, k)
+    hist_lo = _low_histogram(scores, bucket, signed)  # (65536,) counts of key & 0xFFFF in the bucket
+    low, above_low = _find_bucket(hist_lo, k - above_bucket)
+    threshold = (bucket - _HALF) * _BINS + low  # the k-th largest key
+    ties_to_take = k - above_bucket - above_low  # >= 1 entries equal to the threshold
+    return _build_masks(scores, threshold, ties_to_take, signed)
+
+
+def brute_force_top_fraction(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:
+    """Reference for :func:`select_top_fraction`: concatenate, stable sort, take the first ``k``.
+
+    Same contract (fp32 comparison, same ``k``, same tie-break, same errors), memory ``O(N)`` with
+    int64 sort indices: for tests and benchmarks only.
+    """
+    k, total = _validate(scores, ratio)
+    for name, s in scores.items():
+        if torch.isnan(s).any():
+            raise UserInputError(f"scores[{name!r}]: contains NaN (expected real-valued scores)")
+    flat = torch.cat([s.detach().reshape(-1).float().cpu() for s in scores.values()])  # (N,)
+    # Stable descending sort keeps equal scores in concatenation order: tensor order, then flat index.
+    order = torch.sort(flat, descending=True, stable=True).indices[:k]  # (k,)
+    chosen = torch.zeros(total, dtype=torch.bool)
+    chosen[order] = True
+    masks: dict[str, torch.Tensor] = {}
+    start = 0
+    for name, s in scores.items():
+        masks[name] = chosen[start : start + s.numel()].reshape(s.shape).to(s.device)
+        start += s.numel()
+    return masks
+
+
+def mask_fraction(masks: dict[str, torch.Tensor]) -> float:
+    """Selected fraction ``sum_i m_i / N`` over all masks (0.0 when they hold no element)."""
+    if not masks:
+        raise UserInputError("masks: expected at least one mask tensor, got an empty dict")
+    selected = sum(int(m.count_nonzero()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    return selected / total if total else 0.0
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _compile_patterns(patterns: list[str] | str | None, what: str) -> list[re.Pattern[str]]:
+    if patterns is None:
+        return []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    compiled = []
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise UserInputError(f"{what}: expected regex strings, got {pattern!r}")
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as err:
+            raise UserInputError(f"{what}: {pattern!r} is not a valid regular expression ({err})") from None
+    return compiled
+
+
+def _validate(scores: dict[str, torch.Tensor], ratio: float) -> tuple[int, int]:
+    """Check the inputs; return ``(k, N)``."""
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not math.isfinite(ratio):
+        raise UserInputError(f"ratio: expected a number in (0, 1], got {ratio!r}")
+    if not 0.0 < ratio <= 1.0:
+        raise UserInputError(f"ratio: expected a number in (0, 1], got {ratio!r}")
+    if not scores:
+        raise UserInputError("scores: expected at least one score tensor, got an empty dict")
+    for name, s in scores.items():
+        if not isinstance(s, torch.Tensor) or not s.is_floating_point():
+            kind = s.dtype if isinstance(s, torch.Tensor) else type(s).__name__
+            raise UserInputError(f"scores[{name!r}]: expected a floating-point tensor, got {kind}")
+    total = sum(s.numel() for s in scores.values())
+    return round(ratio * total), total
+
+
+# Chunks are int32 arrays: numpy views for CPU tensors, torch tensors elsewhere (CUDA). On CPU,
+# numpy's single-threaded kernels avoid torch's intra-op parallel regions, which cost up to ~10 ms each
+# on oversubscribed cores (about 9 per chunk here; see bench/bench_selection.py). The code below only
+# uses operations that mean the same for both: >>, &, +=, comparisons, boolean indexing, sum, cumsum.
+Array = np.ndarray | torch.Tensor
+
+
+def _chunks(scores: dict[str, torch.Tensor]) -> Iterator[tuple[str, int, Array]]:
+    """Yield ``(name, start, bits)``: int32 bit patterns of fp32 pieces of every tensor, in order."""
+    for name, s in scores.items():
+        flat = s.detach().reshape(-1)  # (n,) a view when contiguous
+        for start in range(0, flat.numel(), _CHUNK):
+            bits = flat[start : start + _CHUNK].float().contiguous().view(torch.int32)  # (c,) no copy if fp32
+            yield name, start, _host_view(bits)
+
+
+def _keys(bits: Array, has_sign_bit: bool) -> Array:
+    """fp32 bits -> int32 keys with the float order: bits for x >= 0, -bits(|x|) for x < 0 (-0.0 -> 0)."""
+    if not has_sign_bit:
+        return bits
+    key = bits & 0x7FFFFFFF  # (c,) bits of |x|
+    negative = bits < 0  # sign bit set
+    key[negative] = -key[negative]
+    return key
+
+
+def _high_histogram(scores: dict[str, torch.Tensor]) -> tuple[np.ndarray, set[tuple[str, int]]]:
+    """Pass 1: histogram of ``(key >> 16) + 32768``; also the NaN check and the chunks with a sign bit.
+
+    The common case (no sign bit set) needs no key transform: the raw bit patterns are the keys. The
+    raw histogram tells whether a chunk has a sign bit (bins < 32768) or NaN (bins beyond +-inf).
+    """
+    hist = np.zeros(_BINS, dtype=np.int64)
+    signed: set[tuple[str, int]] = set()
+    for name, start, bits in _chunks(scores):
+        counts = _high_counts(bits)  # raw bit patterns
+        if counts[_NAN_BINS].any() or (counts[_INF_BINS].any() and bool(((bits & 0x7FFFFFFF) > 0x7F800000).any())):
+            raise UserInputError(f"scores[{name!r}]: contains NaN (expected real-valued scores)")
+        if counts[:_HALF].any():  # some x < 0 (or -0.0): count the sign-corrected keys instead
+            signed.add((name, start))
+            counts = _high_counts(_keys(bits, True))
+        hist += counts
+    return hist, signed
+
+
+def _high_counts(key: Array) -> np.ndarray:
+    high = key >> 16  # (c,) in [-32768, 32768)
+    high += _HALF
+    return _bincount(high)
+
+
+def _low_histogram(scores: dict[str, torch.Tensor], bucket: int, signed: set[tuple[str, int]]) -> np.ndarray:
+    """Pass 2: histogram of ``key & 0xFFFF`` over the keys whose high half is ``bucket - 32768``."""
+    hist = np.zeros(_BINS, dtype=np.int64)
+    for name, start, bits in _chunks(scores):
+        key = _keys(bits, (name, start) in signed)
+        hist += _bincount(key[(key >> 16) == bucket - _HALF] & 0xFFFF)  # (c',) in [0, 65536)
+    return hist
+
+
+def _bincount(values: Array) -> np.ndarray:
+    """(65536,) int64 counts of ``values`` in [0, 65536), on the host."""
+    if isinstance(values, np.ndarray):
+        return np.bincount(values, minlength=_BINS)
+    return torch.bincount(values, minlength=_BINS).cpu().numpy()
+
+
+def _find_bucket(hist: np.ndarray, k: int) -> tuple[int, int]:
+    """The bin holding the k-th largest entry (k >= 1) and how many entries lie in higher bins."""
+    from_top = np.cumsum(hist[::-1])  # (65536,) entries in the top j+1 bins
+    j = int(np.searchsorted(from_top, k, side="left"))
+    return _BINS - 1 - j, int(from_top[j] - hist[_BINS - 1 - j])
+
+
+def _build_masks(
+    scores: dict[str, torch.Tensor], threshold: int, ties_to_take: int, signed: set[tuple[str, int]]
+) -> dict[str, torch.Tensor]:
+    """Pass 3: ``key > threshold`` plus the first ``ties_to_take`` keys equal to it, in order."""
+    # Every element is written below, so no zero-fill is needed.
+    masks = {name: torch.empty(s.shape, dtype=torch.bool, device=s.device) for name, s in scores.items()}
+    for name, start, bits in _chunks(scores):
+        key = _keys(bits, (name, start) in signed)
+        out = _host_view(masks[name].view(-1))[start : start + len(key)]  # (c,) view into the mask
+        out[...] = key > threshold
+        if ties_to_take > 0:
+            equal = key == threshold  # (c,)
+            found = int(equal.sum())
+            if found > ties_to_take:
+                equal &= equal.cumsum(0) <= ties_to_take  # the first ties_to_take in flat order
+                found = ties_to_take
+            out |= equal
+            ties_to_take -= found
+    return masks
+
+
+def _host_view(tensor: torch.Tensor) -> Array:
+    """A CPU tensor as a numpy view sharing its memory; any other tensor as is."""
+    return tensor.numpy() if tensor.device.type == "cpu" else tensor

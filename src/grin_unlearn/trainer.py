@@ -1,0 +1,101 @@
+"""``UnlearningTrainer``: a ``transformers.Trainer`` that wires batches, the objective and the mask.
+
+Per step: one forward pass over the forget, refusal and retain examples the objective needs (padded
+together), :func:`sequence_logprobs` per group, reference log-probs looked up from a precomputed table
+(or a live reference model for the KL retain term), then :func:`combine`. With masks, the optimizer is
+:class:`MaskedAdamW`, so unselected weights never move (see :mod:`grin_unlearn.masked_optim`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import Trainer
+
+from .logprobs import answer_kl, sequence_logprobs
+from .masked_optim import MaskedAdamW
+from .objectives import ObjectiveHyperparams, ObjectiveInputs, ObjectiveSpec, combine
+from .reference import lookup
+
+
+class NonFiniteLossError(RuntimeError):
+    """The unlearning loss became NaN or inf; the run stops and keeps its last checkpoint."""
+
+
+def _pad_to(tensor: torch.Tensor, width: int, value: int) -> torch.Tensor:
+    return torch.nn.functional.pad(tensor, (0, width - tensor.shape[1]), value=value)
+
+
+class UnlearningTrainer(Trainer):
+    def __init__(self, *args, objective: ObjectiveSpec, hyperparams: ObjectiveHyperparams,
+                 reference: dict | None = None, ref_model=None, masks: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objective, self.hyperparams = objective, hyperparams
+        self.reference, self.ref_model = reference or {}, ref_model
+        self.masks = masks  # {Parameter: bool mask} or None for full fine-tuning
+        self.needed = objective.required_inputs(hyperparams)
+        self.groups = [g for g in ("forget", "refusal", "retain")
+                       if g in self.needed or (g == "retain" and "retain_kl" in self.needed)]
+        self.model_accepts_loss_kwargs = False  # our loss is already a per-batch mean
+        self._term_sums: dict[str, float] = {}
+        self._term_steps = 0
+
+    def create_optimizer(self, model=None):
+        if self.masks is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in trainable if p.ndim >= 2]
+        no_decay = [p for p in trainable if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": self.args.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        self.optimizer = MaskedAdamW([g for g in groups if g["params"]], {p: self.masks[p] for p in trainable},
+                                     lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
+                                     eps=self.args.adam_epsilon)
+        return self.optimizer
+
+    def _forward_groups(self, model, inputs: dict) -> dict:
+        """One forward over the needed groups; returns ``{group: (logits (B,T,V), labels (B,T))}``."""
+        width = max(inputs[g]["input_ids"].shape[1] for g in self.groups)
+        pad_id = self.processing_class.pad_token_id if self.processing_class is not None else 0
+        ids = torch.cat([_pad_to(inputs[g]["input_ids"], width, pad_id) for g in self.groups])
+        attention = torch.cat([_pad_to(inputs[g]["attention_mask"], width, 0) for g in self.groups])
+        logits = model(input_ids=ids, attention_mask=attention).logits  # (G·B, T, V)
+        out, start = {}, 0
+        for g in self.groups:
+            rows, cols = inputs[g]["input_ids"].shape
+            out[g] = (logits[start:start + rows, :cols], inputs[g]["labels"])
+            start += rows
+        return out
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = self._forward_groups(model, inputs)
+        stats = {g: sequence_logprobs(*outputs[g]) for g in outputs}
+        device = outputs["forget"][0].device
+        retain_kl = None
+        if "retain_kl" in self.needed:
+            retain = inputs["retain"]
+            with torch.no_grad():
+                ref_logits = self.ref_model(input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]).logits
+            retain_kl = answer_kl(outputs["retain"][0], ref_logits, retain["labels"])
+        ref = {g: lookup(self.reference[g], inputs["index"], device) for g in self.reference}
+        objective_inputs = ObjectiveInputs(
+            forget=stats["forget"], retain=stats.get("retain"), refusal=stats.get("refusal"),
+            ref_forget=ref.get("forget"), ref_refusal=ref.get("refusal"), retain_kl=retain_kl)
+        loss = combine(self.objective, objective_inputs, self.hyperparams)
+        if not math.isfinite(loss.loss.item()):
+            raise NonFiniteLossError(f"the {self.objective.name} loss became {loss.loss.item()} at step "
+                                     f"{self.state.global_step}")
+        self._accumulate_terms(loss)
+        return (loss.loss, outputs) if return_outputs else loss.loss
+
+    def _accumulate_terms(self, loss) -> None:
+        for name in ("forget_loss", "retain_loss"):
+            self._term_sums[name] = self._term_sums.get(name, 0.0) + float(getattr(loss, name).detach())
+        self._term_steps += 1
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if self._term_steps:
+            logs.update({k: round(v / self._term_steps, 5) for k, v in self._term_sums.items()})
+            self._term_sums, self._term_steps = {}, 0
+        super().log(logs, *args, **kwargs)

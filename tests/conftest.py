@@ -1,0 +1,48 @@
+"""Shared fixtures: a micro world and a tiny model (hidden 32) so tests run in seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("GRIN_UNLEARN_QUIET", "1")
+torch.set_num_threads(1)
+
+from grin_unlearn.data.world import generate_world, world_corpus  # noqa: E402
+from grin_unlearn.models import TinyModelConfig, build_tiny_model, train_tokenizer  # noqa: E402
+
+MICRO_MODEL = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, max_position_embeddings=96, vocab_size=512)
+
+
+@pytest.fixture(scope="session")
+def micro_world() -> dict[str, list[dict]]:
+    return generate_world(authors=10, holdout_authors=1, seed=0)
+
+
+@pytest.fixture(scope="session")
+def micro_tokenizer(micro_world):
+    return train_tokenizer(world_corpus(micro_world), MICRO_MODEL.vocab_size)
+
+
+@pytest.fixture()
+def micro_model(micro_tokenizer):
+    return build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0)
+
+
+@pytest.fixture(scope="session")
+def micro_model_dir(tmp_path_factory, micro_tokenizer):
+    path = tmp_path_factory.mktemp("micro_model")
+    build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0).save_pretrained(path)
+    micro_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def micro_world_dir(tmp_path_factory):
+    from grin_unlearn.data.world import write_world
+
+    path = tmp_path_factory.mktemp("world") / "world"
+    return write_world(path, authors=10, holdout_authors=1, seed=0)

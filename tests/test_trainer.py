@@ -1,0 +1,81 @@
+"""Masked unlearning: unselected weights stay bit-identical, selected ones move, frozen tensors hold no state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grin_unlearn.config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
+from grin_unlearn.masked_optim import MaskedAdamW, optimizer_state_bytes
+from grin_unlearn.unlearn import unlearn
+
+
+def _config(objective="npo", scorer="grin", ratio=0.2, noise=0.0, **train):
+    train = {"epochs": 2, "lr": 1e-2, "batch_size": 4, "weight_decay": 0.1, "warmup_ratio": 0.0, **train}
+    return UnlearnConfig(objective=objective, selection=SelectionConfig(scorer=scorer, ratio=ratio),
+                         noise=NoiseConfig(noise_var=noise), train=TrainConfig(**train))
+
+
+def test_masked_run_moves_only_selected_weights(micro_world, micro_tokenizer, micro_model, tmp_path):
+    before = {n: p.detach().clone() for n, p in micro_model.named_parameters()}
+    result = unlearn(micro_model, micro_tokenizer, micro_world["forget10"], micro_world["retain90"][:24],
+                     _config(), tmp_path / "run", log=lambda *_: None)
+    after = dict(micro_model.named_parameters())
+    moved_selected = 0
+    for name, start in before.items():
+        mask = result.masks.get(name)
+        if mask is None:
+            assert torch.equal(after[name], start), f"{name} is not eligible but changed"
+            continue
+        assert torch.equal(after[name][~mask], start[~mask]), f"unselected entries of {name} moved"
+        moved_selected += int((after[name][mask] != start[mask]).sum())
+    assert moved_selected > 0.5 * sum(int(m.sum()) for m in result.masks.values())
+    assert (tmp_path / "run" / "run.json").is_file() and (tmp_path / "run" / "mask.safetensors").is_file()
+
+
+def test_noise_then_training_keeps_unselected_identical(micro_world, micro_tokenizer, micro_model, tmp_path):
+    before = {n: p.detach().clone() for n, p in micro_model.named_parameters()}
+    result = unlearn(micro_model, micro_tokenizer, micro_world["forget10"], micro_world["retain90"][:24],
+                     _config(objective="po", scorer="random", ratio=0.3, noise=1e-3), tmp_path / "run",
+                     log=lambda *_: None)
+    for name, mask in result.masks.items():
+        assert torch.equal(dict(micro_model.named_parameters())[name][~mask], before[name][~mask])
+
+
+def test_masked_adamw_state_only_for_selected_entries():
+    """Two tensors: one half-selected, one frozen. State is (k,) per trained tensor; decay is masked.
+
+    With weight decay λ=0.5, lr=0.1 and zero gradient, plain AdamW would scale every entry by
+    1 − lr·λ = 0.95; MaskedAdamW scales only the selected half.
+    """
+    trained = torch.nn.Parameter(torch.ones(4, 4))
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[:2] = True
+    optimizer = MaskedAdamW([trained], {trained: mask}, lr=0.1, weight_decay=0.5)
+    trained.grad = torch.zeros(4, 4)
+    optimizer.step()
+    assert torch.allclose(trained[mask], torch.full((8,), 0.95))
+    assert torch.equal(trained[~mask], torch.ones(8))
+    state = optimizer.state[trained]
+    assert state["exp_avg"].shape == (8,) and state["exp_avg_sq"].shape == (8,)
+    assert optimizer_state_bytes(optimizer) == 8 * 4 * 2 + 4 + 16  # moments + step + mask
+
+
+def test_frozen_tensors_carry_no_optimizer_state(micro_world, micro_tokenizer, micro_model, tmp_path):
+    from grin_unlearn.masked_optim import freeze_unselected
+
+    params = dict(micro_model.named_parameters())
+    masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in params.items() if p.ndim == 2}
+    chosen = next(iter(masks))
+    masks[chosen][0, 0] = True
+    trainable = freeze_unselected({n: params[n] for n in masks}, masks, params)
+    assert list(trainable) == [chosen]
+    assert [n for n, p in micro_model.named_parameters() if p.requires_grad] == [chosen]
+
+
+@pytest.mark.parametrize("objective", ["ga", "graddiff", "npo", "simnpo", "po", "idkdpo"])
+def test_every_objective_runs_full_finetuning(objective, micro_world, micro_tokenizer, micro_model, tmp_path):
+    before = micro_model.model.layers[0].mlp.down_proj.weight.detach().clone()
+    unlearn(micro_model, micro_tokenizer, micro_world["forget10"][:8], micro_world["retain90"][:8],
+            _config(objective=objective, scorer="none", epochs=1), tmp_path / "run", log=lambda *_: None)
+    assert not torch.equal(micro_model.model.layers[0].mlp.down_proj.weight, before)
