@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True, max_length: bool = True) -> None:
     parser.add_argument("--model", required=required, help="local model folder (save_pretrained) or Hub id")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow custom modelling code from the model repo (off by default)")
@@ -13,7 +13,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) 
                         help="weights dtype (auto: bf16 on a GPU that supports it, else fp32)")
     parser.add_argument("--chat-template", action="store_true",
                         help="format prompts with the tokenizer's chat template instead of 'Question: …\\nAnswer:'")
-    parser.add_argument("--max-length", type=int, default=128, help="max tokens per example (longer ones are truncated)")
+    if max_length:  # commands with a TrainConfig get --max-length from it
+        parser.add_argument("--max-length", type=int, default=128, help="max tokens per example (longer ones are truncated)")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,61 @@
+"""`grin-unlearn unlearn`: select → noise → masked unlearning → save, on any HF causal LM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import (NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, add_dataclass_arguments,
+                      config_from_mapping, dataclass_from_namespace, load_yaml)
+from ..data.formatting import PromptFormat
+from ..data.records import load_qa_split
+from ..errors import UserInputError
+from ..models import load_model, load_tokenizer
+from ..objectives import OBJECTIVES, ObjectiveHyperparams
+from ..unlearn import unlearn
+from .common import add_data_arguments, add_model_arguments, add_output_arguments
+
+NAME = "unlearn"
+HELP = "run GRIN (or a baseline) on a model: select weights, add noise, unlearn only the selected weights"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser, max_length=False)
+    add_data_arguments(parser)
+    add_output_arguments(parser)
+    parser.add_argument("--objective", default=None, help=f"base objective: {', '.join(sorted(OBJECTIVES))} (default npo)")
+    parser.add_argument("--config", help="YAML file with objective/selection/noise/train/hyperparams sections; flags override it")
+    parser.add_argument("--mask", help="reuse a saved mask.safetensors instead of scoring")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    for cls in (SelectionConfig, NoiseConfig, TrainConfig, ObjectiveHyperparams):
+        add_dataclass_arguments(parser, cls)
+
+
+def resolve_config(args: argparse.Namespace) -> UnlearnConfig:
+    base = config_from_mapping(load_yaml(args.config), args.config) if args.config else UnlearnConfig()
+    return UnlearnConfig(
+        objective=args.objective or base.objective,
+        selection=dataclass_from_namespace(SelectionConfig, args, base.selection),
+        noise=dataclass_from_namespace(NoiseConfig, args, base.noise),
+        train=dataclass_from_namespace(TrainConfig, args, base.train),
+        hyperparams=dataclass_from_namespace(ObjectiveHyperparams, args, base.hyperparams),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    if args.mask and not Path(args.mask).is_file():
+        raise UserInputError(f"--mask: {args.mask} is not a file (expected a mask.safetensors from a previous run)")
+    forget = load_qa_split(args.data, args.forget)
+    retain = load_qa_split(args.data, args.retain)
+    overlap = {r["question"] for r in forget} & {r["question"] for r in retain}
+    if overlap:
+        print(f"warning: {len(overlap)} questions appear in both the forget and the retain split")
+    tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+    model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    fmt = PromptFormat(chat_template=args.chat_template, max_length=config.train.max_length)
+    result = unlearn(model, tokenizer, forget, retain, config, args.out, fmt=fmt, mask_path=args.mask,
+                     resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps({"out": str(result.out_dir), "timing_s": {k: round(v, 2) for k, v in result.timing.items()}}, indent=1))
+    return 0

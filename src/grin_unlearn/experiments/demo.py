@@ -1,0 +1,117 @@
+"""`grin-unlearn demo`: the whole job on the embedded benchmark, with one results table.
+
+Builds or reuses the world, the target and the oracle (:mod:`grin_unlearn.embedded`); evaluates both;
+runs GRIN (default objective NPO) and the same objective without mask and noise; evaluates both runs
+against the oracle; prints one table and writes ``<out>/report.md`` with PNG plots.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
+from ..embedded import EmbeddedConfig, prepare_embedded
+from ..evaluate import EvalConfig, default_roles
+from ..io_utils import atomic_write_text
+from ..objectives import ObjectiveHyperparams
+from .report import markdown_table, metrics_row, plot_metric_bars, plot_quality_utility
+from .runs import evaluate_model_dir, run_cell
+
+DEFAULT_TRAIN = TrainConfig(epochs=5, lr=2e-3, batch_size=16, weight_decay=0.01, warmup_ratio=0.0)
+
+
+@dataclass
+class DemoConfig:
+    """What the demo runs (defaults chosen from the p / σ² sweeps in docs/results.md)."""
+
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    objective: str = "npo"
+    ratio: float = 0.4
+    noise_var: float = 1e-3
+    train: TrainConfig = field(default_factory=lambda: replace(DEFAULT_TRAIN))
+    hyperparams: ObjectiveHyperparams = field(default_factory=ObjectiveHyperparams)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def unlearn_configs(self) -> dict[str, UnlearnConfig]:
+        name = self.objective.upper() if len(self.objective) <= 4 else self.objective
+        return {
+            f"{name} (full)": UnlearnConfig(self.objective, SelectionConfig(scorer="none"), NoiseConfig(noise_var=0.0),
+                                            replace(self.train), replace(self.hyperparams)),
+            f"GRIN + {name}": UnlearnConfig(self.objective, SelectionConfig(scorer="grin", ratio=self.ratio),
+                                            NoiseConfig(noise_var=self.noise_var), replace(self.train),
+                                            replace(self.hyperparams)),
+        }
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-").replace("--", "-")
+
+
+class Stages:
+    """Prints which stage is running and how long each took."""
+
+    def __init__(self, log=print):
+        self.log, self.start = log, time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        self.log(f"[{time.perf_counter() - self.start:6.1f}s] {message}", flush=True)
+
+
+def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None, cache_dir=None,
+             fresh: bool = False, log=print) -> tuple[list[dict], Path]:
+    config = config or DemoConfig()
+    out_dir = Path(out_dir)
+    if fresh and out_dir.exists():
+        shutil.rmtree(out_dir)
+    stage = Stages(log)
+    assets = prepare_embedded(config.embedded, cache_dir, log=stage)
+    forget, retain = config.embedded.forget_split, config.embedded.retain_split
+    roles = default_roles(assets.world, forget, retain)
+    stage("evaluating the oracle (retrained without the forget authors)")
+    oracle = evaluate_model_dir(assets.oracle, assets.world, roles, assets.oracle / f"eval-{forget}.json",
+                                config.eval)
+    rows = [metrics_row("oracle", oracle)]
+    stage("evaluating the target (trained on everything)")
+    target = evaluate_model_dir(assets.target, assets.world, roles, out_dir / "target" / "eval.json", config.eval, oracle)
+    rows.insert(0, metrics_row("target", target))
+    for label, unlearn_config in config.unlearn_configs().items():
+        stage(f"unlearning: {label}")
+        cell = run_cell(assets.target, assets.world, forget, retain, roles, unlearn_config,
+                        out_dir / _slug(label), config.eval, oracle, log=lambda *a, **k: None)
+        rows.append(metrics_row(label, cell.eval, _unlearning_seconds(cell.out_dir)))
+    stage("writing the report")
+    report = write_demo_report(out_dir, rows, config)
+    stage(f"done: {report}")
+    return rows, report
+
+
+def _unlearning_seconds(run_dir: Path) -> float | None:
+    import json
+
+    try:
+        return json.loads((run_dir / "run.json").read_text())["timing"]["total"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig) -> Path:
+    plot_metric_bars(rows, out_dir / "metrics.png")
+    plot_quality_utility(rows, out_dir / "quality_utility.png")
+    grin_dir = out_dir / _slug(list(config.unlearn_configs())[1])
+    density = grin_dir / "density.png"
+    lines = [
+        "# grin-unlearn demo", "",
+        f"Embedded benchmark: {config.embedded.authors} fictitious authors (+{config.embedded.holdout_authors} holdout), "
+        f"forget split `{config.embedded.forget_split}`, objective `{config.objective}`, GRIN p = {config.ratio}, "
+        f"σ² = {config.noise_var}. Wall time is the unlearning run (scoring + training).", "",
+        markdown_table(rows), "",
+        "Forget quality: KS-test p-value of the forget truth ratios against the oracle's (TOFU). "
+        "Model utility: harmonic mean of probability, ROUGE-L and truth ratio on retain and world facts.", "",
+        "![metrics](metrics.png)", "", "![forget quality vs model utility](quality_utility.png)", "",
+    ]
+    if density.is_file():
+        lines += [f"![density of selected weights]({density.relative_to(out_dir)})", ""]
+    return atomic_write_text(out_dir / "report.md", "\n".join(lines))

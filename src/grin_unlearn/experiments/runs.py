@@ -1,0 +1,62 @@
+"""One experiment cell: load a model → (unlearn) → evaluate against the oracle → ``eval.json``.
+
+Shared by the demo and by sweeps. A cell whose ``run.json`` and ``eval.json`` exist is finished and is
+read back instead of being run again (that is what makes sweeps resumable).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import UnlearnConfig
+from ..data.formatting import PromptFormat
+from ..data.records import load_qa_split
+from ..eval_report import load_eval, save_eval
+from ..evaluate import EvalConfig, evaluate, load_eval_sets
+from ..io_utils import atomic_write_json
+from ..models import load_model, load_tokenizer
+from ..unlearn import FINISHED, unlearn
+
+
+@dataclass
+class CellResult:
+    out_dir: Path
+    eval: dict
+    seconds: float
+    reused: bool
+
+
+def evaluate_model_dir(model_dir: str | Path, data: str | Path, roles: dict[str, str], out_json: str | Path,
+                       eval_config: EvalConfig | None = None, oracle: dict | None = None,
+                       fmt: PromptFormat | None = None) -> dict:
+    """Evaluate a saved model (cached in ``out_json``)."""
+    out_json = Path(out_json)
+    if out_json.is_file():
+        return load_eval(out_json)
+    tokenizer = load_tokenizer(str(model_dir))
+    model = load_model(str(model_dir))
+    result = evaluate(model, tokenizer, load_eval_sets(data, roles), roles, fmt, eval_config, oracle)
+    save_eval(out_json, result)
+    return result
+
+
+def run_cell(model_dir: str | Path, data: str | Path, forget: str, retain: str, roles: dict[str, str],
+             config: UnlearnConfig, out_dir: str | Path, eval_config: EvalConfig | None = None,
+             oracle: dict | None = None, log=print) -> CellResult:
+    """Unlearn ``model_dir`` with ``config`` into ``out_dir`` and evaluate it (skipped when finished)."""
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    if (out_dir / FINISHED).is_file() and (out_dir / "eval.json").is_file():
+        return CellResult(out_dir, load_eval(out_dir / "eval.json"), 0.0, reused=True)
+    if not (out_dir / FINISHED).is_file():
+        tokenizer = load_tokenizer(str(model_dir))
+        model = load_model(str(model_dir), dtype="float32")
+        fmt = PromptFormat(max_length=config.train.max_length)
+        unlearn(model, tokenizer, load_qa_split(data, forget), load_qa_split(data, retain), config, out_dir,
+                fmt=fmt, resume=True, log=log)
+    result = evaluate_model_dir(out_dir / "model", data, roles, out_dir / "eval.json", eval_config, oracle)
+    seconds = time.perf_counter() - start
+    atomic_write_json(out_dir / "cell.json", {"seconds": seconds, "config": config.to_dict()})
+    return CellResult(out_dir, result, seconds, reused=False)
