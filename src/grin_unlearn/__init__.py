@@ -9,23 +9,14 @@ The public API, one function per step of the method:
 * :func:`evaluate` — TOFU-style metrics (ROUGE-L, probability, truth ratio, forget quality, utility).
 """
 
-from importlib import import_module
-
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "score_influence": ("influence", "score_influence"),
-    "select_weights": ("selection", "select_top_fraction"),
-    "inject_noise": ("noise", "inject_noise"),
-    "unlearn": ("unlearn", "unlearn"),
-    "evaluate": ("evaluate", "evaluate"),
-}
-__all__ = [*_EXPORTS, "__version__"]
+# Eager imports on purpose: `unlearn` and `evaluate` are also submodule names, and binding the
+# functions here keeps `grin_unlearn.unlearn` the function whatever was imported before.
+from .evaluate import evaluate  # noqa: E402
+from .influence import score_influence  # noqa: E402
+from .noise import inject_noise  # noqa: E402
+from .selection import select_top_fraction as select_weights  # noqa: E402
+from .unlearn import unlearn  # noqa: E402
 
-
-def __getattr__(name: str):
-    # Lazy: `import grin_unlearn` (and the CLI's --help) stays fast; torch loads on first use.
-    if name in _EXPORTS:
-        module, attribute = _EXPORTS[name]
-        return getattr(import_module(f"{__name__}.{module}"), attribute)
-    raise AttributeError(f"module 'grin_unlearn' has no attribute {name!r}")
+__all__ = ["score_influence", "select_weights", "inject_noise", "unlearn", "evaluate", "__version__"]
