@@ -83,7 +83,8 @@ def plot_metric_bars(rows: list[dict], path: str | Path, columns=COLUMNS) -> Pat
 
 def plot_quality_utility(points: list[dict], path: str | Path, title: str = "forget quality vs model utility") -> Path:
     """Scatter of model utility (x) against log10 forget quality (y); each point ``{method, model_utility,
-    forget_quality}`` with optional ``*_std`` error bars; the oracle and target are marked."""
+    forget_quality}`` with optional ``*_std`` error bars (forget quality's as mean ± std mapped onto the
+    log axis); the oracle and target are marked."""
     figure = _figure(7, 5)
     axes = figure.add_subplot(1, 1, 1)
     for point in points:
@@ -93,11 +94,123 @@ def plot_quality_utility(points: list[dict], path: str | Path, title: str = "for
             continue
         y = math.log10(max(quality, 1e-30))
         marker = {"oracle": "*", "target": "X"}.get(point["method"], "o")
-        axes.errorbar(utility, y, xerr=point.get("model_utility_std"), marker=marker, markersize=10 if marker != "o" else 6,
+        axes.errorbar(utility, y, xerr=point.get("model_utility_std"), yerr=_log_error(quality, point.get("forget_quality_std")),
+                      marker=marker, markersize=10 if marker != "o" else 6,
                       linestyle="none", capsize=3, label=point["method"])
     axes.axhline(math.log10(0.05), color="grey", linestyle=":", linewidth=1)
     axes.set_xlabel("model utility ↑")
     axes.set_ylabel("log10 forget quality ↑ (dotted: p = 0.05)")
     axes.set_title(title)
     axes.legend(fontsize=7, ncol=2)
+    return save_figure(figure, path)
+
+
+def _log_error(mean: float, std: float | None):
+    """Asymmetric error bar of ``mean ± std`` on a log10 axis (None without a std)."""
+    if not std:
+        return None
+    y = math.log10(max(mean, 1e-30))
+    return [[y - math.log10(max(mean - std, 1e-30))], [math.log10(mean + std) - y]]
+
+
+# --- sweeps: grid values, mean ± std tables, metric-vs-parameter lines -----------------------------
+
+KEY_TITLES = {"objective": "objective", "selection.scorer": "scorer", "selection.ratio": "p",
+              "noise.noise_var": "σ²", "noise.noise_mode": "noise mode", "train.seed": "seed"}
+_LABEL_PREFIX = {"objective": "", "selection.scorer": "", "noise.noise_mode": "", "selection.ratio": "p=",
+                 "noise.noise_var": "σ²="}
+
+
+def key_title(key: str) -> str:
+    return KEY_TITLES.get(key, key.split(".")[-1])
+
+
+def format_grid_value(value) -> str:
+    """A grid value in a table cell; None (not applicable, e.g. p of a full fine-tune) is "–"."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def config_label(values: dict) -> str:
+    """``{"objective": "po", "selection.scorer": "grin", "selection.ratio": 0.4}`` -> ``po grin p=0.4``."""
+    parts = [_LABEL_PREFIX.get(key, key.split(".")[-1] + "=") + format_grid_value(value)
+             for key, value in values.items() if value is not None]
+    return " ".join(parts) or "base"
+
+
+def _mean_std(row: dict, key: str, digits: int = 3) -> str:
+    mean, std = row.get(key), row.get(f"{key}_std")
+    if mean is None:
+        return "–"
+    return f"{_fmt(float(mean), digits)} ± {_fmt(float(std or 0.0), digits)}"
+
+
+def mean_std_table(groups: list[dict], keys: list[str], references: list[dict] = (), columns=COLUMNS) -> str:
+    """Markdown table: one row per reference (``{method, <metric>...}``, single values) then one per
+    configuration group (``{values, n, <metric>, <metric>_std, seconds, seconds_std}``, as
+    :func:`grin_unlearn.experiments.aggregate.aggregate_cells` returns) with ``mean ± std`` cells."""
+    key_columns = [key_title(k) for k in keys] or ["configuration"]
+    header = key_columns + [title for _, title in columns] + ["wall time (s)", "n"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in references:
+        cells = [f"**{row['method']}**"] + [""] * (len(key_columns) - 1)
+        cells += [_fmt(row.get(key)) for key, _ in columns] + ["–", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    for group in groups:
+        cells = [format_grid_value(group["values"].get(k)) for k in keys] or [group.get("method", "base")]
+        cells += [_mean_std(group, key) for key, _ in columns]
+        cells += [_mean_std(group, "seconds", 1), str(group.get("n", ""))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_metric_vs(groups: list[dict], x_key: str, path: str | Path, metric: str = "forget_rouge_l",
+                   log_x: bool = False, references: list[tuple[str, float]] = ()) -> Path:
+    """One line per combination of the other grid values: ``metric`` (mean ± std) against ``x_key``.
+
+    Groups whose ``x_key`` is None (a full fine-tune, which has no p or σ²) are dashed horizontal
+    lines, ``references`` (label, value) dotted ones. With ``log_x`` the value 0 sits one decade left
+    of the smallest positive value, labelled "0" and set apart by a grey break line.
+    """
+    figure = _figure(7.5, 4.5)
+    axes = figure.add_subplot(1, 1, 1)
+    lines: dict[str, list] = {}
+    for group in groups:
+        mean = group.get(metric)
+        if mean is None:
+            continue
+        x = group["values"].get(x_key)
+        label = config_label({k: v for k, v in group["values"].items() if k != x_key})
+        if x is None:
+            axes.axhline(mean, linestyle="--", linewidth=1, color="tab:gray", label=f"{label} (no mask)")
+            continue
+        lines.setdefault(label, []).append((x, mean, group.get(f"{metric}_std") or 0.0))
+    xs = sorted({x for points in lines.values() for x, _, _ in points})
+    positive = [x for x in xs if x > 0]
+    zero_at = (positive[0] / 10 if positive else 1.0) if log_x else 0.0
+    for label, points in lines.items():
+        points.sort()
+        axes.errorbar([x if x > 0 or not log_x else zero_at for x, _, _ in points], [m for _, m, _ in points],
+                      yerr=[s for _, _, s in points], marker="o", capsize=3, label=label)
+    for (label, value), style in zip(references, ("-.", ":", ":")):
+        if value is not None:
+            axes.axhline(value, linestyle=style, linewidth=1, color="black", label=label)
+    title = dict(COLUMNS).get(metric, metric)
+    if log_x and xs:
+        axes.set_xscale("log")
+        ticks = [zero_at if x <= 0 else x for x in xs]
+        axes.set_xticks(ticks)
+        axes.set_xticklabels(["0" if x <= 0 else f"{x:g}" for x in xs])
+        axes.minorticks_off()
+        if positive and len(positive) < len(xs):
+            axes.axvline(math.sqrt(zero_at * positive[0]), color="lightgrey", linewidth=6, zorder=0)
+    elif xs:
+        axes.set_xticks(xs)
+    axes.set_xlabel(key_title(x_key) + (" (log scale)" if log_x else ""))
+    axes.set_ylabel(title)
+    axes.set_title(f"{title} vs {key_title(x_key)} (mean ± std over seeds)")
+    axes.legend(fontsize=7)
     return save_figure(figure, path)
