@@ -1,4 +1,5 @@
-"""Reading, writing and printing ``eval.json`` (the dict :func:`grin_unlearn.evaluate.evaluate` returns).
+"""Everything done with ``eval.json`` (the dict :func:`grin_unlearn.evaluate.evaluate` returns) without
+a model: the cross-set aggregates, reading and writing, and the tables.
 
 ``eval.json`` holds ``{"sets": {name: {"role", "n", "metrics", "per_item", "seconds"}},
 "aggregates": {...}, "config": {...}}``. Non-finite truth ratios are written as ``Infinity``
@@ -8,18 +9,96 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 from .errors import UserInputError
 from .io_utils import atomic_write_json
+from .metrics import forget_quality, mia_auc, model_utility, privleak
+
+logger = logging.getLogger(__name__)
 
 EVAL_FILE = "eval.json"
+OPTION_ROLES = ("world_facts", "real_authors")  # TOFU normalises the probability over the options here
+UTILITY_ROLES = ("retain", "real_authors", "world_facts")
+MIA_ATTACKS = ("loss", "zlib", "min_k")
 # Per-set columns of the summary: (metric key in eval.json, column header).
 SUMMARY_COLUMNS = (("rouge_l_recall", "rouge_l"), ("keyword_accuracy", "kw_acc"), ("answer_probability", "prob"),
                    ("normalized_option_probability", "opt_prob"), ("truth_ratio", "truth_ratio"),
                    ("extraction_strength", "extract"), ("mia_loss", "mia_loss"),
                    ("multiple_choice_accuracy", "mcq_acc"), ("nll", "nll"))
+
+
+def _first_of_role(sets: dict[str, dict], role: str) -> dict | None:
+    return next((s for s in sets.values() if s.get("role") == role), None)
+
+
+def _oracle_forget_ratios(oracle: dict) -> list[float]:
+    forget = _first_of_role(oracle.get("sets", {}), "forget")
+    ratios = (forget or {}).get("per_item", {}).get("truth_ratio") or []
+    return [r for r in ratios if r is not None]
+
+
+def aggregate(sets: dict[str, dict], oracle: dict | None = None) -> dict:
+    """Cross-set numbers from per-set results (the first set of each role is used).
+
+    * ``forget_quality``: TOFU (arXiv 2401.06121, Sec. 2.2.2), the p-value of the two-sample KS test
+      between the forget-set truth ratios ``R_i`` of this model and of the oracle (a retain-only
+      model's eval dict); None without an oracle.
+    * ``model_utility``: TOFU's harmonic mean of probability (normalised over the options on Real
+      Authors / World Facts), ROUGE-L and truth-ratio score on the retain, real_authors and
+      world_facts sets present (``model_utility_components`` lists them); None when none is there.
+    * ``mia_auc_{loss,zlib,min_k}``: ROC AUC of the attack, forget set = members, holdout =
+      non-members (None without a holdout set); ``privleak_*``: MUSE's PrivLeak (arXiv 2407.06460)
+      of that AUC against the oracle's, None without an oracle.
+    * ``forget_*`` / ``retain_*``: the per-set TOFU numbers copied up for tables.
+    """
+    forget, holdout = _first_of_role(sets, "forget"), _first_of_role(sets, "holdout")
+    result: dict = {"forget_quality": None}
+    if forget is not None and oracle is not None:
+        model_ratios = [r for r in forget["per_item"].get("truth_ratio") or [] if r is not None]
+        oracle_ratios = _oracle_forget_ratios(oracle)
+        if model_ratios and oracle_ratios:
+            result["forget_quality"] = forget_quality(model_ratios, oracle_ratios).value
+        else:
+            logger.warning("forget quality skipped: the %s has no forget-set truth ratios",
+                           "model" if not model_ratios else "oracle eval")
+
+    components = {}
+    for role in UTILITY_ROLES:
+        metrics = (_first_of_role(sets, role) or {}).get("metrics", {})
+        prob_key = "answer_probability" if role == "retain" else "normalized_option_probability"
+        for key, label in ((prob_key, "probability"), ("rouge_l_recall", "rouge_l"), ("truth_ratio", "truth_ratio")):
+            if metrics.get(key) is not None:
+                components[f"{role}_{label}"] = metrics[key]
+    result["model_utility"] = model_utility(components).value if components else None
+
+    for role in ("forget", "retain"):
+        metrics = (_first_of_role(sets, role) or {}).get("metrics", {})
+        for key, label in (("rouge_l_recall", "rouge_l"), ("keyword_accuracy", "keyword_accuracy"),
+                           ("truth_ratio", "truth_ratio"), ("answer_probability", "probability"),
+                           ("extraction_strength", "extraction_strength")):
+            result[f"{role}_{label}"] = metrics.get(key)
+    mcq = _first_of_role(sets, "mcq")
+    if mcq is not None:
+        result["mcq_accuracy"] = mcq["metrics"]["multiple_choice_accuracy"]
+
+    oracle_aggregates = (oracle or {}).get("aggregates", {})
+    for attack in MIA_ATTACKS:
+        key, auc = f"mia_{attack}", None
+        if forget is not None and holdout is not None and key in forget["per_item"] and key in holdout["per_item"]:
+            auc = mia_auc(forget["per_item"][key], holdout["per_item"][key]).value
+        result[f"mia_auc_{attack}"] = auc
+        oracle_auc, leak = oracle_aggregates.get(f"mia_auc_{attack}"), None
+        if auc is not None and oracle_auc is not None:
+            try:
+                leak = privleak(auc, oracle_auc).value
+            except UserInputError:  # oracle AUC of exactly 1: PrivLeak is undefined
+                leak = None
+        result[f"privleak_{attack}"] = leak
+    result["model_utility_components"] = components
+    return result
 
 
 def _eval_path(path: str | Path) -> Path:

@@ -18,7 +18,9 @@ oracle (arXiv 2407.06460).
 Every teacher-forced number of a set comes from one pass over the unique (question, answer-text)
 sequences of that set, sorted by length and batched with right padding: the same forward gives the
 answer log-probs (probability, truth ratio), their per-token values (MIA) and the argmax (extraction
-strength). Generation is greedy, batched with left padding. In ``eval.json`` each set's
+strength). Generation is greedy, batched with left padding. The holdout set exists for membership
+inference, so it is scored on ``answer`` alone (probability, extraction strength, MIA): no generation
+and no truth ratio. In ``eval.json`` each set's
 ``metrics["truth_ratio"]`` is the role's TOFU score while ``per_item["truth_ratio"]`` holds the raw
 ``R_i`` (``None`` for an item without perturbed answers), the input forget quality needs.
 """
@@ -29,7 +31,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -37,12 +39,11 @@ import torch
 from .data.formatting import PadCollator, PromptFormat, encode_example, left_pad_prompts
 from .data.records import available_splits, is_hub_id, load_qa_split, load_split, validate_qa_records
 from .errors import UserInputError
-from .eval_report import compare_table, format_summary, load_eval, save_eval
+from .eval_report import OPTION_ROLES, aggregate, compare_table, format_summary, load_eval, save_eval
 from .logprobs import IGNORE_INDEX, token_logprobs
-from .metrics import (MetricResult, answer_probability, extraction_strength, forget_quality, keyword_accuracy,
-                      loss_score, mia_auc, min_k_percent_score, model_utility, multiple_choice_accuracy,
-                      normalized_option_probability, privleak, rouge_l_recall, truth_ratio_forget_score,
-                      truth_ratio_per_item, truth_ratio_retain_score, zlib_score)
+from .metrics import (MetricResult, answer_probability, extraction_strength, keyword_accuracy, loss_score,
+                      min_k_percent_score, multiple_choice_accuracy, normalized_option_probability, rouge_l_recall,
+                      truth_ratio_forget_score, truth_ratio_per_item, truth_ratio_retain_score, zlib_score)
 
 __all__ = ["EvalConfig", "ROLES", "aggregate", "compare_table", "default_roles", "evaluate", "evaluate_set",
            "format_summary", "generate_answers", "load_eval", "load_eval_sets", "save_eval", "score_answers"]
@@ -51,9 +52,6 @@ logger = logging.getLogger(__name__)
 
 QA_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout")
 ROLES = QA_ROLES + ("mcq", "text")
-OPTION_ROLES = ("world_facts", "real_authors")  # TOFU normalises the probability over the options here
-UTILITY_ROLES = ("retain", "real_authors", "world_facts")
-MIA_ATTACKS = ("loss", "zlib", "min_k")
 # Split names that default_roles picks up when present, per role (TOFU's Hub configs end in _perturbed).
 OPTIONAL_SPLITS = {"holdout": ("holdout",), "world_facts": ("world_facts", "world_facts_perturbed"),
                    "real_authors": ("real_authors", "real_authors_perturbed")}
@@ -68,6 +66,8 @@ class EvalConfig:
         max_new_tokens: greedy generation length for ROUGE-L / keyword accuracy.
         batch_size: sequences per forward pass (teacher forcing) and prompts per generate call.
         max_items: evaluate only the first ``max_items`` records of every set (None: all).
+        retain_max_items: cap for the retain set on top of ``max_items`` (None: all). The default 200
+            keeps a CPU evaluation of the demo world fast; TOFU scores 400 retain items.
         mia: compute the LOSS / zlib / Min-K% membership scores (and the AUCs across sets).
         generation: generate answers (off: no ROUGE-L, keyword accuracy, nor their utility share).
         min_k: the fraction ``k`` of the Min-K% Prob attack.
@@ -76,13 +76,16 @@ class EvalConfig:
     max_new_tokens: int = 32
     batch_size: int = 32
     max_items: int | None = None
+    retain_max_items: int | None = 200
     mia: bool = True
     generation: bool = True
     min_k: float = 0.2
 
     def __post_init__(self):
-        for name in ("max_new_tokens", "batch_size") + (("max_items",) if self.max_items is not None else ()):
+        for name in ("max_new_tokens", "batch_size", "max_items", "retain_max_items"):
             value = getattr(self, name)
+            if value is None and name.endswith("max_items"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise UserInputError(f"--{name.replace('_', '-')}: must be a positive integer, got {value!r}")
         if isinstance(self.min_k, bool) or not isinstance(self.min_k, (int, float)) or not 0 < self.min_k <= 1:
@@ -134,6 +137,7 @@ def _teacher_forced(model, examples: list[dict], pad_id: int, batch_size: int) -
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in rows]).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
         logp, mask = token_logprobs(logits, batch["labels"])  # (B, T-1)
+        logp = logp.clamp(max=0.0)  # z_y - logsumexp(z) can round to +1e-8 on a memorised token
         argmax = logits[:, :-1][mask].argmax(dim=-1)  # (N,) answer positions only
         counts = mask.sum(dim=-1).tolist()
         logp, mask, labels = logp.cpu(), mask.cpu(), batch["labels"][:, 1:].cpu()  # (B, T-1)
@@ -150,7 +154,8 @@ def score_answers(model, tokenizer, pairs: list[tuple[str, str]], fmt: PromptFor
     """Teacher-forced :class:`AnswerScore` of every unique ``(question, answer)`` pair."""
     unique = list(dict.fromkeys(pairs))
     examples = [encode_example(tokenizer, q, a, fmt) for q, a in unique]
-    return dict(zip(unique, _teacher_forced(model, examples, _pad_id(tokenizer), batch_size)))
+    with _eval_mode(model):
+        return dict(zip(unique, _teacher_forced(model, examples, _pad_id(tokenizer), batch_size)))
 
 
 def generate_answers(model, tokenizer, questions: list[str], fmt: PromptFormat, config: EvalConfig) -> list[str]:
@@ -162,13 +167,14 @@ def generate_answers(model, tokenizer, questions: list[str], fmt: PromptFormat, 
     prompts = [fmt.prompt_ids(tokenizer, q) for q in questions]
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     device, answers = _device(model), [""] * len(prompts)
-    for start in range(0, len(order), config.batch_size):
-        rows = order[start:start + config.batch_size]
-        inputs = {k: v.to(device) for k, v in left_pad_prompts([prompts[i] for i in rows], _pad_id(tokenizer)).items()}
-        output = model.generate(**inputs, generation_config=gen_config)  # (B, P + new)
-        texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        for i, text in zip(rows, texts):
-            answers[i] = text.strip()
+    with _eval_mode(model):
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start:start + config.batch_size]
+            inputs = {k: v.to(device) for k, v in left_pad_prompts([prompts[i] for i in rows], _pad_id(tokenizer)).items()}
+            output = model.generate(**inputs, generation_config=gen_config)  # (B, P + new)
+            texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            for i, text in zip(rows, texts):
+                answers[i] = text.strip()
     return answers
 
 
@@ -182,6 +188,9 @@ def _qa_set(model, tokenizer, records, fmt, config, role, generations) -> tuple[
     answers = [r["answer"] for r in records]
     paraphrased = [r.get("paraphrased_answer") or r["answer"] for r in records]
     perturbed = [list(r.get("perturbed_answer") or []) for r in records]
+    if role == "holdout":  # only there for membership inference: the answer's log-probs are all it needs
+        paraphrased, perturbed, generations = answers, [[] for _ in records], None
+        config = replace(config, generation=False)
     pairs = list(zip(questions, answers)) + list(zip(questions, paraphrased))
     pairs += [(q, p) for q, options in zip(questions, perturbed) for p in options]
     scores = score_answers(model, tokenizer, pairs, fmt, config.batch_size)
@@ -298,6 +307,8 @@ def evaluate_set(model, tokenizer, records: list[dict], fmt: PromptFormat | None
     if role not in ROLES:
         raise UserInputError(f"role '{role}': expected one of {', '.join(ROLES)}")
     records = list(records)[:config.max_items]
+    if role == "retain":
+        records = records[:config.retain_max_items]
     if not records:
         raise UserInputError(f"the {role} set is empty (expected at least one record)")
     with _eval_mode(model):
@@ -311,66 +322,6 @@ def evaluate_set(model, tokenizer, records: list[dict], fmt: PromptFormat | None
                 generations = list(generations)[:len(records)]
             metrics, per_item = _qa_set(model, tokenizer, records, fmt, config, role, generations)
     return {"role": role, "n": len(records), "metrics": metrics, "per_item": per_item}
-
-
-def _first_of_role(sets: dict[str, dict], role: str) -> dict | None:
-    return next((s for s in sets.values() if s.get("role") == role), None)
-
-
-def _oracle_forget_ratios(oracle: dict) -> list[float]:
-    forget = _first_of_role(oracle.get("sets", {}), "forget")
-    ratios = (forget or {}).get("per_item", {}).get("truth_ratio") or []
-    return [r for r in ratios if r is not None]
-
-
-def aggregate(sets: dict[str, dict], oracle: dict | None = None) -> dict:
-    """Cross-set TOFU/MUSE numbers from per-set results (the first set of each role is used).
-
-    ``forget_quality`` and ``privleak_*`` need the oracle (a retain-only model's eval dict) and are
-    None without it; ``model_utility`` is None when no retain / real_authors / world_facts set is there.
-    """
-    forget, holdout = _first_of_role(sets, "forget"), _first_of_role(sets, "holdout")
-    result: dict = {"forget_quality": None}
-    if forget is not None and oracle is not None:
-        model_ratios = [r for r in forget["per_item"].get("truth_ratio") or [] if r is not None]
-        oracle_ratios = _oracle_forget_ratios(oracle)
-        if model_ratios and oracle_ratios:
-            result["forget_quality"] = forget_quality(model_ratios, oracle_ratios).value
-
-    components = {}
-    for role in UTILITY_ROLES:
-        metrics = (_first_of_role(sets, role) or {}).get("metrics", {})
-        prob_key = "answer_probability" if role == "retain" else "normalized_option_probability"
-        for key, label in ((prob_key, "probability"), ("rouge_l_recall", "rouge_l"), ("truth_ratio", "truth_ratio")):
-            if metrics.get(key) is not None:
-                components[f"{role}_{label}"] = metrics[key]
-    result["model_utility"] = model_utility(components).value if components else None
-
-    for role in ("forget", "retain"):
-        metrics = (_first_of_role(sets, role) or {}).get("metrics", {})
-        for key, label in (("rouge_l_recall", "rouge_l"), ("keyword_accuracy", "keyword_accuracy"),
-                           ("truth_ratio", "truth_ratio"), ("answer_probability", "probability"),
-                           ("extraction_strength", "extraction_strength")):
-            result[f"{role}_{label}"] = metrics.get(key)
-    mcq = _first_of_role(sets, "mcq")
-    if mcq is not None:
-        result["mcq_accuracy"] = mcq["metrics"]["multiple_choice_accuracy"]
-
-    oracle_aggregates = (oracle or {}).get("aggregates", {})
-    for attack in MIA_ATTACKS:
-        key, auc = f"mia_{attack}", None
-        if forget is not None and holdout is not None and key in forget["per_item"] and key in holdout["per_item"]:
-            auc = mia_auc(forget["per_item"][key], holdout["per_item"][key]).value
-        result[f"mia_auc_{attack}"] = auc
-        oracle_auc, leak = oracle_aggregates.get(f"mia_auc_{attack}"), None
-        if auc is not None and oracle_auc is not None:
-            try:
-                leak = privleak(auc, oracle_auc).value
-            except UserInputError:  # oracle AUC of exactly 1: PrivLeak is undefined
-                leak = None
-        result[f"privleak_{attack}"] = leak
-    result["model_utility_components"] = components
-    return result
 
 
 def evaluate(model, tokenizer, sets: dict[str, list[dict]], roles: dict[str, str], fmt: PromptFormat | None = None,
