@@ -1,7 +1,14 @@
 """`grin-unlearn` command line: one sub-command per module in :mod:`grin_unlearn.commands`.
 
 Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-A :class:`UserInputError` anywhere becomes one line on stderr and exit code 2, with no traceback.
+Exit codes:
+
+* 0 — success;
+* 2 — a :class:`UserInputError` (bad path, value, file, split, output folder): one line on stderr,
+  no traceback, nothing written;
+* 3 — a :class:`TrainingStoppedError`: training stopped on a NaN/inf loss; the message names the step
+  and the last good checkpoint, and the run folder is left unfinished (no ``run.json``);
+* 130 — interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import logging
 import sys
 
 from . import __version__
-from .errors import UserInputError
+from .errors import TrainingStoppedError, UserInputError
 
 COMMAND_MODULES = ("demo", "world", "finetune", "select", "unlearn", "eval", "compare", "sweep", "report")
 
@@ -47,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as err:
         print(f"grin-unlearn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except TrainingStoppedError as err:
+        print(f"grin-unlearn {args.command}: stopped: {err}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print(f"grin-unlearn {args.command}: interrupted", file=sys.stderr)
         return 130

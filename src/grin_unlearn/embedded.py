@@ -13,6 +13,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from .data.records import load_qa_split
 from .data.world import generate_world, world_corpus, write_world
 from .errors import UserInputError
 from .finetune import FinetuneConfig, finetune
+from .io_utils import atomic_write_json, replace_dir
 from .models import TinyModelConfig, build_tiny_model, load_model, load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -78,7 +81,7 @@ def prepare_embedded(config: EmbeddedConfig | None = None, cache_dir: str | Path
     root = Path(cache_dir or default_cache_dir()) / f"embedded-{config.key()}"
     assets = EmbeddedAssets(root, root / "world", root / "base", root / "target", root / "oracle", config)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    atomic_write_json(root / "config.json", asdict(config))
     if not (assets.world / "world.json").is_file():
         log(f"building the world: {config.authors} authors + {config.holdout_authors} holdout (seed {config.world_seed})")
         write_world(assets.world, config.authors, config.holdout_authors, config.world_seed, overwrite=True)
@@ -87,8 +90,16 @@ def prepare_embedded(config: EmbeddedConfig | None = None, cache_dir: str | Path
         splits = generate_world(config.authors, config.holdout_authors, config.world_seed)
         tokenizer = train_tokenizer(world_corpus(splits), config.vocab_size)
         model = build_tiny_model(config.model, tokenizer, seed=config.finetune.seed)
-        model.save_pretrained(assets.base)
-        tokenizer.save_pretrained(assets.base)
+        # Staged then renamed: a crash mid-save must not leave a base with config.json but no weights,
+        # which the check above would take for a finished one.
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=".base."))
+        try:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            replace_dir(staging, assets.base)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     facts = load_qa_split(assets.world, "world_facts")
     for name, split, out in (("target", "full", assets.target), ("oracle", config.retain_split, assets.oracle)):
         if not (out / "config.json").is_file():

@@ -57,6 +57,24 @@ class MaskedAdamW(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
         self.masks = {param: mask.to(param.device, torch.bool) for param, mask in masks.items()}
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the state as saved: torch would cast the moments to the parameter dtype (bf16 on a
+        bf16 run), but they are fp32 by design, and a resumed run must continue bit-identically.
+        The masks are not in the state dict: the caller rebuilds them from the same mask/seed."""
+        saved = state_dict["state"]
+        ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for param_id, param in zip(ids, params):
+            if param_id not in saved:
+                continue
+            state = {k: v.clone() if k == "step" else v.to(param.device, copy=True) for k, v in saved[param_id].items()}
+            selected = int(self.masks[param].sum())
+            if state["exp_avg"].numel() != selected:
+                raise ValueError(f"optimizer state holds {state['exp_avg'].numel()} moments for a parameter whose "
+                                 f"mask selects {selected} weights: it was saved with another mask")
+            self.state[param] = state
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None

@@ -85,7 +85,7 @@ class UnlearningTrainer(Trainer):
         loss = combine(self.objective, objective_inputs, self.hyperparams)
         if not math.isfinite(loss.loss.item()):
             raise NonFiniteLossError(f"the {self.objective.name} loss became {loss.loss.item()} at step "
-                                     f"{self.state.global_step}")
+                                     f"{self.state.global_step + 1}")  # the optimizer step being computed
         self._accumulate_terms(loss)
         return (loss.loss, outputs) if return_outputs else loss.loss
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..config import (NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, add_dataclass_arguments,
                       config_from_mapping, dataclass_from_namespace, load_yaml)
 from ..data.formatting import PromptFormat
-from ..data.records import load_qa_split
+from ..data.unlearning import check_objective_accepts
 from ..errors import UserInputError
+from ..masks import load_mask
 from ..models import load_model, load_tokenizer
-from ..objectives import OBJECTIVES, ObjectiveHyperparams
-from ..unlearn import unlearn
-from .common import add_data_arguments, add_model_arguments, add_output_arguments
+from ..objectives import OBJECTIVES, ObjectiveHyperparams, get_objective
+from ..unlearn import check_out_dir, unlearn
+from .common import add_data_arguments, add_model_arguments, add_output_arguments, load_training_sets
 
 NAME = "unlearn"
 HELP = "run GRIN (or a baseline) on a model: select weights, add noise, unlearn only the selected weights"
@@ -28,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file with objective/selection/noise/train/hyperparams sections; flags override it")
     parser.add_argument("--mask", help="reuse a saved mask.safetensors instead of scoring")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat questions present in both the forget and the retain split as an error "
+                             "(default: a warning with their count)")
     for cls in (SelectionConfig, NoiseConfig, TrainConfig, ObjectiveHyperparams):
         add_dataclass_arguments(parser, cls)
 
@@ -44,14 +49,17 @@ def resolve_config(args: argparse.Namespace) -> UnlearnConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Validate every input (config, output folder, mask file, data) before the model is loaded."""
     config = resolve_config(args)
-    if args.mask and not Path(args.mask).is_file():
-        raise UserInputError(f"--mask: {args.mask} is not a file (expected a mask.safetensors from a previous run)")
-    forget = load_qa_split(args.data, args.forget)
-    retain = load_qa_split(args.data, args.retain)
-    overlap = {r["question"] for r in forget} & {r["question"] for r in retain}
-    if overlap:
-        print(f"warning: {len(overlap)} questions appear in both the forget and the retain split")
+    check_out_dir(Path(args.out), overwrite=args.overwrite, resume=args.resume)
+    if args.mask:
+        if not Path(args.mask).is_file():
+            raise UserInputError(f"--mask: {args.mask} is not a file (expected a mask.safetensors from a previous run)")
+        load_mask(args.mask)  # format check now; shapes are checked against the model before any work
+    sets = load_training_sets(args)
+    forget, retain = sets.forget, sets.retain
+    check_objective_accepts(forget, config.objective, get_objective(config.objective).needs_refusal)
+    check_overlap(forget, retain, strict=args.strict)
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
     model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     fmt = PromptFormat(chat_template=args.chat_template, max_length=config.train.max_length)
@@ -59,3 +67,18 @@ def run(args: argparse.Namespace) -> int:
                      resume=args.resume, overwrite=args.overwrite)
     print(json.dumps({"out": str(result.out_dir), "timing_s": {k: round(v, 2) for k, v in result.timing.items()}}, indent=1))
     return 0
+
+
+def check_overlap(forget: list[dict], retain: list[dict], strict: bool) -> None:
+    """Questions in both splits: a warning with their count, or an error with ``--strict``."""
+    def key(record: dict) -> str | None:  # raw-text records (WMDP corpora) compare by their text
+        return record.get("question", record.get("text"))
+
+    overlap = ({key(r) for r in forget} & {key(r) for r in retain}) - {None}
+    if not overlap:
+        return
+    message = f"{len(overlap)} question(s) appear in both the forget and the retain split"
+    if strict:
+        raise UserInputError(f"--forget/--retain: {message} (expected disjoint splits; drop --strict to only warn)")
+    print(f"warning: {message}; the retain term will pull them back (pass --strict to make this an error)",
+          file=sys.stderr)

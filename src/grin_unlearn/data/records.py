@@ -20,14 +20,19 @@ SUFFIXES = (".json", ".jsonl")
 
 
 def _parse_json_lines(path: Path, text: str) -> list[dict]:
+    # Lines end at "\n" only (the JSON Lines rule): str.splitlines() would also split on U+2028 and
+    # other separators that JSON allows unescaped inside a string.
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise UserInputError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+            record = json.loads(line)
+        except (ValueError, RecursionError) as err:  # JSONDecodeError, over-long ints, deep nesting
+            raise UserInputError(f"{path}: line {number} is not valid JSON ({getattr(err, 'msg', err)})") from None
+        if not isinstance(record, dict):
+            raise UserInputError(f"{path}: line {number} is a JSON {type(record).__name__}, expected a JSON object")
+        records.append(record)
     return records
 
 
@@ -37,7 +42,7 @@ def read_records_file(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise UserInputError(f"{path}: no such file (expected a .json or .jsonl file of records)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading BOM (Windows editors) is not content
     except (OSError, UnicodeDecodeError) as err:
         raise UserInputError(f"{path}: cannot be read as UTF-8 text ({err})") from None
     stripped = text.lstrip()
@@ -46,6 +51,8 @@ def read_records_file(path: str | Path) -> list[dict]:
             records = json.loads(text)
         except json.JSONDecodeError as err:
             raise UserInputError(f"{path}: line {err.lineno} is not valid JSON ({err.msg})") from None
+        except (ValueError, RecursionError) as err:
+            raise UserInputError(f"{path}: not valid JSON ({err})") from None
     else:
         records = _parse_json_lines(path, text)
     for index, record in enumerate(records):
