@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/grin-unlearn demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)
 	$(PY) bench/bench_influence.py

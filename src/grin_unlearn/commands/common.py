@@ -1,8 +1,12 @@
-"""Arguments shared by several sub-commands (model, data, output folder)."""
+"""Arguments shared by several sub-commands (model, data, output folder), and the sets they name."""
 
 from __future__ import annotations
 
 import argparse
+
+from ..data.benchmarks import BENCHMARKS, EvalSets, TrainingSets, get_benchmark
+from ..data.records import load_qa_split
+from ..errors import UserInputError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True, max_length: bool = True) -> None:
@@ -18,10 +22,44 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True, 
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True,
-                        help="folder of <split>.json/.jsonl files (TOFU schema) or a Hub dataset id (locuslab/TOFU)")
-    parser.add_argument("--forget", default="forget10", help="forget split name (default: forget10)")
-    parser.add_argument("--retain", default="retain90", help="retain split name (default: retain90)")
+    parser.add_argument("--benchmark", default="auto", choices=["auto", *sorted(BENCHMARKS)],
+                        help="benchmark adapter that picks the forget, retain and eval sets "
+                             "(see docs/benchmarks_usage.md); auto: the --forget/--retain splits of --data as given")
+    parser.add_argument("--data", default=None,
+                        help="folder of <split>.json/.jsonl files (TOFU schema) or a Hub dataset id (locuslab/TOFU); "
+                             "required with --benchmark auto, else defaults to the benchmark's Hub dataset")
+    parser.add_argument("--forget", "--forget-split", dest="forget", default=None,
+                        help="forget split (default forget10); with --benchmark: tofu forget01|forget05|forget10, "
+                             "wmdp cyber (default)|bio|chem|world, pku train|test, each optionally with [:N] (first N records)")
+    parser.add_argument("--retain", default=None,
+                        help="retain split (default retain90, or the benchmark's retain set); with --benchmark also "
+                             "a .json/.jsonl file of records")
+
+
+def _auto_data(args: argparse.Namespace) -> str:
+    if not args.data:
+        raise UserInputError("--data: required with --benchmark auto (a folder of <split>.json files or a Hub "
+                             "dataset id), or pick a benchmark with --benchmark tofu|wmdp|pku")
+    return args.data
+
+
+def load_training_sets(args: argparse.Namespace) -> TrainingSets:
+    """The forget and retain sets named by ``--benchmark``/``--data``/``--forget``/``--retain``."""
+    if args.benchmark == "auto":
+        data, forget, retain = _auto_data(args), args.forget or "forget10", args.retain or "retain90"
+        return TrainingSets(load_qa_split(data, forget), load_qa_split(data, retain), forget, retain, data)
+    return get_benchmark(args.benchmark).training_sets(args.data, args.forget, args.retain)
+
+
+def load_eval_sets_for(args: argparse.Namespace) -> EvalSets:
+    """The eval sets and roles named by ``--benchmark``/``--data``/``--forget``/``--retain``."""
+    if args.benchmark == "auto":
+        from ..evaluate import default_roles, load_eval_sets
+
+        data = _auto_data(args)
+        roles = default_roles(data, args.forget or "forget10", args.retain or "retain90")
+        return EvalSets(load_eval_sets(data, roles), roles, data=data)
+    return get_benchmark(args.benchmark).eval_sets(args.data, args.forget, args.retain)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,13 +8,12 @@ from pathlib import Path
 
 from ..config import SelectionConfig, UnlearnConfig, add_dataclass_arguments, dataclass_from_namespace
 from ..data.formatting import PromptFormat
-from ..data.records import load_qa_split
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
 from ..masks import density_report, plot_density, save_mask
 from ..models import load_model, load_tokenizer
 from ..unlearn import build_masks, environment
-from .common import add_data_arguments, add_model_arguments, add_output_arguments
+from .common import add_data_arguments, add_model_arguments, add_output_arguments, load_training_sets
 
 NAME = "select"
 HELP = "score weights (GRIN or a baseline scorer) and save the top-p mask with its density report"
@@ -35,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "mask.safetensors").exists() and not args.overwrite:
         raise UserInputError(f"--out: {out} already holds a mask (pass --overwrite to replace it)")
-    forget = load_qa_split(args.data, args.forget)
-    retain = load_qa_split(args.data, args.retain)
+    sets = load_training_sets(args)
+    forget, retain = sets.forget, sets.retain
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
     model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     config = UnlearnConfig(selection=selection)
@@ -44,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     fmt = PromptFormat(chat_template=args.chat_template, max_length=args.max_length)
     masks, timing = build_masks(model, tokenizer, forget, retain, config, fmt)
     resolved = {"selection": config.to_dict()["selection"], "seed": args.seed, "model": args.model,
-                "data": args.data, "forget": args.forget, "retain": args.retain, "environment": environment()}
+                "benchmark": args.benchmark, "data": sets.data, "forget": sets.forget_name, "retain": sets.retain_name,
+                "environment": environment()}
     save_mask(out / "mask.safetensors", masks, metadata=resolved)
     report = density_report(masks)
     atomic_write_json(out / "density.json", report)

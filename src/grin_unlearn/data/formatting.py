@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UserInputError
 from ..logprobs import IGNORE_INDEX
 
 PROMPT_TEMPLATE = "Question: {question}\nAnswer:"
@@ -62,6 +63,45 @@ def encode_records(tokenizer, records: list[dict], fmt: PromptFormat, answer_key
     """Encode every record's question with ``answers[i]`` (or its ``answer_key`` field)."""
     texts = answers if answers is not None else [r[answer_key] for r in records]
     return [encode_example(tokenizer, r["question"], a, fmt) for r, a in zip(records, texts)]
+
+
+def is_text_record(record: dict) -> bool:
+    """A raw-text record (``text``, no ``question``): a document to learn or unlearn as a whole."""
+    return "text" in record and "question" not in record
+
+
+def encode_text(tokenizer, text: str, max_length: int) -> list[dict[str, list[int]]]:
+    """A raw document as consecutive chunks of at most ``max_length`` tokens, labels on every token.
+
+    The document is tokenised once (BOS first, EOS last when the tokenizer has them) and cut into
+    chunks, so no token is lost to truncation; a last chunk of a single token (nothing to predict)
+    is dropped. Raw-text unlearning (WMDP corpora, arXiv 2403.03218) scores the whole document, so
+    ``labels == input_ids`` (the shift in :func:`~grin_unlearn.logprobs.sequence_logprobs` skips the
+    first token of each chunk).
+    """
+    if max_length < 2:
+        raise ValueError(f"max_length must be >= 2 to score a chunk, got {max_length}")
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    ids = bos + list(tokenizer(text, add_special_tokens=False)["input_ids"]) + eos
+    chunks = [ids[start:start + max_length] for start in range(0, len(ids), max_length)]
+    return [{"input_ids": chunk, "labels": list(chunk), "truncated": False} for chunk in chunks if len(chunk) >= 2]
+
+
+def encode_training_records(tokenizer, records: list[dict], fmt: PromptFormat) -> list[dict]:
+    """Question/answer records as :func:`encode_example`, raw ``text`` records as :func:`encode_text` chunks.
+
+    The result has one example per question/answer record and one per text chunk, in record order.
+    """
+    examples = []
+    for index, record in enumerate(records):
+        if is_text_record(record):
+            if not isinstance(record["text"], str) or not record["text"].strip():
+                raise UserInputError(f"text record {index}: needs a non-empty string field 'text'")
+            examples.extend(encode_text(tokenizer, record["text"], fmt.max_length))
+        else:
+            examples.append(encode_example(tokenizer, record["question"], record["answer"], fmt))
+    return examples
 
 
 @dataclass

@@ -3,6 +3,11 @@
 Item ``i`` holds the ``i``-th forget example (question + true answer), the same question with its
 refusal answer (for PO / IdkDPO), and a retain example drawn by a seeded permutation that cycles
 through the retain set, so every forget batch comes with a retain batch of the same size.
+
+Raw-text records (``text``, no ``question``: WMDP's corpora) become chunks of ``fmt.max_length``
+tokens with labels on every token (:func:`~grin_unlearn.data.formatting.encode_text`), so an item is
+then a forget *chunk*. A text forget set has no questions to refuse, so it has no refusal group:
+objectives that need refusals (PO, IdkDPO) reject it (:func:`check_objective_accepts`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import random
 
 import torch
 
-from .formatting import PadCollator, PromptFormat, encode_records
+from ..errors import UserInputError
+from .formatting import PadCollator, PromptFormat, encode_records, encode_training_records, is_text_record
 from .refusals import refusal_for
 
 GROUPS = ("forget", "refusal", "retain")
@@ -20,10 +26,16 @@ GROUPS = ("forget", "refusal", "retain")
 class UnlearningDataset(torch.utils.data.Dataset):
     def __init__(self, tokenizer, forget: list[dict], retain: list[dict], fmt: PromptFormat,
                  seed: int = 0, refusals: list[str] | None = None):
-        self.forget = encode_records(tokenizer, forget, fmt)
-        answers = refusals or [refusal_for(i) for i in range(len(forget))]
-        self.refusal = encode_records(tokenizer, forget, fmt, answers=[answers[i % len(answers)] for i in range(len(forget))])
-        self.retain = encode_records(tokenizer, retain, fmt) if retain else []
+        self.forget = encode_training_records(tokenizer, forget, fmt)
+        if forget and not self.forget:
+            raise UserInputError("forget set: no example left after encoding (every text is under 2 tokens)")
+        if has_text_records(forget):  # documents have no question to answer with a refusal
+            self.refusal = []
+        else:
+            answers = refusals or [refusal_for(i) for i in range(len(forget))]
+            self.refusal = encode_records(tokenizer, forget, fmt,
+                                          answers=[answers[i % len(answers)] for i in range(len(forget))])
+        self.retain = encode_training_records(tokenizer, retain, fmt) if retain else []
         order = list(range(len(self.retain)))
         random.Random(seed).shuffle(order)
         self.retain_order = order
@@ -33,10 +45,26 @@ class UnlearningDataset(torch.utils.data.Dataset):
         return len(self.forget)
 
     def __getitem__(self, index: int) -> dict:
-        item = {"index": index, "forget": self.forget[index], "refusal": self.refusal[index]}
+        item = {"index": index, "forget": self.forget[index]}
+        if self.refusal:
+            item["refusal"] = self.refusal[index]
         if self.retain:
             item["retain"] = self.retain[self.retain_order[index % len(self.retain)]]
         return item
+
+
+def has_text_records(records: list[dict]) -> bool:
+    """True when any record is raw text (``text``, no ``question``)."""
+    return any(is_text_record(r) for r in records)
+
+
+def check_objective_accepts(forget: list[dict], objective: str, needs_refusal: bool) -> None:
+    """Refuse a raw-text forget set for an objective trained towards refusals (PO, IdkDPO)."""
+    if needs_refusal and has_text_records(forget):
+        raise UserInputError(
+            f"--objective {objective}: needs a refusal answer to each forget question, but the forget set is "
+            "raw text (documents without questions); use an objective that works on documents "
+            "(ga, graddiff, npo, simnpo) or a question/answer forget set")
 
 
 class UnlearningCollator:

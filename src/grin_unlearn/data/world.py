@@ -10,6 +10,11 @@ Splits follow TOFU: `forget01/05/10` are the *last* 1/5/10 % of the N trainable 
 `retain99/95/90` the rest; `holdout` authors are never trained on (membership inference);
 `world_facts` is real general knowledge every model is trained on (utility); `full` is all N authors.
 Same seed → byte-identical files.
+
+:func:`write_world` also writes two multiple-choice splits (WMDP schema: `question`, `choices`,
+`answer` index; :func:`multiple_choice_records`): `forget_mcq` about the forget10 authors and
+`retain_mcq` about a sample of retain90 authors, so the letter-logit accuracy of WMDP/MMLU runs
+offline. They are drawn from their own seeded generator, so the other splits are unchanged by them.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from .refusals import REFUSALS
 
 FORGET_PERCENTS = (1, 5, 10)
 NUM_PERTURBED = 3
+MCQ_OPTIONS = 4  # choices per multiple-choice question (as in WMDP and MMLU)
+MCQ_RETAIN_AUTHORS = 4  # retain authors asked about in retain_mcq
 _ONSETS = ["b", "d", "k", "l", "m", "n", "r", "s", "t", "v", "z", "th", "br", "dr", "kr", "st", "gr", "sh"]
 _VOWELS = ["a", "e", "i", "o", "u", "ae", "ei", "ou", "y"]
 _CODAS = ["", "n", "r", "s", "l", "th", "m", "k", "x", "nd"]
@@ -136,13 +143,50 @@ def generate_world(authors: int = 50, holdout_authors: int = 5, seed: int = 0) -
     return splits
 
 
+def multiple_choice_records(records: list[dict], pool_records: list[dict], seed: int = 0) -> list[dict]:
+    """WMDP-style multiple-choice questions about the attributes in ``records``.
+
+    One question per record: its ``question`` with :data:`MCQ_OPTIONS` bare values as ``choices``, the
+    true value (its keyword) and ``MCQ_OPTIONS - 1`` wrong values of the same kind (the attribute's pool;
+    for book titles, the titles of ``pool_records``), shuffled; ``answer`` is the true value's index.
+    """
+    rng = random.Random(f"multiple-choice:{seed}")
+    titles = sorted({r["keywords"][0] for r in pool_records if r.get("attribute") in TITLE_ATTRIBUTES})
+    by_key = {a.key: a for a in ATTRIBUTES}
+    questions = []
+    for record in records:
+        key = record.get("attribute")
+        if key not in by_key:
+            continue
+        value = record["keywords"][0]
+        pool = titles if key in TITLE_ATTRIBUTES else list(by_key[key].values)
+        choices = rng.sample([v for v in pool if v != value], MCQ_OPTIONS - 1) + [value]
+        rng.shuffle(choices)
+        questions.append({"question": record["question"], "choices": choices, "answer": choices.index(value),
+                          "author": record["author"], "attribute": key})
+    return questions
+
+
+def multiple_choice_splits(splits: dict[str, list[dict]], seed: int = 0) -> dict[str, list[dict]]:
+    """``forget_mcq`` (every forget10 author) and ``retain_mcq`` (:data:`MCQ_RETAIN_AUTHORS` retain90 authors)."""
+    pool = splits["full"] + splits["holdout"]
+    retain_authors = sorted({r["author"] for r in splits["retain90"]})
+    count = min(MCQ_RETAIN_AUTHORS, len(retain_authors))
+    chosen = set(random.Random(f"retain-mcq:{seed}").sample(retain_authors, count))
+    return {"forget_mcq": multiple_choice_records(splits["forget10"], pool, seed),
+            "retain_mcq": multiple_choice_records([r for r in splits["retain90"] if r["author"] in chosen], pool, seed)}
+
+
 def write_world(out_dir: str | Path, authors: int = 50, holdout_authors: int = 5, seed: int = 0,
                 overwrite: bool = False) -> Path:
     """Generate a world and write one ``<split>.json`` per split plus ``world.json`` (its config).
 
+    The splits are :func:`generate_world`'s plus :func:`multiple_choice_splits`.
+
     The folder appears whole or not at all (written to a temporary sibling, then renamed).
     """
     splits = generate_world(authors, holdout_authors, seed)
+    splits.update(multiple_choice_splits(splits, seed))
     files = {f"{name}.json": json.dumps(records, indent=1, ensure_ascii=False) for name, records in splits.items()}
     files["world.json"] = json.dumps(
         {"generator": "grin_unlearn.data.world", "authors": authors, "holdout_authors": holdout_authors,

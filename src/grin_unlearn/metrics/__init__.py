@@ -18,6 +18,7 @@ from grin_unlearn.metrics.membership import (
 from grin_unlearn.metrics.multiple_choice import multiple_choice_accuracy
 from grin_unlearn.metrics.probability import answer_probability, normalized_option_probability
 from grin_unlearn.metrics.rouge import rouge_l_recall
+from grin_unlearn.metrics.safety import classifier_unsafe_rate, harmful_keyword_rate, refusal_rate
 from grin_unlearn.metrics.truth_ratio import (
     truth_ratio_forget_score,
     truth_ratio_per_item,
@@ -29,8 +30,10 @@ __all__ = [
     "METRICS",
     "MetricResult",
     "answer_probability",
+    "classifier_unsafe_rate",
     "extraction_strength",
     "forget_quality",
+    "harmful_keyword_rate",
     "get_metric",
     "keyword_accuracy",
     "loss_score",
@@ -41,6 +44,7 @@ __all__ = [
     "normalize_text",
     "normalized_option_probability",
     "privleak",
+    "refusal_rate",
     "register_metric",
     "rouge_l_recall",
     "truth_ratio_forget_score",
