@@ -14,6 +14,9 @@ from pathlib import Path
 
 from ..config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
 from ..embedded import EmbeddedConfig, prepare_embedded
+from ..data.records import load_qa_split
+from ..data.world import chance_levels
+from ..eval_report import aggregate
 from ..evaluate import EvalConfig, default_roles
 from ..io_utils import atomic_write_text
 from ..objectives import ObjectiveHyperparams
@@ -73,9 +76,11 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
     stage("evaluating the oracle (retrained without the forget authors)")
     oracle = evaluate_model_dir(assets.oracle, assets.world, roles, assets.oracle / f"eval-{forget}.json",
                                 config.eval)
+    oracle["aggregates"] = aggregate(oracle["sets"], oracle)  # forget quality against itself: 1.0
     rows = [metrics_row("oracle", oracle)]
     stage("evaluating the target (trained on everything)")
-    target = evaluate_model_dir(assets.target, assets.world, roles, out_dir / "target" / "eval.json", config.eval, oracle)
+    target = evaluate_model_dir(assets.target, assets.world, roles, assets.target / f"eval-{forget}.json",
+                                config.eval, oracle)
     rows.insert(0, metrics_row("target", target))
     for label, unlearn_config in config.unlearn_configs().items():
         stage(f"unlearning: {label}")
@@ -83,7 +88,8 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
                         out_dir / _slug(label), config.eval, oracle, log=lambda *a, **k: None)
         rows.append(metrics_row(label, cell.eval, _unlearning_seconds(cell.out_dir)))
     stage("writing the report")
-    report = write_demo_report(out_dir, rows, config)
+    chance = chance_table(assets.world, forget, retain, oracle, target)
+    report = write_demo_report(out_dir, rows, config, chance)
     stage(f"done: {report}")
     return rows, report
 
@@ -97,7 +103,27 @@ def _unlearning_seconds(run_dir: Path) -> float | None:
         return None
 
 
-def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig) -> Path:
+def chance_table(world: Path, forget: str, retain: str, oracle: dict, target: dict) -> str:
+    """Keyword accuracy on the forget split by attribute: the guessing baseline, the oracle, the target.
+
+    Chance = always answering the value most frequent among the retain authors
+    (:func:`grin_unlearn.data.world.chance_levels`): the best a model that never saw the forget
+    authors can do without luck.
+    """
+    records = {name: load_qa_split(world, name) for name in (forget, retain)}
+    levels = chance_levels(records, retain, forget)
+    lines = ["| attribute | chance | oracle | target |", "|---|---|---|---|"]
+    for attribute, level in levels.items():
+        cells = [f"{level:.2f}"]
+        for result in (oracle, target):
+            hits = [v for r, v in zip(records[forget], result["sets"][forget]["per_item"]["keyword_accuracy"])
+                    if r.get("attribute") == attribute]
+            cells.append(f"{sum(hits) / len(hits):.2f}" if hits else "–")
+        lines.append(f"| {attribute} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig, chance: str = "") -> Path:
     plot_metric_bars(rows, out_dir / "metrics.png")
     plot_quality_utility(rows, out_dir / "quality_utility.png")
     grin_dir = out_dir / _slug(list(config.unlearn_configs())[1])
@@ -112,6 +138,9 @@ def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig) -> Pa
         "Model utility: harmonic mean of probability, ROUGE-L and truth ratio on retain and world facts.", "",
         "![metrics](metrics.png)", "", "![forget quality vs model utility](quality_utility.png)", "",
     ]
+    if chance:
+        lines += ["## Forget-split keyword accuracy by attribute", "",
+                  "Chance: always answering the most frequent value among the retain authors.", "", chance, ""]
     if density.is_file():
         lines += [f"![density of selected weights]({density.relative_to(out_dir)})", ""]
     return atomic_write_text(out_dir / "report.md", "\n".join(lines))
