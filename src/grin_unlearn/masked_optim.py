@@ -88,7 +88,7 @@ class MaskedAdamW(torch.optim.Optimizer):
                     continue
                 mask = self.masks[param]
                 state = self.state[param]
-                grad = param.grad[mask].float()  # (k,)
+                grad = param.grad.masked_select(mask).float()  # (k,)
                 if not state:
                     state["step"] = torch.zeros((), dtype=torch.float32)
                     state["exp_avg"] = torch.zeros_like(grad)
@@ -99,9 +99,9 @@ class MaskedAdamW(torch.optim.Optimizer):
                 exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 denom = (exp_avg_sq / (1 - beta2 ** step)).sqrt_().add_(group["eps"])
-                selected = param[mask].float()
+                selected = param.masked_select(mask).float()
                 update = (exp_avg / (1 - beta1 ** step)) / denom + group["weight_decay"] * selected
-                param[mask] = (selected - group["lr"] * update).to(param.dtype)
+                param.masked_scatter_(mask, (selected - group["lr"] * update).to(param.dtype))
         return loss
 
 
