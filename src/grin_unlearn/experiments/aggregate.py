@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 
 from ..errors import UserInputError
-from ..eval_report import load_eval
+from ..eval_report import aggregate, load_eval
 from ..io_utils import atomic_write_text
 from ..masks import plot_density
 from .report import (COLUMNS, config_label, mean_std_table, metrics_row, plot_metric_vs, plot_quality_utility)
@@ -110,7 +110,10 @@ def _references(sweep_dir: Path, state: dict) -> list[dict]:
             continue
         path = Path(rel) if Path(rel).is_absolute() else sweep_dir / rel
         if path.is_file():
-            rows.append(metrics_row(label, load_eval(path)))
+            result = load_eval(path)
+            if label == "oracle":  # forget quality of the oracle against itself (1.0 by definition)
+                result["aggregates"] = aggregate(result["sets"], result)
+            rows.append(metrics_row(label, result))
     return rows
 
 
@@ -164,9 +167,6 @@ def make_sweep_report(sweep_dir: str | Path) -> tuple[Path, str]:
               "(scoring + training) of one cell.", ""]
 
     points = [dict(r) for r in references] + groups
-    for point in points:
-        if point["method"] == "oracle" and point.get("forget_quality") is None:
-            point["forget_quality"] = 1.0  # KS p-value of the oracle's truth ratios against themselves
     plot_quality_utility(points, sweep_dir / "quality_utility.png",
                          title="forget quality vs model utility (mean ± std over seeds)")
     lines += ["![forget quality vs model utility](quality_utility.png)", ""]
