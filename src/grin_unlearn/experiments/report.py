@@ -106,11 +106,16 @@ def plot_quality_utility(points: list[dict], path: str | Path, title: str = "for
 
 
 def _log_error(mean: float, std: float | None):
-    """Asymmetric error bar of ``mean ± std`` on a log10 axis (None without a std)."""
+    """Asymmetric error bar of ``mean ± std`` on a log10 axis (None without a std).
+
+    When ``std >= mean`` the lower end would be at −∞; it is drawn one decade below the mean instead
+    (the table has the exact spread).
+    """
     if not std:
         return None
     y = math.log10(max(mean, 1e-30))
-    return [[y - math.log10(max(mean - std, 1e-30))], [math.log10(mean + std) - y]]
+    low = mean - std if mean - std > 0 else mean / 10
+    return [[y - math.log10(max(low, 1e-30))], [math.log10(mean + std) - y]]
 
 
 # --- sweeps: grid values, mean ± std tables, metric-vs-parameter lines -----------------------------
