@@ -42,7 +42,10 @@ def read_records_file(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise UserInputError(f"{path}: no such file (expected a .json or .jsonl file of records)")
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a leading BOM (Windows editors) is not content
+        # A leading BOM (Windows editors) is not content; newline="" keeps a lone "\r" inside a line, so
+        # line numbers count "\n" only, as JSON Lines does (a "\r\n" ending is JSON whitespace).
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as err:
         raise UserInputError(f"{path}: cannot be read as UTF-8 text ({err})") from None
     stripped = text.lstrip()
