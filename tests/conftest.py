@@ -7,7 +7,13 @@ import os
 import pytest
 import torch
 
+from hypothesis import settings
+
 os.environ.setdefault("GRIN_UNLEARN_QUIET", "1")
+# CI runs a fixed set of examples (no flaky reds on a shared machine); developers explore new ones.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 torch.set_num_threads(1)
 
 from grin_unlearn.data.world import generate_world, world_corpus  # noqa: E402
