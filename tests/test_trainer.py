@@ -79,3 +79,20 @@ def test_every_objective_runs_full_finetuning(objective, micro_world, micro_toke
     unlearn(micro_model, micro_tokenizer, micro_world["forget10"][:8], micro_world["retain90"][:8],
             _config(objective=objective, scorer="none", epochs=1), tmp_path / "run", log=lambda *_: None)
     assert not torch.equal(micro_model.model.layers[0].mlp.down_proj.weight, before)
+
+
+def test_cpu_accumulators_give_the_same_mask(micro_world, micro_tokenizer, tmp_path):
+    """``--accumulator-device cpu`` only moves G_f/G_r; the selected weights are the same."""
+    from grin_unlearn.models import build_tiny_model
+    from tests.conftest import MICRO_MODEL
+
+    masks = []
+    for device, name in ((None, "default"), ("cpu", "offload")):
+        config = _config(epochs=1)
+        config.selection.accumulator_device = device
+        model = build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0)
+        result = unlearn(model, micro_tokenizer, micro_world["forget10"][:8], micro_world["retain90"][:8], config,
+                         tmp_path / name, log=lambda *_: None)
+        masks.append(result.masks)
+    assert masks[0].keys() == masks[1].keys()
+    assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])

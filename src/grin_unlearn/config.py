@@ -36,6 +36,8 @@ class SelectionConfig:
     exclude: list[str] = field(default_factory=list, metadata=_help("regex patterns of parameters to exclude"))
     wagle_mu: float = field(default=DEFAULT_WAGLE_MU, metadata=_help("μ of the WAGLE scorer |(θ − G_r/μ) ⊙ G_f|"))
     score_batch_size: int = field(default=8, metadata=_help("batch size of the gradient passes"))
+    accumulator_device: typing.Optional[str] = field(default=None, metadata=_help(
+        "where the fp32 G_f/G_r accumulators live (e.g. cpu, to keep them off the GPU; default: with the weights)"))
 
     def __post_init__(self):
         valid = sorted(SCORERS) + ["none"]

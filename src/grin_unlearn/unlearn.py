@@ -190,7 +190,8 @@ def build_masks(model, tokenizer, forget, retain, config: UnlearnConfig, fmt, ma
     result = score_influence(model, tokenizer, forget, retain, scorer=sel.scorer, fmt=fmt,
                              include=sel.include or None, exclude=sel.exclude or None, eps=sel.eps,
                              retain_samples=sel.retain_samples, batch_size=sel.score_batch_size,
-                             seed=config.train.seed, wagle_mu=sel.wagle_mu)
+                             seed=config.train.seed, wagle_mu=sel.wagle_mu,
+                             accumulator_device=sel.accumulator_device)
     start = time.perf_counter()
     masks = select_top_fraction(result.scores, sel.ratio)
     timing = {f"score_{k}": v for k, v in result.timing.items()}
@@ -270,6 +271,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     else:
         hooks, masks_by_param = [], None
         model.requires_grad_(True)
+        if config.noise.noise_var > 0:
+            log("scorer 'none' selects no weights, so no noise is added (full fine-tuning)")
 
     if config.train.gradient_checkpointing:
         model.gradient_checkpointing_enable()
