@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -81,11 +83,16 @@ def test_every_objective_runs_full_finetuning(objective, micro_world, micro_toke
     assert not torch.equal(micro_model.model.layers[0].mlp.down_proj.weight, before)
 
 
-def test_cpu_accumulators_give_the_same_mask(micro_world, micro_tokenizer, tmp_path):
-    """``--accumulator-device cpu`` only moves G_f/G_r; the selected weights are the same."""
+def test_cpu_accumulators_reach_scoring_and_give_the_same_mask(micro_world, micro_tokenizer, tmp_path, monkeypatch):
+    """``--accumulator-device cpu`` is handed to the scorer and only moves G_f/G_r: same selected weights."""
+    pipeline = sys.modules["grin_unlearn.unlearn"]  # the package binds the name `unlearn` to the function
     from grin_unlearn.models import build_tiny_model
     from tests.conftest import MICRO_MODEL
 
+    seen = []
+    real = pipeline.score_influence
+    monkeypatch.setattr(pipeline, "score_influence",
+                        lambda *a, **k: seen.append(k["accumulator_device"]) or real(*a, **k))
     masks = []
     for device, name in ((None, "default"), ("cpu", "offload")):
         config = _config(epochs=1)
@@ -94,5 +101,6 @@ def test_cpu_accumulators_give_the_same_mask(micro_world, micro_tokenizer, tmp_p
         result = unlearn(model, micro_tokenizer, micro_world["forget10"][:8], micro_world["retain90"][:8], config,
                          tmp_path / name, log=lambda *_: None)
         masks.append(result.masks)
+    assert seen == [None, "cpu"]
     assert masks[0].keys() == masks[1].keys()
     assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])

@@ -30,13 +30,12 @@ class CellResult:
 
 def evaluate_model_dir(model_dir: str | Path, data: str | Path, roles: dict[str, str], out_json: str | Path,
                        eval_config: EvalConfig | None = None, oracle: dict | None = None,
-                       fmt: PromptFormat | None = None) -> dict:
-    """Evaluate a saved model (cached in ``out_json``)."""
+                       fmt: PromptFormat | None = None, loaded: tuple | None = None) -> dict:
+    """Evaluate a saved model (cached in ``out_json``); ``loaded=(model, tokenizer)`` skips reloading it."""
     out_json = Path(out_json)
     if out_json.is_file():
         return load_eval(out_json)
-    tokenizer = load_tokenizer(str(model_dir))
-    model = load_model(str(model_dir))
+    model, tokenizer = loaded or (load_model(str(model_dir)), load_tokenizer(str(model_dir)))
     result = evaluate(model, tokenizer, load_eval_sets(data, roles), roles, fmt, eval_config, oracle)
     save_eval(out_json, result)
     return result
@@ -50,13 +49,16 @@ def run_cell(model_dir: str | Path, data: str | Path, forget: str, retain: str, 
     start = time.perf_counter()
     if (out_dir / FINISHED).is_file() and (out_dir / "eval.json").is_file():
         return CellResult(out_dir, load_eval(out_dir / "eval.json"), 0.0, reused=True)
+    loaded = None
     if not (out_dir / FINISHED).is_file():
         tokenizer = load_tokenizer(str(model_dir))
         model = load_model(str(model_dir), dtype="float32")
         fmt = PromptFormat(max_length=config.train.max_length)
         unlearn(model, tokenizer, load_qa_split(data, forget), load_qa_split(data, retain), config, out_dir,
                 fmt=fmt, resume=True, log=log)
-    result = evaluate_model_dir(out_dir / "model", data, roles, out_dir / "eval.json", eval_config, oracle)
+        loaded = (model, tokenizer)  # the unlearned weights are in memory: no second load from disk
+    result = evaluate_model_dir(out_dir / "model", data, roles, out_dir / "eval.json", eval_config, oracle,
+                                loaded=loaded)
     seconds = time.perf_counter() - start
     atomic_write_json(out_dir / "cell.json", {"seconds": seconds, "config": config.to_dict()})
     return CellResult(out_dir, result, seconds, reused=False)
