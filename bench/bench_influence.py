@@ -11,7 +11,7 @@ Methods, each over all the batches:
 
 * ``plain``: for every batch, ``model(**batch).loss.backward()`` then ``model.zero_grad()``, with every
   parameter requiring grad (what a training step costs without the optimizer).
-* ``accumulate``: :func:`grin_unlearn.influence.accumulate_example_gradients` over the forget half, then
+* ``accumulate``: :func:`grin_unlearn.scoring.accumulate_example_gradients` over the forget half, then
   over the retain half (two fp32 accumulator sets), default eligible weights (block matrices).
 * ``accumulate-all``: the same with every parameter eligible (``include=["."]``): exactly the gradients
   the plain loop computes, so the pure cost of the accumulation machinery.
@@ -43,8 +43,8 @@ import time
 import torch
 
 from grin_unlearn.data.formatting import PadCollator
-from grin_unlearn.influence import accumulate_example_gradients
-from grin_unlearn.selection import eligible_parameters
+from grin_unlearn.scoring import accumulate_example_gradients
+from grin_unlearn.scoring import eligible_parameters
 
 MIB = 1024 * 1024
 

@@ -14,8 +14,9 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from grin_unlearn.masked_optim import MaskedAdamW, freeze_unselected, optimizer_state_bytes, register_gradient_masks
-from grin_unlearn.selection import eligible_parameters, select_top_fraction
+from grin_unlearn.training.masked_optim import MaskedAdamW, freeze_unselected, optimizer_state_bytes, register_gradient_masks
+from grin_unlearn.scoring import eligible_parameters
+from grin_unlearn.selection import select_top_fraction
 
 
 def build(args):

@@ -11,7 +11,7 @@ Prints two tables.
    step in its own subprocess: the peak RSS (``ru_maxrss``) minus the RSS once the model and batches
    are built ("over model"), against the prediction of the same formula with 4-byte weights.
 
-``scoring`` runs exactly what :func:`grin_unlearn.influence.score_influence` and the selection do:
+``scoring`` runs exactly what :func:`grin_unlearn.scoring.score_influence` and the selection do:
 ``G_f`` over 2 batches, ``G_r`` over 2 batches (both fp32 accumulators kept), the registered ``grin``
 scorer, then :func:`select_top_fraction`. ``training`` runs two steps of masked training the way
 :class:`UnlearningTrainer` does: a random top-p mask, unselected tensors frozen, gradient-mask hooks,
@@ -56,7 +56,7 @@ def counts(name: str, seq: int = 128) -> dict:
     """Parameter counts of the model, from a meta-device build: total P, eligible E, largest eligible."""
     from transformers import LlamaForCausalLM
 
-    from grin_unlearn.selection import eligible_parameters
+    from grin_unlearn.scoring import eligible_parameters
 
     with torch.device("meta"):
         model = LlamaForCausalLM(llama_config(name, seq))
@@ -134,8 +134,9 @@ def child(step: str, name: str, batch: int, seq: int, ratio: float) -> dict:
     from transformers import LlamaForCausalLM
 
     from grin_unlearn.data.formatting import PadCollator
-    from grin_unlearn.influence import ScoringContext, accumulate_example_gradients, get_scorer
-    from grin_unlearn.selection import eligible_parameters, select_top_fraction
+    from grin_unlearn.scoring import ScoringContext, accumulate_example_gradients, get_scorer
+    from grin_unlearn.scoring import eligible_parameters
+from grin_unlearn.selection import select_top_fraction
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(llama_config(name, seq)).eval()
@@ -152,7 +153,7 @@ def child(step: str, name: str, batch: int, seq: int, ratio: float) -> dict:
         masks = select_top_fraction(scores, ratio)
         del masks
     else:
-        from grin_unlearn.masked_optim import MaskedAdamW, freeze_unselected, register_gradient_masks
+        from grin_unlearn.training.masked_optim import MaskedAdamW, freeze_unselected, register_gradient_masks
 
         all_params = dict(model.named_parameters())
         params = eligible_parameters(model)

@@ -39,8 +39,9 @@ from safetensors.torch import save_file  # noqa: E402
 
 from grin_unlearn.config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig  # noqa: E402
 from grin_unlearn.data.world import generate_world, world_corpus  # noqa: E402
-from grin_unlearn.influence import score_influence  # noqa: E402
+from grin_unlearn.scoring import score_influence  # noqa: E402
 from grin_unlearn.models import build_tiny_model, train_tokenizer  # noqa: E402
+from grin_unlearn.run_dir import is_finished  # noqa: E402
 from grin_unlearn.selection import select_top_fraction  # noqa: E402
 from tests.conftest import MICRO_MODEL  # noqa: E402
 
@@ -108,7 +109,7 @@ def main(out: Path) -> None:
 
     save_file(tensors, str(out / f"rank{rank}.safetensors"))
     info = {"rank": rank, "world_size": world_size, "train_loss": result.train_loss,
-            "run_finished_when_returned": (out_run / pipeline.FINISHED).is_file()}
+            "run_finished_when_returned": is_finished(out_run)}
     (out / f"rank{rank}.json").write_text(json.dumps(info, indent=1))
     dist.barrier()
     dist.destroy_process_group()

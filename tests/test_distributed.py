@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 
-from grin_unlearn.influence import score_influence
+from grin_unlearn.scoring import score_influence
 from grin_unlearn.masks import load_mask
 from grin_unlearn.noise import inject_noise
 from grin_unlearn.selection import select_top_fraction

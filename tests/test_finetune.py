@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from grin_unlearn.data.formatting import PromptFormat, encode_example
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.finetune import FinetuneConfig, finetune
+from grin_unlearn.training.finetune import FinetuneConfig, finetune
 from grin_unlearn.logprobs import IGNORE_INDEX
 from grin_unlearn.models import build_tiny_model, load_model, load_tokenizer
 from tests.conftest import MICRO_MODEL

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from grin_unlearn.data.formatting import PadCollator, PromptFormat, encode_records
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.influence import (
+from grin_unlearn.scoring import (
     DEFAULT_EPS,
     SCORERS,
     ScoringContext,
@@ -19,7 +19,7 @@ from grin_unlearn.influence import (
     subsample,
 )
 from grin_unlearn.logprobs import IGNORE_INDEX
-from grin_unlearn.selection import eligible_parameters
+from grin_unlearn.scoring import eligible_parameters
 
 VOCAB = 40
 

@@ -18,8 +18,9 @@ import torch
 import torch.distributed as dist
 
 from grin_unlearn.data.formatting import PadCollator
-from grin_unlearn.influence import ScoringContext, accumulate_example_gradients, get_scorer, reduce_across_processes
-from grin_unlearn.selection import eligible_parameters
+from grin_unlearn.distributed import reduce_across_processes
+from grin_unlearn.scoring import ScoringContext, accumulate_example_gradients, get_scorer
+from grin_unlearn.scoring import eligible_parameters
 
 WORKER = textwrap.dedent(
     """
@@ -29,7 +30,7 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, sys.argv[2])
     from test_influence_distributed import setup
     from grin_unlearn.data.formatting import PadCollator
-    from grin_unlearn.influence import accumulate_example_gradients
+    from grin_unlearn.scoring import accumulate_example_gradients
 
     dist.init_process_group("gloo")
     model, params, forget, retain = setup()

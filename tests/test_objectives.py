@@ -7,7 +7,7 @@ import torch
 
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.logprobs import IGNORE_INDEX, SequenceLogProbs, sequence_logprobs
-from grin_unlearn.objectives import (
+from grin_unlearn.training.objectives import (
     OBJECTIVES,
     ObjectiveHyperparams,
     ObjectiveInputs,

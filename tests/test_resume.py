@@ -20,7 +20,7 @@ from grin_unlearn.cli import main
 
 SLOW_CLI = """
 import runpy, sys, time
-from grin_unlearn.trainer import UnlearningTrainer
+from grin_unlearn.training.trainer import UnlearningTrainer
 step = UnlearningTrainer.training_step
 def slow(self, *args, **kwargs):
     out = step(self, *args, **kwargs)
@@ -106,7 +106,7 @@ def test_masked_adamw_state_keeps_fp32_moments_through_a_bf16_reload():
     """torch casts loaded optimizer state to the parameter dtype; MaskedAdamW keeps its fp32 moments."""
     import torch
 
-    from grin_unlearn.masked_optim import MaskedAdamW
+    from grin_unlearn.training.masked_optim import MaskedAdamW
 
     def fresh():
         param = torch.nn.Parameter(torch.arange(6, dtype=torch.bfloat16).reshape(2, 3))

@@ -9,12 +9,9 @@ from hypothesis import strategies as st
 
 from grin_unlearn import selection
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.selection import (
-    brute_force_top_fraction,
-    eligible_parameters,
-    mask_fraction,
-    select_top_fraction,
-)
+from grin_unlearn.scoring import eligible_parameters
+from grin_unlearn.selection import mask_fraction, select_top_fraction
+from tests.selection_reference import brute_force_top_fraction
 
 
 def _random_scores(seed: int, integer: bool = False) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grin_unlearn.config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
-from grin_unlearn.masked_optim import MaskedAdamW, optimizer_state_bytes
+from grin_unlearn.training.masked_optim import MaskedAdamW, optimizer_state_bytes
 from grin_unlearn.unlearn import unlearn
 
 
@@ -64,7 +64,7 @@ def test_masked_adamw_state_only_for_selected_entries():
 
 
 def test_frozen_tensors_carry_no_optimizer_state(micro_world, micro_tokenizer, micro_model, tmp_path):
-    from grin_unlearn.masked_optim import freeze_unselected
+    from grin_unlearn.training.masked_optim import freeze_unselected
 
     params = dict(micro_model.named_parameters())
     masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in params.items() if p.ndim == 2}

@@ -9,13 +9,13 @@ The public API, one function per step of the method:
 * :func:`evaluate` — TOFU-style metrics (ROUGE-L, probability, truth ratio, forget quality, utility).
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Eager imports on purpose: `unlearn` and `evaluate` are also submodule names, and binding the
 # functions here keeps `grin_unlearn.unlearn` the function whatever was imported before.
 from .evaluate import evaluate  # noqa: E402
-from .influence import score_influence  # noqa: E402
 from .noise import inject_noise  # noqa: E402
+from .scoring import score_influence  # noqa: E402
 from .selection import select_top_fraction as select_weights  # noqa: E402
 from .unlearn import unlearn  # noqa: E402
 

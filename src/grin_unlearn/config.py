@@ -1,7 +1,7 @@
 """Typed configs of an unlearning run. CLI flags and YAML files map onto the same dataclasses.
 
 One dataclass per concern (selection, noise, training; the objective's hyperparameters live in
-:class:`grin_unlearn.objectives.ObjectiveHyperparams`), values checked in ``__post_init__`` with a
+:class:`grin_unlearn.training.objectives.ObjectiveHyperparams`), values checked in ``__post_init__`` with a
 :class:`UserInputError`. :func:`add_dataclass_arguments` turns fields into ``--flag`` options (help
 text from the field's metadata, written once); :func:`config_from_mapping` reads a YAML/JSON mapping.
 """
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserInputError
-from .influence import DEFAULT_EPS, DEFAULT_WAGLE_MU, SCORERS
-from .objectives import ObjectiveHyperparams, get_objective
+from .noise import NOISE_MODES
+from .scoring.scorers import DEFAULT_EPS, DEFAULT_WAGLE_MU, SCORERS
+from .training.objectives import ObjectiveHyperparams, get_objective
 
 
 def _help(text: str) -> dict:
@@ -39,6 +40,11 @@ class SelectionConfig:
     accumulator_device: typing.Optional[str] = field(default=None, metadata=_help(
         "where the fp32 G_f/G_r accumulators live (e.g. cpu, to keep them off the GPU; default: with the weights)"))
 
+    @property
+    def masked(self) -> bool:
+        """False for scorer ``none``: full fine-tuning, no mask and therefore no noise."""
+        return self.scorer != "none"
+
     def __post_init__(self):
         valid = sorted(SCORERS) + ["none"]
         if self.scorer not in valid:
@@ -60,8 +66,8 @@ class NoiseConfig:
     def __post_init__(self):
         if self.noise_var < 0:
             raise UserInputError(f"--noise-var: expected σ² >= 0, got {self.noise_var}")
-        if self.noise_mode not in ("absolute", "relative"):
-            raise UserInputError(f"--noise-mode: expected absolute or relative, got '{self.noise_mode}'")
+        if self.noise_mode not in NOISE_MODES:
+            raise UserInputError(f"--noise-mode: expected one of {', '.join(NOISE_MODES)}, got '{self.noise_mode}'")
 
 
 @dataclass

@@ -23,8 +23,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from .errors import UserInputError
-from .io_utils import atomic_write_bytes
-from .selection import BLOCK_PATTERN
+from .io_utils import atomic_write_bytes, atomic_write_json
+from .models import BLOCK_PATTERN
 
 METADATA_KEY = "grin_unlearn"
 FORMAT_KEY = "grin_unlearn_mask"
@@ -51,6 +51,17 @@ def save_mask(path: str | Path, masks: dict[str, torch.Tensor], metadata: dict, 
     header = {"format_version": FORMAT_VERSION, "packed": bool(packed), "shapes": shapes}
     data = st_save(tensors, metadata={METADATA_KEY: metadata_json, FORMAT_KEY: json.dumps(header)})
     return atomic_write_bytes(path, data)
+
+
+def save_mask_with_report(path: str | Path, masks: dict[str, torch.Tensor], metadata: dict,
+                          title: str | None = None) -> dict:
+    """:func:`save_mask` plus ``density.json`` and ``density.png`` beside it; returns the density report."""
+    path = Path(path)
+    save_mask(path, masks, metadata=metadata)
+    report = density_report(masks)
+    atomic_write_json(path.parent / "density.json", report)
+    plot_density(report, path.parent / "density.png", title=title)
+    return report
 
 
 def load_mask(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -9,6 +9,7 @@ Hub model. ``trust_remote_code`` stays off unless the caller asks for it.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import torch
 from .errors import UserInputError
 
 logger = logging.getLogger(__name__)
+
+# A transformer block index in a parameter name: "model.layers.3.mlp...", "transformer.h.0.attn...".
+BLOCK_PATTERN = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.")
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 
@@ -108,3 +112,17 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
         raise UserInputError(f"--model {name_or_path}: could not load a causal LM ({str(err)[:300]})") from None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id that pads batches: the tokenizer's pad token, else its EOS token, else 0."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    return 0
+
+
+def model_device(model) -> torch.device:
+    """Where a model's inputs go: ``model.device`` when it has one, else its first parameter's device."""
+    device = getattr(model, "device", None)
+    return torch.device(device) if device is not None else next(model.parameters()).device

@@ -13,13 +13,13 @@ process, and for a tensor regardless of which other tensors are passed alongside
 
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 
 import torch
 
 from .errors import UserInputError
+from .seeding import named_generator
 
 NOISE_MODES: tuple[str, ...] = ("absolute", "relative")
 
@@ -64,7 +64,7 @@ def inject_noise(
                 if name not in masks:
                     continue
                 sigma = _sigma(param, variance, mode)
-                count, tensor_sum_sq = _perturb(param, masks[name], sigma, _generator(seed, name))
+                count, tensor_sum_sq = _perturb(param, masks[name], sigma, named_generator(f"grin-noise:{seed}:{name}"))
                 summary["tensors"] += int(count > 0)
                 summary["perturbed"] += count
                 sum_sq += tensor_sum_sq
@@ -93,12 +93,6 @@ def _validate(params: dict, masks: dict, variance: float, mode: str, seed: int) 
             )
         if not param.is_floating_point():
             raise UserInputError(f"params[{name!r}]: expected a floating-point tensor, got {param.dtype}")
-
-
-def _generator(seed: int, name: str) -> torch.Generator:
-    """CPU generator for one tensor; the seed mixes ``seed`` and ``name`` (stable across processes)."""
-    digest = hashlib.sha256(f"grin-noise:{seed}:{name}".encode()).digest()
-    return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def _sigma(param: torch.Tensor, variance: float, mode: str) -> float:

@@ -1,4 +1,4 @@
-"""Which weights GRIN may touch, and the global top-p selection over their scores.
+"""GRIN step 2: the exact global top-p selection over the eligible weights' scores.
 
 GRIN (Anjarlekar & Pombra, "LLM Unlearning using Gradient Ratio-Based Influence Estimation and Noise
 Injection", arXiv 2508.06467) scores every
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -35,73 +34,12 @@ import torch
 
 from .errors import UserInputError
 
-# A transformer block index in a parameter name: "model.layers.3.mlp...", "transformer.h.0.attn...".
-BLOCK_PATTERN = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.")
-
-# Removed from the default set (matched with re.search on the parameter name). Opt back in with
-# ``include``: an include pattern adds a parameter even when one of these matches it.
-DEFAULT_EXCLUDE: tuple[str, ...] = (
-    r"embed",  # embed_tokens, embed_positions, embeddings
-    r"lm_head",
-    r"norm",  # input_layernorm, post_attention_layernorm, final_layernorm, RMSNorm
-    r"(?:^|\.)ln_",  # GPT-2 ln_1, ln_2, ln_f
-    r"(?:^|\.)(?:wte|wpe)\.",  # GPT-2 token / position embeddings
-)
-
 _CHUNK = 1 << 20  # elements per streamed chunk: 4 MiB of int32 keys
 _BINS = 1 << 16  # radix of each histogram pass
 _HALF = 1 << 15  # offset making the signed high half of a key a bin index
 # Bins of raw fp32 bit patterns' high halves (+32768): NaN only, and +-inf (shared with some NaN).
 _NAN_BINS = np.r_[0x7F81:0x8000, 0xFF81:0x10000]
 _INF_BINS = np.array([0x7F80, 0xFF80])
-
-
-def eligible_parameters(
-    model: torch.nn.Module,
-    include: list[str] | None = None,
-    exclude: list[str] | None = None,
-) -> dict[str, torch.nn.Parameter]:
-    """The parameters whose weights GRIN may select, in ``model.named_parameters()`` order.
-
-    Default set (the weight matrices of the transformer blocks): every 2-D parameter whose name
-    carries a block index (``BLOCK_PATTERN``: ``.layers.N.``, ``.h.N.``, ``.blocks.N.``, ...) and that
-    matches none of ``DEFAULT_EXCLUDE`` (embeddings, lm_head, norms).
-
-    ``include``: regex patterns (``re.search`` on the name) that ADD parameters of any shape, wherever
-    they live, e.g. ``["embed_tokens", "lm_head"]``. Each pattern must match at least one parameter,
-    so a typo is an error instead of a silent no-op.
-    ``exclude``: regex patterns that remove parameters from the result (applied last, so they also
-    win over ``include``). A single string is accepted as a one-pattern list.
-
-    ``requires_grad`` is not looked at; tied weights appear once (``named_parameters`` dedups them).
-    Raises :class:`UserInputError` for an invalid pattern or an empty result.
-    """
-    include_res = _compile_patterns(include, "include")
-    exclude_res = _compile_patterns(exclude, "exclude")
-    default_exclude_res = [re.compile(p) for p in DEFAULT_EXCLUDE]
-
-    named = list(model.named_parameters())
-    for pattern in include_res:
-        if not any(pattern.search(name) for name, _ in named):
-            raise UserInputError(f"include: pattern {pattern.pattern!r} matches no parameter name of the model")
-
-    chosen: dict[str, torch.nn.Parameter] = {}
-    for name, param in named:
-        by_default = (
-            param.dim() == 2
-            and BLOCK_PATTERN.search(name) is not None
-            and not any(p.search(name) for p in default_exclude_res)
-        )
-        included = any(p.search(name) for p in include_res)
-        excluded = any(p.search(name) for p in exclude_res)
-        if (by_default or included) and not excluded:
-            chosen[name] = param
-    if not chosen:
-        raise UserInputError(
-            "include/exclude: no eligible parameter left (expected 2-D weights inside transformer blocks "
-            f"named like '.layers.N.', or include patterns that match; include={include!r}, exclude={exclude!r})"
-        )
-    return chosen
 
 
 def select_top_fraction(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:
@@ -134,29 +72,6 @@ def select_top_fraction(scores: dict[str, torch.Tensor], ratio: float) -> dict[s
     return _build_masks(scores, threshold, ties_to_take, signed)
 
 
-def brute_force_top_fraction(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:
-    """Reference for :func:`select_top_fraction`: concatenate, stable sort, take the first ``k``.
-
-    Same contract (fp32 comparison, same ``k``, same tie-break, same errors), memory ``O(N)`` with
-    int64 sort indices: for tests and benchmarks only.
-    """
-    k, total = _validate(scores, ratio)
-    for name, s in scores.items():
-        if torch.isnan(s).any():
-            raise UserInputError(f"scores[{name!r}]: contains NaN (expected real-valued scores)")
-    flat = torch.cat([s.detach().reshape(-1).float().cpu() for s in scores.values()])  # (N,)
-    # Stable descending sort keeps equal scores in concatenation order: tensor order, then flat index.
-    order = torch.sort(flat, descending=True, stable=True).indices[:k]  # (k,)
-    chosen = torch.zeros(total, dtype=torch.bool)
-    chosen[order] = True
-    masks: dict[str, torch.Tensor] = {}
-    start = 0
-    for name, s in scores.items():
-        masks[name] = chosen[start : start + s.numel()].reshape(s.shape).to(s.device)
-        start += s.numel()
-    return masks
-
-
 def mask_fraction(masks: dict[str, torch.Tensor]) -> float:
     """Selected fraction ``sum_i m_i / N`` over all masks (0.0 when they hold no element)."""
     if not masks:
@@ -167,22 +82,6 @@ def mask_fraction(masks: dict[str, torch.Tensor]) -> float:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _compile_patterns(patterns: list[str] | str | None, what: str) -> list[re.Pattern[str]]:
-    if patterns is None:
-        return []
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    compiled = []
-    for pattern in patterns:
-        if not isinstance(pattern, str):
-            raise UserInputError(f"{what}: expected regex strings, got {pattern!r}")
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as err:
-            raise UserInputError(f"{what}: {pattern!r} is not a valid regular expression ({err})") from None
-    return compiled
 
 
 def _validate(scores: dict[str, torch.Tensor], ratio: float) -> tuple[int, int]:

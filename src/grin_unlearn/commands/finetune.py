@@ -9,7 +9,7 @@ from ..data.formatting import PromptFormat
 from ..data.records import load_qa_split
 from ..data.world import world_corpus
 from ..errors import UserInputError
-from ..finetune import FinetuneConfig, finetune
+from ..training.finetune import FinetuneConfig, finetune
 from ..models import TinyModelConfig, build_tiny_model, load_model, load_tokenizer, train_tokenizer
 
 NAME = "finetune"

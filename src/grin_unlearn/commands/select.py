@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
-from ..config import SelectionConfig, UnlearnConfig, add_dataclass_arguments, dataclass_from_namespace
+from ..config import SelectionConfig, add_dataclass_arguments, dataclass_from_namespace
 from ..data.formatting import PromptFormat
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
-from ..masks import density_report, plot_density, save_mask
+from ..masks import save_mask_with_report
 from ..models import load_model, load_tokenizer
-from ..unlearn import build_masks, environment
+from ..run_dir import CONFIG_FILE, MASK_FILE, environment
+from ..unlearn import build_masks
 from .common import add_data_arguments, add_model_arguments, add_output_arguments, load_training_sets
 
 NAME = "select"
@@ -32,24 +34,20 @@ def run(args: argparse.Namespace) -> int:
     if selection.scorer == "none":
         raise UserInputError("--scorer none selects nothing; choose grin, forget-grad, magnitude, random or wagle")
     out = Path(args.out)
-    if (out / "mask.safetensors").exists() and not args.overwrite:
+    if (out / MASK_FILE).exists() and not args.overwrite:
         raise UserInputError(f"--out: {out} already holds a mask (pass --overwrite to replace it)")
     sets = load_training_sets(args)
     forget, retain = sets.forget, sets.retain
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
     model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    config = UnlearnConfig(selection=selection)
-    config.train.seed = args.seed
     fmt = PromptFormat(chat_template=args.chat_template, max_length=args.max_length)
-    masks, timing = build_masks(model, tokenizer, forget, retain, config, fmt)
-    resolved = {"selection": config.to_dict()["selection"], "seed": args.seed, "model": args.model,
+    masks, timing = build_masks(model, tokenizer, forget, retain, selection, args.seed, fmt)
+    resolved = {"selection": dataclasses.asdict(selection), "seed": args.seed, "model": args.model,
                 "benchmark": args.benchmark, "data": sets.data, "forget": sets.forget_name, "retain": sets.retain_name,
                 "environment": environment()}
-    save_mask(out / "mask.safetensors", masks, metadata=resolved)
-    report = density_report(masks)
-    atomic_write_json(out / "density.json", report)
-    plot_density(report, out / "density.png", title=f"{selection.scorer}, p={selection.ratio}")
-    atomic_write_json(out / "config.json", resolved)
+    report = save_mask_with_report(out / MASK_FILE, masks, metadata=resolved,
+                                   title=f"{selection.scorer}, p={selection.ratio}")
+    atomic_write_json(out / CONFIG_FILE, resolved)
     summary = {"selected": report.get("overall"), "timing_s": {k: round(v, 2) for k, v in timing.items()},
                "out": str(out)}
     print(json.dumps(summary, indent=1))

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..experiments.report import config_label
+from ..run_dir import is_evaluated
 
 NAME = "sweep"
 HELP = "run every cell of a sweep file (finished cells are reused) and write report.md with plots"
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         cells = expand_grid(load_spec(args.config))
         for index, cell in enumerate(cells, start=1):
-            done = (out / "cells" / cell.name / "run.json").is_file() and (out / "cells" / cell.name / "eval.json").is_file()
+            done = is_evaluated(out / "cells" / cell.name)
             print(f"[{index}/{len(cells)}] {cell.name}  ({config_label(cell.values)}){'  [finished]' if done else ''}")
         print(f"{len(cells)} cells -> {out / 'cells'}")
         return 0

@@ -14,8 +14,9 @@ from ..data.unlearning import check_objective_accepts
 from ..errors import UserInputError
 from ..masks import load_mask
 from ..models import load_model, load_tokenizer
-from ..objectives import OBJECTIVES, ObjectiveHyperparams, get_objective
-from ..unlearn import check_out_dir, unlearn
+from ..training.objectives import OBJECTIVES, ObjectiveHyperparams, get_objective
+from ..run_dir import check_out_dir
+from ..unlearn import unlearn
 from .common import add_data_arguments, add_model_arguments, add_output_arguments, load_training_sets
 
 NAME = "unlearn"

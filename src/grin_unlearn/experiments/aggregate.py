@@ -23,6 +23,7 @@ from ..errors import UserInputError
 from ..eval_report import aggregate, load_eval
 from ..io_utils import atomic_write_text
 from ..masks import plot_density
+from ..run_dir import EVAL_FILE, finished_timing, is_evaluated
 from .report import (COLUMNS, config_label, mean_std_table, metrics_row, plot_metric_vs, plot_quality_utility)
 from .sweep import SEED_KEY, SWEEP_FILE
 
@@ -91,11 +92,11 @@ def load_cell_rows(sweep_dir: str | Path, state: dict) -> tuple[list[dict], list
     rows, unfinished = [], []
     for entry in state.get("cells", []):
         cell_dir = sweep_dir / entry["dir"]
-        run = _read_json(cell_dir / "run.json")
-        if run is None or not (cell_dir / "eval.json").is_file():
+        timing = finished_timing(cell_dir)
+        if timing is None or not is_evaluated(cell_dir):
             unfinished.append(entry["name"])
             continue
-        row = metrics_row(entry["name"], load_eval(cell_dir / "eval.json"), (run.get("timing") or {}).get("total"))
+        row = metrics_row(entry["name"], load_eval(cell_dir / EVAL_FILE), timing.get("total"))
         config = (_read_json(cell_dir / "config.json") or {}).get("config") or {}
         row.update(name=entry["name"], values=entry.get("values") or {}, dir=cell_dir,
                    scorer=(config.get("selection") or {}).get("scorer"))

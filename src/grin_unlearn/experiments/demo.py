@@ -1,6 +1,6 @@
 """`grin-unlearn demo`: the whole job on the embedded benchmark, with one results table.
 
-Builds or reuses the world, the target and the oracle (:mod:`grin_unlearn.embedded`); evaluates both;
+Builds or reuses the world, the target and the oracle (:mod:`grin_unlearn.experiments.embedded`); evaluates both;
 runs GRIN (default objective NPO) and the same objective without mask and noise; evaluates both runs
 against the oracle; prints one table and writes ``<out>/report.md`` with PNG plots.
 """
@@ -13,13 +13,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
-from ..embedded import EmbeddedConfig, prepare_embedded
 from ..data.records import load_qa_split
 from ..data.world import chance_levels
 from ..eval_report import aggregate
 from ..evaluate import EvalConfig, default_roles
 from ..io_utils import atomic_write_text
-from ..objectives import ObjectiveHyperparams
+from ..run_dir import finished_timing
+from ..training.objectives import ObjectiveHyperparams
+from .embedded import EmbeddedConfig, prepare_embedded
 from .report import markdown_table, metrics_row, plot_metric_bars, plot_quality_utility
 from .runs import evaluate_model_dir, run_cell
 
@@ -86,22 +87,12 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
         stage(f"unlearning: {label}")
         cell = run_cell(assets.target, assets.world, forget, retain, roles, unlearn_config,
                         out_dir / _slug(label), config.eval, oracle, log=lambda *a, **k: None)
-        rows.append(metrics_row(label, cell.eval, _unlearning_seconds(cell.out_dir)))
+        rows.append(metrics_row(label, cell.eval, (finished_timing(cell.out_dir) or {}).get("total")))
     stage("writing the report")
     chance = chance_table(assets.world, forget, retain, oracle, target)
     report = write_demo_report(out_dir, rows, config, chance)
     stage(f"done: {report}")
     return rows, report
-
-
-def _unlearning_seconds(run_dir: Path) -> float | None:
-    import json
-
-    try:
-        return json.loads((run_dir / "run.json").read_text())["timing"]["total"]
-    except (OSError, KeyError, ValueError):
-        return None
-
 
 def chance_table(world: Path, forget: str, retain: str, oracle: dict, target: dict) -> str:
     """Keyword accuracy on the forget split by attribute: the guessing baseline, the oracle, the target.

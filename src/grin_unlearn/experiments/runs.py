@@ -17,7 +17,8 @@ from ..eval_report import load_eval, save_eval
 from ..evaluate import EvalConfig, evaluate, load_eval_sets
 from ..io_utils import atomic_write_json
 from ..models import load_model, load_tokenizer
-from ..unlearn import FINISHED, unlearn
+from ..run_dir import EVAL_FILE, MODEL_DIR, is_evaluated, is_finished
+from ..unlearn import unlearn
 
 
 @dataclass
@@ -47,17 +48,17 @@ def run_cell(model_dir: str | Path, data: str | Path, forget: str, retain: str, 
     """Unlearn ``model_dir`` with ``config`` into ``out_dir`` and evaluate it (skipped when finished)."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    if (out_dir / FINISHED).is_file() and (out_dir / "eval.json").is_file():
-        return CellResult(out_dir, load_eval(out_dir / "eval.json"), 0.0, reused=True)
+    if is_evaluated(out_dir):
+        return CellResult(out_dir, load_eval(out_dir / EVAL_FILE), 0.0, reused=True)
     loaded = None
-    if not (out_dir / FINISHED).is_file():
+    if not is_finished(out_dir):
         tokenizer = load_tokenizer(str(model_dir))
         model = load_model(str(model_dir), dtype="float32")
         fmt = PromptFormat(max_length=config.train.max_length)
         unlearn(model, tokenizer, load_qa_split(data, forget), load_qa_split(data, retain), config, out_dir,
                 fmt=fmt, resume=True, log=log)
         loaded = (model, tokenizer)  # the unlearned weights are in memory: no second load from disk
-    result = evaluate_model_dir(out_dir / "model", data, roles, out_dir / "eval.json", eval_config, oracle,
+    result = evaluate_model_dir(out_dir / MODEL_DIR, data, roles, out_dir / EVAL_FILE, eval_config, oracle,
                                 loaded=loaded)
     seconds = time.perf_counter() - start
     atomic_write_json(out_dir / "cell.json", {"seconds": seconds, "config": config.to_dict()})

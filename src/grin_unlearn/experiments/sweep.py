@@ -2,10 +2,10 @@
 
 A sweep file (YAML; see ``configs/``) holds:
 
-* the setting, either ``embedded:`` (overrides of :class:`~grin_unlearn.embedded.EmbeddedConfig`:
+* the setting, either ``embedded:`` (overrides of :class:`~grin_unlearn.experiments.embedded.EmbeddedConfig`:
   ``authors``, ``holdout_authors``, ``world_seed``, ``vocab_size``, ``forget_split``, and the
   ``model`` (:class:`~grin_unlearn.models.TinyModelConfig`) / ``finetune``
-  (:class:`~grin_unlearn.finetune.FinetuneConfig`) mappings; all optional) **or** a user's own
+  (:class:`~grin_unlearn.training.finetune.FinetuneConfig`) mappings; all optional) **or** a user's own
   ``model:`` (folder or Hub id) + ``data:`` + ``forget:`` + ``retain:`` with an optional oracle, given
   as ``oracle:`` (a retain-only model, evaluated once) or ``oracle_eval:`` (its ``eval.json``);
 * ``base:`` an :class:`~grin_unlearn.config.UnlearnConfig` mapping (``objective`` plus sections);
@@ -35,13 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SECTIONS, UnlearnConfig, _field_type, config_from_mapping, load_yaml
-from ..embedded import EmbeddedConfig, prepare_embedded
 from ..errors import UserInputError
 from ..eval_report import load_eval
 from ..evaluate import EvalConfig, default_roles
-from ..finetune import FinetuneConfig
 from ..io_utils import atomic_write_json
 from ..models import TinyModelConfig
+from ..training.finetune import FinetuneConfig
+from ..run_dir import is_evaluated
+from .embedded import EmbeddedConfig, prepare_embedded
 from .runs import evaluate_model_dir, run_cell
 
 SWEEP_FILE = "sweep.json"
@@ -398,7 +399,7 @@ def run_sweep(spec_path: str | Path, out_dir: str | Path, cache_dir: str | Path 
     for index, (cell, entry) in enumerate(zip(cells, entries), start=1):
         cell_dir = out_dir / entry["dir"]
         _check_cell_dir(cell_dir, cell, spec.eval)
-        if not (cell_dir / "run.json").is_file() or not (cell_dir / "eval.json").is_file():
+        if not is_evaluated(cell_dir):
             log(f"[{index}/{len(cells)}] {cell.name}: running")
             atomic_write_json(cell_dir / CELL_SPEC, {"name": cell.name, "values": cell.values,
                                                       "config": cell.config.to_dict()})

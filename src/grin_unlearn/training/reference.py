@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .logprobs import SequenceLogProbs, sequence_logprobs
+from ..logprobs import SequenceLogProbs, sequence_logprobs
 
 
 @torch.no_grad()

@@ -24,8 +24,8 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 
-from grin_unlearn.errors import UserInputError
-from grin_unlearn.logprobs import SequenceLogProbs
+from ..errors import UserInputError
+from ..logprobs import SequenceLogProbs
 
 RETAIN_LOSSES = ("nll", "kl")
 _T = TypeVar("_T")

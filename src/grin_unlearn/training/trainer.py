@@ -3,7 +3,7 @@
 Per step: one forward pass over the forget, refusal and retain examples the objective needs (padded
 together), :func:`sequence_logprobs` per group, reference log-probs looked up from a precomputed table
 (or a live reference model for the KL retain term), then :func:`combine`. With masks, the optimizer is
-:class:`MaskedAdamW`, so unselected weights never move (see :mod:`grin_unlearn.masked_optim`).
+:class:`MaskedAdamW`, so unselected weights never move (see :mod:`grin_unlearn.training.masked_optim`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import torch
 from transformers import Trainer
 
-from .logprobs import answer_kl, sequence_logprobs
+from ..logprobs import answer_kl, sequence_logprobs
 from .masked_optim import MaskedAdamW
 from .objectives import ObjectiveHyperparams, ObjectiveInputs, ObjectiveSpec, combine
 from .reference import lookup

@@ -9,16 +9,17 @@ is the mean token NLL of the answers.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from .data.formatting import PadCollator, PromptFormat, encode_records
-from .errors import UserInputError
-from .io_utils import atomic_write_json, replace_dir
+from ..data.formatting import PadCollator, PromptFormat, encode_records
+from ..errors import UserInputError
+from ..models import pad_token_id
+from ..io_utils import atomic_write_json, replace_dir
+from .arguments import training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -55,23 +56,12 @@ class ListDataset(torch.utils.data.Dataset):
         return self.items[index]
 
 
-def training_arguments(output_dir: str, config: FinetuneConfig, **overrides):
-    """``TrainingArguments`` shared by fine-tuning: no checkpoints, no reporting, seeded, quiet."""
-    from transformers import TrainingArguments
-
-    values = dict(
-        output_dir=output_dir, num_train_epochs=config.epochs, learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size, weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio, lr_scheduler_type="cosine", seed=config.seed, data_seed=config.seed,
-        save_strategy="no", report_to=[], logging_strategy="epoch", remove_unused_columns=False,
-        dataloader_num_workers=0, disable_tqdm=not _show_progress(), use_cpu=not torch.cuda.is_available(),
-    )
-    values.update(overrides)
-    return TrainingArguments(**values)
-
-
-def _show_progress() -> bool:
-    return os.environ.get("GRIN_UNLEARN_QUIET", "0") != "1"
+def finetune_arguments(output_dir: str, config: FinetuneConfig):
+    """Fine-tuning's ``TrainingArguments``: cosine schedule, no checkpoints, a log line per epoch."""
+    return training_arguments(output_dir, epochs=config.epochs, learning_rate=config.learning_rate,
+                              batch_size=config.batch_size, warmup_ratio=config.warmup_ratio,
+                              weight_decay=config.weight_decay, seed=config.seed, scheduler="cosine",
+                              save_strategy="no", logging_strategy="epoch")
 
 
 def finetune(model, tokenizer, records: list[dict], config: FinetuneConfig, out_dir: str | Path,
@@ -90,8 +80,8 @@ def finetune(model, tokenizer, records: list[dict], config: FinetuneConfig, out_
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.trainer.") as scratch:
-        trainer = Trainer(model=model, args=training_arguments(scratch, config), train_dataset=ListDataset(examples),
-                          data_collator=PadCollator(tokenizer.pad_token_id))
+        trainer = Trainer(model=model, args=finetune_arguments(scratch, config), train_dataset=ListDataset(examples),
+                          data_collator=PadCollator(pad_token_id(tokenizer)))
         result = trainer.train()
         staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
         model.save_pretrained(staging)

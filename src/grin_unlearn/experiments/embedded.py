@@ -18,12 +18,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .data.records import load_qa_split
-from .data.world import generate_world, world_corpus, write_world
-from .errors import UserInputError
-from .finetune import FinetuneConfig, finetune
-from .io_utils import atomic_write_json, replace_dir
-from .models import TinyModelConfig, build_tiny_model, load_model, load_tokenizer, train_tokenizer
+from ..data.records import load_qa_split
+from ..data.world import generate_world, world_corpus, write_world
+from ..errors import UserInputError
+from ..training.finetune import FinetuneConfig, finetune
+from ..io_utils import atomic_write_json, replace_dir
+from ..models import TinyModelConfig, build_tiny_model, load_model, load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,167 @@
+"""Full-set gradients of the forget and retain losses (the input of GRIN step 1).
+
+GRIN (Anjarlekar & Pombra, "LLM Unlearning using Gradient Ratio-Based Influence Estimation and Noise
+Injection", arXiv 2508.06467) needs the full-set gradients of the forget and retain losses,
+``G_f = ∇θ L_f`` and ``G_r = ∇θ L_r``. Here ``L`` of a batch is its mean token NLL over answer tokens,
+``-(Σ answer log-probs) / (number of answer tokens)``, and ``G = Σ_batches ∇θ L_batch``: per-batch
+gradients are summed SIGNED, so contributions of opposite sign cancel, and a scorer takes the absolute
+value only at the end. Accumulators are fp32 whatever the model's dtype (bf16 sums of many batches
+lose most of their digits).
+
+Only the eligible parameters get ``requires_grad`` during a pass, so autograd never computes the
+gradients of embeddings, lm_head or norms unless they are eligible. Each gradient is folded into its
+accumulator by a post-accumulate-grad hook and freed at once, so the extra memory is the fp32
+accumulators (optionally on the CPU, ``accumulator_device="cpu"``) plus one parameter's gradient at a
+time, not a second full set of ``.grad`` tensors.
+
+Distributed: when ``torch.distributed`` is initialised, the examples are cut into batches exactly as in
+one process (``examples[i : i + batch_size]``), process ``rank`` takes the batches ``rank, rank + W,
+rank + 2W, ...`` (``W`` = world size), and :func:`~grin_unlearn.distributed.reduce_across_processes` sums the accumulators over
+processes before any scorer sees them. Every per-batch mean is therefore over the same examples as in a
+single process, and the all-reduced ``G`` is the single-process sum up to the order of the fp32
+additions (bit-identical when each process holds at most one batch and ``W <= 2``).
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.formatting import PadCollator, PromptFormat, encode_training_records
+from ..distributed import rank_and_world_size, reduce_across_processes
+from ..errors import UserInputError
+from ..logprobs import sequence_logprobs
+from ..models import model_device, pad_token_id
+from ..progress import show_progress
+
+logger = logging.getLogger(__name__)
+
+Grads = dict[str, torch.Tensor]
+
+
+
+def subsample(items: list, max_samples: int | None, seed: int) -> list:
+    """At most ``max_samples`` items, drawn without replacement by a CPU generator seeded with ``seed``.
+
+    Kept in their original order; all items when ``max_samples`` is None or >= ``len(items)``.
+    """
+    if max_samples is None:
+        return list(items)
+    if isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Integral) or max_samples <= 0:
+        raise UserInputError(f"retain_samples: expected a positive integer or None, got {max_samples!r}")
+    if max_samples >= len(items):
+        return list(items)
+    generator = torch.Generator().manual_seed(int(seed))
+    keep = torch.randperm(len(items), generator=generator)[: int(max_samples)].sort().values
+    return [items[i] for i in keep.tolist()]
+
+
+def accumulate_gradients(
+    model, tokenizer, records: list[dict], fmt: PromptFormat | None, params: dict[str, torch.nn.Parameter],
+    batch_size: int = 8, max_samples: int | None = None, seed: int = 0, desc: str = "",
+    accumulator_device: str | torch.device | None = None,
+) -> Grads:
+    """``G = Σ_batches ∇θ L_batch`` over question/answer ``records`` (see the module docstring).
+
+    Raw-text records (``text``, no ``question``) are cut into ``fmt.max_length``-token chunks scored
+    on every token (:func:`~grin_unlearn.data.formatting.encode_text`), so ``L`` of a batch of text is
+    its mean token NLL over the chunks' tokens. ``records`` are encoded with ``fmt`` (default
+    :class:`PromptFormat`) after subsampling
+    ``max_samples`` of them with ``seed`` (``--retain-samples``). ``desc`` names the set in the
+    progress bar and in errors. Returns one fp32 tensor per entry of ``params``.
+    """
+    name = desc or "records"
+    if not records:
+        raise UserInputError(f"{name}: expected at least one record, got none")
+    chosen = subsample(records, max_samples, seed)
+    examples = encode_training_records(tokenizer, chosen, fmt or PromptFormat())
+    truncated = sum(e["truncated"] for e in examples)
+    if truncated:
+        logger.warning("%s: %d of %d examples were truncated to max_length", name, truncated, len(examples))
+    return accumulate_example_gradients(model, examples, params, PadCollator(pad_token_id(tokenizer)),
+                                        batch_size=batch_size, desc=desc, accumulator_device=accumulator_device)
+
+
+def accumulate_example_gradients(
+    model, examples: list[dict], params: dict[str, torch.nn.Parameter],
+    collator: Callable[[list[dict]], dict[str, torch.Tensor]], batch_size: int = 8,
+    max_samples: int | None = None, seed: int = 0, desc: str = "",
+    accumulator_device: str | torch.device | None = None,
+) -> Grads:
+    """:func:`accumulate_gradients` on pre-encoded examples (``input_ids``/``labels`` lists).
+
+    ``collator`` turns a list of examples into ``input_ids``, ``labels`` (IGNORE_INDEX on unscored
+    tokens) and ``attention_mask`` tensors. The model runs in eval mode (no dropout); its train/eval
+    mode, every parameter's ``requires_grad`` and any existing ``.grad`` are restored afterwards.
+    """
+    name = desc or "examples"
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
+        raise UserInputError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if not params:
+        raise UserInputError(f"{name}: expected at least one parameter to accumulate gradients for")
+    examples = subsample(examples, max_samples, seed)
+    if not examples:
+        raise UserInputError(f"{name}: expected at least one example, got none")
+    rank, world_size = rank_and_world_size()
+    # Shard whole batches, not examples: each batch mean is then over the same examples as in one process.
+    batches = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
+    shard = batches[rank::world_size]  # may be empty when there are fewer batches than processes
+    device = model_device(model)
+    accumulators = {
+        key: torch.zeros(p.shape, dtype=torch.float32, device=accumulator_device or p.device)
+        for key, p in params.items()
+    }
+    quiet = not show_progress(rank)
+    with _gradient_pass(model, params, accumulators):
+        for chunk in tqdm(shard, desc=f"{name} gradients", unit="batch", disable=quiet):
+            batch = {k: v.to(device) for k, v in collator(chunk).items()}
+            batch_loss(model, batch).backward()
+    return reduce_across_processes(accumulators)
+
+
+def batch_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean token NLL of the batch over answer tokens: ``-Σ log π(y_t|x, y_<t) / Σ |y|`` (0 if none)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    logp = sequence_logprobs(logits, batch["labels"])  # (B,) sums and counts
+    return -logp.sum.sum() / logp.count.sum().clamp(min=1)
+
+
+@contextmanager
+def _gradient_pass(model, params: dict[str, torch.nn.Parameter], accumulators: Grads) -> Iterator[None]:
+    """Eval mode, gradients for ``params`` only, each folded into its accumulator by a hook."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    saved_grads = {key: p.grad for key, p in params.items()}
+    handles = []
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        for key, p in params.items():
+            p.grad = None
+            p.requires_grad_(True)
+            handles.append(p.register_post_accumulate_grad_hook(_fold_into(accumulators[key])))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for key, p in params.items():
+            p.grad = saved_grads[key]
+        model.train(was_training)
+
+
+def _fold_into(accumulator: torch.Tensor) -> Callable[[torch.Tensor], None]:
+    def hook(param: torch.Tensor) -> None:
+        with torch.no_grad():
+            # In-place add upcasts a bf16/fp16 gradient into the fp32 accumulator without an fp32 copy.
+            accumulator.add_(param.grad.to(accumulator.device))
+        param.grad = None  # free it now: peak memory is one gradient, not a full .grad set
+
+    return hook
