@@ -8,14 +8,18 @@ Hub model. ``trust_remote_code`` stays off unless the caller asks for it.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .errors import UserInputError
+from .io_utils import atomic_write_json, replace_dir
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +110,61 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
     if resolved_dtype == "auto":
         resolved_dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=resolved_dtype,
-                                                     trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code,
+                                                     **{_dtype_keyword(): resolved_dtype})
     except OSError as err:
         raise UserInputError(f"--model {name_or_path}: could not load a causal LM ({str(err)[:300]})") from None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval()
+
+
+def _dtype_keyword() -> str:
+    """``from_pretrained``'s dtype keyword: ``dtype`` from transformers 4.56 on, ``torch_dtype`` before
+    (4.45 ignores an unknown ``dtype`` and loads fp32 silently)."""
+    import inspect
+
+    from transformers import PreTrainedModel
+
+    return "dtype" if "dtype" in inspect.signature(PreTrainedModel.from_pretrained).parameters else "torch_dtype"
+
+
+# transformers 5 saves tokenizers built from a `tokenizers` object as this class, unknown to 4.x;
+# PreTrainedTokenizerFast is the name both ends of our range load as the same fast tokenizer.
+_PORTABLE_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
+
+
+def save_model_folder(model, tokenizer, out_dir: str | Path, extra_json: dict[str, object] | None = None) -> Path:
+    """``save_pretrained`` of model and tokenizer as ``out_dir``, atomically, loadable by transformers 4.45–5.x.
+
+    Written to a temporary sibling (plus ``extra_json``: file name → JSON object), then renamed over
+    ``out_dir``; a crash leaves the old folder or none, never a half-written one. The tokenizer class
+    name is made one that every supported transformers version knows (see ``_PORTABLE_TOKENIZER_CLASSES``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        _make_tokenizer_config_portable(staging / "tokenizer_config.json")
+        for name, obj in (extra_json or {}).items():
+            atomic_write_json(staging / name, obj)
+        replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _make_tokenizer_config_portable(path: Path) -> None:
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    portable = _PORTABLE_TOKENIZER_CLASSES.get(config.get("tokenizer_class"))
+    if portable is not None:
+        config["tokenizer_class"] = portable
+        config.pop("backend", None)
+        atomic_write_json(path, config)
 
 
 def pad_token_id(tokenizer) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,8 +23,9 @@ import torch
 from ._version import __version__
 from .distributed import is_main_process, wait_for_everyone
 from .errors import UserInputError
-from .io_utils import atomic_write_json, replace_dir
+from .io_utils import atomic_write_json
 from .masks import save_mask_with_report
+from .models import save_model_folder
 
 CONFIG_FILE = "config.json"
 FINISHED_FILE = "run.json"
@@ -156,14 +156,7 @@ def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timi
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"config": config.to_dict(), "environment": environment()}
     atomic_write_json(out_dir / CONFIG_FILE, resolved)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".model."))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        replace_dir(staging, out_dir / MODEL_DIR)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    save_model_folder(model, tokenizer, out_dir / MODEL_DIR)
     if masks is not None:
         save_mask_with_report(out_dir / MASK_FILE, masks, metadata=resolved,
                               title=f"{config.selection.scorer}, p={config.selection.ratio}")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from ..data.formatting import PromptFormat
 from ..data.records import load_qa_split
-from ..data.world import world_corpus
 from ..errors import UserInputError
+from ..experiments.embedded import BUILTIN_FINETUNE, builtin_base
+from ..models import TinyModelConfig, load_model, load_tokenizer
 from ..training.finetune import FinetuneConfig, finetune
-from ..models import TinyModelConfig, build_tiny_model, load_model, load_tokenizer, train_tokenizer
 
 NAME = "finetune"
 HELP = "fine-tune a model on one or more splits (loss on answer tokens only)"
@@ -18,18 +18,21 @@ HELP = "fine-tune a model on one or more splits (loss on answer tokens only)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
-                        help="model folder or Hub id; 'builtin' builds the tiny Llama with a tokenizer trained on --data")
+                        help="model folder or Hub id; 'builtin' builds the tiny Llama with a tokenizer trained on "
+                             "every split of --data (the demo's recipe)")
     parser.add_argument("--data", required=True, help="folder of <split>.json files or a Hub dataset id")
     parser.add_argument("--splits", nargs="+", default=["full", "world_facts"],
                         help="splits to train on (target: full world_facts; oracle: retain90 world_facts)")
     parser.add_argument("--out", required=True, help="folder for the fine-tuned model")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    recipe = BUILTIN_FINETUNE  # the demo's target/oracle recipe
+    parser.add_argument("--epochs", type=int, default=recipe.epochs)
+    parser.add_argument("--lr", type=float, default=recipe.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=recipe.batch_size)
+    parser.add_argument("--weight-decay", type=float, default=recipe.weight_decay)
+    parser.add_argument("--warmup-ratio", type=float, default=recipe.warmup_ratio)
+    parser.add_argument("--max-length", type=int, default=recipe.max_length)
+    parser.add_argument("--seed", type=int, default=recipe.seed)
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--chat-template", action="store_true")
 
@@ -39,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     if (out / "config.json").exists() and not args.overwrite:
         raise UserInputError(f"--out: {out} already holds a model (pass --overwrite to replace it)")
     config = FinetuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
-                            weight_decay=args.weight_decay, max_length=args.max_length, seed=args.seed)
+                            weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
+                            max_length=args.max_length, seed=args.seed)
     records = [r for split in args.splits for r in load_qa_split(args.data, split)]
     if args.model == "builtin":
-        tokenizer = train_tokenizer(world_corpus({"train": records}), TinyModelConfig().vocab_size)
-        model = build_tiny_model(TinyModelConfig(), tokenizer, seed=args.seed)
+        model, tokenizer = builtin_base(args.data, TinyModelConfig(), TinyModelConfig().vocab_size, seed=args.seed)
     else:
         tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
         model = load_model(args.model, trust_remote_code=args.trust_remote_code)

@@ -207,6 +207,31 @@ def world_corpus(splits: dict[str, list[dict]]) -> list[str]:
     return texts
 
 
+def folder_corpus(folder: str | Path) -> list[str]:
+    """:func:`world_corpus` of every split in a data folder: the built-in tokenizer's training text.
+
+    The splits come in the order ``world.json`` lists them (a generated world: :func:`generate_world`'s
+    order, so the corpus equals ``world_corpus(generate_world(...))`` exactly), else in name order.
+    Multiple-choice records (with ``choices``) are skipped: their questions repeat QA questions and
+    their answers are indices. One recipe for ``make demo`` and ``finetune --model builtin``.
+    """
+    from .records import available_splits, load_split
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserInputError(f"--data: {folder} is not a folder (the built-in tokenizer trains on a local world)")
+    names = available_splits(folder)
+    manifest = folder / "world.json"
+    if manifest.is_file():
+        try:
+            listed = list(json.loads(manifest.read_text(encoding="utf-8")).get("splits", {}))
+        except ValueError as err:
+            raise UserInputError(f"{manifest}: not valid JSON ({err})") from None
+        names = [n for n in listed if n in names] + [n for n in names if n not in listed]
+    splits = {name: [r for r in load_split(folder, name) if "choices" not in r] for name in names}
+    return world_corpus(splits)
+
+
 def chance_levels(splits: dict[str, list[dict]], train_split: str, eval_split: str) -> dict[str, float]:
     """Per attribute: keyword accuracy of always answering the most frequent training value.
 

@@ -13,19 +13,22 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..data.records import load_qa_split
-from ..data.world import generate_world, world_corpus, write_world
+from ..data.world import folder_corpus, write_world
 from ..errors import UserInputError
+from ..io_utils import atomic_write_json
+from ..models import (TinyModelConfig, build_tiny_model, load_model, load_tokenizer, save_model_folder,
+                      train_tokenizer)
 from ..training.finetune import FinetuneConfig, finetune
-from ..io_utils import atomic_write_json, replace_dir
-from ..models import TinyModelConfig, build_tiny_model, load_model, load_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
+
+
+# The built-in target/oracle recipe; `finetune`'s CLI defaults are these values too.
+BUILTIN_FINETUNE = FinetuneConfig(epochs=20, learning_rate=3e-3)
 
 
 def default_cache_dir() -> Path:
@@ -42,7 +45,7 @@ class EmbeddedConfig:
     world_seed: int = 0
     vocab_size: int = 2048
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
-    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=20, learning_rate=3e-3))
+    finetune: FinetuneConfig = field(default_factory=lambda: BUILTIN_FINETUNE)
     forget_split: str = "forget10"
 
     def __post_init__(self):
@@ -74,6 +77,18 @@ def _train(base_dir: Path, records: list[dict], config: EmbeddedConfig, out: Pat
     finetune(model, tokenizer, records, config.finetune, out)
 
 
+def builtin_base(world_dir: str | Path, model_config: TinyModelConfig, vocab_size: int, seed: int):
+    """The untrained built-in model and its tokenizer for a world folder: ``(model, tokenizer)``.
+
+    The tokenizer is a byte-level BPE trained on every split of the folder
+    (:func:`~grin_unlearn.data.world.folder_corpus`), the model a tiny Llama seeded with ``seed``.
+    ``make demo`` and ``grin-unlearn finetune --model builtin`` both build their base here, so the
+    README's commands reproduce the demo's target.
+    """
+    tokenizer = train_tokenizer(folder_corpus(world_dir), vocab_size)
+    return build_tiny_model(model_config, tokenizer, seed=seed), tokenizer
+
+
 def prepare_embedded(config: EmbeddedConfig | None = None, cache_dir: str | Path | None = None,
                      log=print) -> EmbeddedAssets:
     """Build (or reuse) the world, base, target and oracle for ``config``; return their folders."""
@@ -87,19 +102,8 @@ def prepare_embedded(config: EmbeddedConfig | None = None, cache_dir: str | Path
         write_world(assets.world, config.authors, config.holdout_authors, config.world_seed, overwrite=True)
     if not (assets.base / "config.json").is_file():
         log("training the tokenizer and building the base model")
-        splits = generate_world(config.authors, config.holdout_authors, config.world_seed)
-        tokenizer = train_tokenizer(world_corpus(splits), config.vocab_size)
-        model = build_tiny_model(config.model, tokenizer, seed=config.finetune.seed)
-        # Staged then renamed: a crash mid-save must not leave a base with config.json but no weights,
-        # which the check above would take for a finished one.
-        staging = Path(tempfile.mkdtemp(dir=root, prefix=".base."))
-        try:
-            model.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
-            replace_dir(staging, assets.base)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        model, tokenizer = builtin_base(assets.world, config.model, config.vocab_size, seed=config.finetune.seed)
+        save_model_folder(model, tokenizer, assets.base)  # staged then renamed: never a half-written base
     facts = load_qa_split(assets.world, "world_facts")
     for name, split, out in (("target", "full", assets.target), ("oracle", config.retain_split, assets.oracle)):
         if not (out / "config.json").is_file():

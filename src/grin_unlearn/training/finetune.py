@@ -17,8 +17,7 @@ import torch
 
 from ..data.formatting import PadCollator, PromptFormat, encode_records
 from ..errors import UserInputError
-from ..models import pad_token_id
-from ..io_utils import atomic_write_json, replace_dir
+from ..models import pad_token_id, save_model_folder
 from .arguments import training_arguments
 
 logger = logging.getLogger(__name__)
@@ -83,11 +82,7 @@ def finetune(model, tokenizer, records: list[dict], config: FinetuneConfig, out_
         trainer = Trainer(model=model, args=finetune_arguments(scratch, config), train_dataset=ListDataset(examples),
                           data_collator=PadCollator(pad_token_id(tokenizer)))
         result = trainer.train()
-        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        atomic_write_json(staging / "finetune.json", {"config": asdict(config), "examples": len(examples),
-                                                      "train_loss": result.training_loss,
-                                                      "log": trainer.state.log_history})
-        replace_dir(staging, out_dir)
+        save_model_folder(model, tokenizer, out_dir, extra_json={"finetune.json": {
+            "config": asdict(config), "examples": len(examples), "train_loss": result.training_loss,
+            "log": trainer.state.log_history}})
     return out_dir
