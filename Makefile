@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# A second environment at the lowest transformers/accelerate/datasets we declare (.ci/floor-constraints.txt).
+FLOOR_VENV  := .venv-floor
+FLOOR_STAMP := $(FLOOR_VENV)/.installed
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test test-latest test-floor setup bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,17 +17,30 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+$(FLOOR_STAMP): pyproject.toml .ci/floor-constraints.txt
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -e ".[dev]" -c .ci/floor-constraints.txt
+	touch $(FLOOR_STAMP)
+
 setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/grin-unlearn demo
 
-test: $(STAMP)
+# The newest versions pip resolves, then the declared floor: the range we declare is the range we test.
+test: test-latest test-floor
+
+test-latest: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -q
+
+test-floor: $(FLOOR_STAMP)
+	OMP_NUM_THREADS=1 $(FLOOR_VENV)/bin/python -m pytest -n 2 -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(PY) bench/bench_influence.py
 	$(PY) bench/bench_selection.py
 
 clean:
-	rm -rf $(VENV) runs .cache
+	rm -rf $(VENV) $(FLOOR_VENV) runs .cache

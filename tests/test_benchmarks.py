@@ -279,7 +279,9 @@ def test_unreachable_hub_names_the_dataset_and_offline_setting(monkeypatch, tmp_
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # datasets < 3 reads only the second one
+        if hasattr(datasets.config, flag):
+            monkeypatch.setattr(datasets.config, flag, True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "empty-cache")
     assert main(["select", "--benchmark", benchmark, "--model", str(micro_model_dir),

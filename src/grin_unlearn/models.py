@@ -59,7 +59,9 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     core.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS, padding_side="right")
+    # A decoder-only model takes no token_type_ids; saying so keeps 4.x from returning them.
+    return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS, padding_side="right",
+                                   model_input_names=["input_ids", "attention_mask"])
 
 
 def build_tiny_model(config: TinyModelConfig, tokenizer, seed: int):

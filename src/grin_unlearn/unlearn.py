@@ -41,6 +41,7 @@ from .data.unlearning import UnlearningCollator, UnlearningDataset, check_object
 from .distributed import check_launch_mode, is_main_process
 from .errors import TrainingStoppedError, UserInputError
 from .masks import check_mask_matches, load_mask
+from .models import pad_token_id
 from .noise import inject_noise
 from .run_dir import check_out_dir, last_complete_checkpoint, prepare_out_dir, save_run, stopped_message
 from .scoring import eligible_parameters, score_influence
@@ -134,7 +135,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     timing.update(select_timing)
     # Every input is valid from here on: only now may an old run in out_dir be retired.
     prepare_out_dir(out_dir, overwrite, resume)
-    collator = UnlearningCollator(tokenizer.pad_token_id)
+    collator = UnlearningCollator(pad_token_id(tokenizer))
     needed = spec.required_inputs(config.hyperparams)
     # From the starting model, before noise and before any checkpoint is loaded (also on --resume).
     ref_groups = tuple(g for g in ("forget", "refusal") if f"ref_{g}" in needed)
@@ -160,7 +161,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     trainer = UnlearningTrainer(model=model.train(), args=args, train_dataset=dataset,
-                                data_collator=collator, processing_class=tokenizer, objective=spec,
+                                data_collator=collator, pad_id=pad_token_id(tokenizer), objective=spec,
                                 hyperparams=config.hyperparams, reference=reference, ref_model=ref_model,
                                 masks=masks_by_param)
     checkpoint = last_complete_checkpoint(out_dir) if resume else None

@@ -29,8 +29,11 @@ def _pad_to(tensor: torch.Tensor, width: int, value: int) -> torch.Tensor:
 
 class UnlearningTrainer(Trainer):
     def __init__(self, *args, objective: ObjectiveSpec, hyperparams: ObjectiveHyperparams,
-                 reference: dict | None = None, ref_model=None, masks: dict | None = None, **kwargs):
+                 reference: dict | None = None, ref_model=None, masks: dict | None = None, pad_id: int = 0,
+                 **kwargs):
+        # No `processing_class`: transformers < 4.46 calls it `tokenizer`; the Trainer needs only the pad id.
         super().__init__(*args, **kwargs)
+        self.pad_id = pad_id
         self.objective, self.hyperparams = objective, hyperparams
         self.reference, self.ref_model = reference or {}, ref_model
         self.masks = masks  # {Parameter: bool mask} or None for full fine-tuning
@@ -43,7 +46,7 @@ class UnlearningTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         if self.masks is None or self.optimizer is not None:
-            return super().create_optimizer(model)
+            return super().create_optimizer(*([] if model is None else [model]))  # 4.x takes no argument
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         decay = [p for p in trainable if p.ndim >= 2]
         no_decay = [p for p in trainable if p.ndim < 2]
@@ -54,11 +57,20 @@ class UnlearningTrainer(Trainer):
                                      eps=self.args.adam_epsilon)
         return self.optimizer
 
+    def _load_rng_state(self, checkpoint):
+        # transformers < 4.50 reads the RNG file with torch.load's default, which torch >= 2.6 made
+        # weights_only=True; the file holds numpy's RNG state. Allow exactly those numpy types, only here.
+        import numpy as np
+
+        multiarray = (getattr(np, "_core", None) or np.core).multiarray  # numpy 2 renamed core to _core
+        with torch.serialization.safe_globals([multiarray._reconstruct, np.ndarray, np.dtype,
+                                               type(np.dtype(np.uint32))]):
+            return super()._load_rng_state(checkpoint)
+
     def _forward_groups(self, model, inputs: dict) -> dict:
         """One forward over the needed groups; returns ``{group: (logits (B,T,V), labels (B,T))}``."""
         width = max(inputs[g]["input_ids"].shape[1] for g in self.groups)
-        pad_id = self.processing_class.pad_token_id if self.processing_class is not None else 0
-        ids = torch.cat([_pad_to(inputs[g]["input_ids"], width, pad_id) for g in self.groups])
+        ids = torch.cat([_pad_to(inputs[g]["input_ids"], width, self.pad_id) for g in self.groups])
         attention = torch.cat([_pad_to(inputs[g]["attention_mask"], width, 0) for g in self.groups])
         logits = model(input_ids=ids, attention_mask=attention).logits  # (G·B, T, V)
         out, start = {}, 0
