@@ -50,7 +50,7 @@ from .data.unlearning import UnlearningCollator, UnlearningDataset, check_object
 from .errors import TrainingStoppedError, UserInputError
 from .influence import score_influence
 from .io_utils import atomic_write_json, replace_dir
-from .masked_optim import freeze_unselected, register_gradient_masks
+from .masked_optim import make_masked_optimizer
 from .masks import check_mask_matches, density_report, load_mask, plot_density, save_mask
 from .noise import inject_noise
 from .objectives import get_objective
@@ -264,12 +264,12 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         if config.noise.noise_var > 0:
             noise = inject_noise(params, masks, config.noise.noise_var, config.noise.noise_mode, config.train.seed)
             log(f"noise σ²={config.noise.noise_var} ({config.noise.noise_mode}) on {noise.get('perturbed', 'the')} selected weights")
-        trainable = freeze_unselected(params, masks, all_params)
-        hooks = register_gradient_masks(trainable, masks)
-        masks_by_param = {trainable[name]: masks[name] for name in trainable}
-        log(f"selected {mask_fraction(masks):.1%} of eligible weights; training {len(trainable)} tensors")
+        optimizer = make_masked_optimizer(model, masks, lr=args.learning_rate, weight_decay=args.weight_decay,
+                                          betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+        trained = sum(p.requires_grad for p in all_params.values())
+        log(f"selected {mask_fraction(masks):.1%} of eligible weights; training {trained} tensors")
     else:
-        hooks, masks_by_param = [], None
+        optimizer = None
         model.requires_grad_(True)
         if config.noise.noise_var > 0:
             log("scorer 'none' selects no weights, so no noise is added (full fine-tuning)")
@@ -279,7 +279,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     trainer = UnlearningTrainer(model=model.train(), args=args, train_dataset=dataset,
                                 data_collator=collator, processing_class=tokenizer, objective=spec,
                                 hyperparams=config.hyperparams, reference=reference, ref_model=ref_model,
-                                masks=masks_by_param)
+                                optimizers=(optimizer, None))
     checkpoint = last_complete_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
         log(f"resuming from {checkpoint}")
@@ -289,8 +289,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     except NonFiniteLossError as err:
         raise TrainingStoppedError(_stopped_message(err, out_dir, trainer.state.global_step)) from None
     finally:
-        for handle in hooks:
-            handle.remove()
+        if optimizer is not None:
+            optimizer.remove_gradient_masks()
         model.requires_grad_(True)
     timing["train"] = time.perf_counter() - train_start
     timing["total"] = time.perf_counter() - start
