@@ -94,7 +94,8 @@ def bench_size(size: str, args) -> list[tuple]:
     full_state = optimizer_state_bytes(full["optimizer"])
     table = []
     for name, row in rows.items():
-        opt, train, state = statistics.median(row["opt"]), statistics.median(row["train"]), optimizer_state_bytes(row["optimizer"])
+        opt, train = statistics.median(row["opt"]), statistics.median(row["train"])
+        state = optimizer_state_bytes(row["optimizer"])
         table.append((f"{params / 1e6:.0f}M", name, state / 2**20, state / full_state, row["masks"] / 2**20,
                       opt, opt / full_opt, train, train / full_train))
     return table

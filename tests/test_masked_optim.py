@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grin_unlearn.errors import UserInputError
 from grin_unlearn import make_masked_optimizer
+from grin_unlearn.errors import UserInputError
 from grin_unlearn.masked_optim import MaskedAdamW, freeze_unselected, zero_unselected
 
 
@@ -179,7 +179,8 @@ def test_freeze_unselected_keeps_exactly_the_tensors_with_a_selected_entry(micro
 ])
 def test_make_masked_optimizer_refuses_bad_masks(case, message):
     model = _tiny_llama()
-    name, param = "model.layers.0.mlp.up_proj.weight", dict(model.named_parameters())["model.layers.0.mlp.up_proj.weight"]
+    name = "model.layers.0.mlp.up_proj.weight"
+    param = dict(model.named_parameters())[name]
     masks = {"empty": {}, "unknown": {"no.such.weight": torch.ones(2, dtype=torch.bool)},
              "shape": {name: torch.ones(2, 2, dtype=torch.bool)}, "dtype": {name: torch.ones(param.shape)},
              "nothing": {name: torch.zeros(param.shape, dtype=torch.bool)}}[case]
