@@ -1,78 +1,126 @@
-"""Optimizer-state bytes and step time: masked AdamW (GRIN, p = 0.2 / 0.4) against full AdamW.
+"""Masked AdamW (GRIN, p = 0.1 / 0.2 / 0.4) against torch's AdamW: optimizer step, training step, state.
 
-    .venv/bin/python bench/bench_masked_training.py [--hidden 512 --layers 8 --steps 10]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_masked_training.py [--sizes 10M 100M --steps 8]
 
-A random-init Llama, random tokens, random masks of exact density p over the block weights (the
-eligible set). Both optimizers see the same batches; one table row per setting.
+For each model size, a random-init Llama and random tokens; the masks are the exact top-p of random
+scores over the block weights (the eligible set), so every block tensor has density ≈ p. Each row
+trains its own copy of the model on the same batches; the rows take their steps in turn (round-robin),
+so a slower moment of a shared machine hits every row alike, and the ratios come from one run.
+
+Columns: ``opt step`` is ``optimizer.step()`` alone; ``train step`` is forward + backward (which runs
+the gradient-mask hooks of the masked rows) + ``optimizer.step()``; medians over the timed steps.
+``state`` is every tensor the optimizer holds (moments, steps, and for the masked optimizer its int32
+indices and fp32 scratch); ``masks`` is the bool masks the gradient hooks hold (the selection itself,
+which a run keeps anyway to save it). The baseline is torch's default AdamW (on CPU: the single-tensor
+loop); torch's fused CPU AdamW is listed as a second reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import statistics
 import time
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from grin_unlearn.training.masked_optim import MaskedAdamW, freeze_unselected, optimizer_state_bytes, register_gradient_masks
+from grin_unlearn.training.masked_optim import MaskedAdamW, make_masked_optimizer
 from grin_unlearn.scoring import eligible_parameters
 from grin_unlearn.selection import select_top_fraction
 
+SIZES = {"10M": (256, 8), "100M": (768, 12)}  # (hidden, layers); vocab 8000, intermediate 2.75·hidden
 
-def build(args):
+
+def build(size: str, vocab: int) -> LlamaForCausalLM:
+    hidden, layers = SIZES[size]
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=int(args.hidden * 2.75),
-                         num_hidden_layers=args.layers, num_attention_heads=8, num_key_value_heads=8)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=int(hidden * 2.75),
+                         num_hidden_layers=layers, num_attention_heads=8, num_key_value_heads=8)
     return LlamaForCausalLM(config)
 
 
-def run(args, ratio: float | None) -> dict:
-    model = build(args)
-    batches = [torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(i))
-               for i in range(args.steps + 2)]
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of every tensor the optimizer holds: its per-parameter state, and for MaskedAdamW its
+    index layout and scratch buffers."""
+    tensors = [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    if isinstance(optimizer, MaskedAdamW):
+        tensors += [i for i in optimizer.indices.values() if i is not None]
+        tensors += [b for pair in optimizer._scratch.values() for b in pair]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def make_row(model, ratio: float | None, fused: bool = False) -> dict:
+    """One contender: its own copy of the model and its optimizer."""
+    model = copy.deepcopy(model)
+    mask_bytes = 0
     if ratio is None:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-        hooks = []
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=fused or None)
     else:
         params = eligible_parameters(model)
-        scores = {n: torch.rand(p.shape, generator=torch.Generator().manual_seed(i)) for i, (n, p) in enumerate(params.items())}
+        scores = {n: torch.rand(p.shape, generator=torch.Generator().manual_seed(i))
+                  for i, (n, p) in enumerate(params.items())}
         masks = select_top_fraction(scores, ratio)
-        trainable = freeze_unselected(params, masks, dict(model.named_parameters()))
-        hooks = register_gradient_masks(trainable, masks)
-        optimizer = MaskedAdamW(list(trainable.values()), {p: masks[n] for n, p in trainable.items()}, lr=1e-4,
-                                weight_decay=0.01)
-    times = []
-    for i, ids in enumerate(batches):
-        start = time.perf_counter()
-        model(input_ids=ids, labels=ids).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if i >= 2:  # warm-up steps excluded
-            times.append(time.perf_counter() - start)
-    for handle in hooks:
-        handle.remove()
-    return {"params": sum(p.numel() for p in model.parameters()), "state": optimizer_state_bytes(optimizer),
-            "step": sum(times) / len(times)}
+        optimizer = make_masked_optimizer(model, masks, lr=1e-4, weight_decay=0.01)
+        mask_bytes = sum(m.numel() for m in masks.values())
+    return {"model": model, "optimizer": optimizer, "masks": mask_bytes, "opt": [], "train": []}
+
+
+def train_step(row: dict, ids: torch.Tensor, timed: bool) -> None:
+    model, optimizer = row["model"], row["optimizer"]
+    start = time.perf_counter()
+    model(input_ids=ids, labels=ids).loss.backward()
+    middle = time.perf_counter()
+    optimizer.step()
+    end = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    if timed:
+        row["opt"].append(end - middle)
+        row["train"].append(end - start)
+
+
+def bench_size(size: str, args) -> list[tuple]:
+    base = build(size, args.vocab)
+    contenders = [("torch AdamW (default)", None, False), ("torch AdamW (fused=True)", None, True)]
+    contenders += [(f"GRIN masked AdamW, p={p}", p, False) for p in args.ratios]
+    rows = {name: make_row(base, ratio, fused) for name, ratio, fused in contenders}
+    del base
+    for i in range(args.warmup + args.steps):
+        ids = torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(i))
+        for row in rows.values():
+            train_step(row, ids, timed=i >= args.warmup)
+    params = sum(p.numel() for p in rows[contenders[0][0]]["model"].parameters())
+    full = rows[contenders[0][0]]
+    full_opt, full_train = statistics.median(full["opt"]), statistics.median(full["train"])
+    full_state = optimizer_state_bytes(full["optimizer"])
+    table = []
+    for name, row in rows.items():
+        opt, train = statistics.median(row["opt"]), statistics.median(row["train"])
+        state = optimizer_state_bytes(row["optimizer"])
+        table.append((f"{params / 1e6:.0f}M", name, state / 2**20, state / full_state, row["masks"] / 2**20,
+                      opt, opt / full_opt, train, train / full_train))
+    return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--ratios", nargs="+", type=float, default=[0.1, 0.2, 0.4])
     parser.add_argument("--vocab", type=int, default=8000)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
-    rows = [("full AdamW", run(args, None))] + [(f"GRIN masked AdamW, p={p}", run(args, p)) for p in (0.2, 0.4)]
-    full = rows[0][1]
-    print(f"model: {full['params'] / 1e6:.1f}M parameters, batch {args.batch}x{args.seq}, {args.steps} timed steps, "
-          f"{torch.get_num_threads()} threads")
-    print("| optimizer | state MiB | state vs full | step s | step vs full |")
-    print("|---|---|---|---|---|")
-    for name, row in rows:
-        print(f"| {name} | {row['state'] / 2**20:.1f} | {row['state'] / full['state']:.2f} | {row['step']:.3f} | "
-              f"{row['step'] / full['step']:.2f} |")
+    print(f"batch {args.batch}x{args.seq}, {args.steps} timed steps after {args.warmup} warm-up, "
+          f"{torch.get_num_threads()} thread(s), torch {torch.__version__}")
+    print("| model | optimizer | state MiB | state vs default | masks MiB | opt step s | opt step vs default "
+          "| train step s | train step vs default |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        for model, name, state, state_ratio, masks, opt, opt_ratio, train, train_ratio in bench_size(size, args):
+            print(f"| {model} | {name} | {state:.1f} | {state_ratio:.2f} | {masks:.1f} | {opt:.3f} | {opt_ratio:.2f} "
+                  f"| {train:.3f} | {train_ratio:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

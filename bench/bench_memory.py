@@ -11,7 +11,7 @@ Prints two tables.
    step in its own subprocess: the peak RSS (``ru_maxrss``) minus the RSS once the model and batches
    are built ("over model"), against the prediction of the same formula with 4-byte weights.
 
-``scoring`` runs exactly what :func:`grin_unlearn.scoring.score_influence` and the selection do:
+``scoring`` runs exactly what :func:`grin_unlearn.influence.score_influence` and the selection do:
 ``G_f`` over 2 batches, ``G_r`` over 2 batches (both fp32 accumulators kept), the registered ``grin``
 scorer, then :func:`select_top_fraction`. ``training`` runs two steps of masked training the way
 :class:`UnlearningTrainer` does: a random top-p mask, unselected tensors frozen, gradient-mask hooks,
@@ -56,7 +56,7 @@ def counts(name: str, seq: int = 128) -> dict:
     """Parameter counts of the model, from a meta-device build: total P, eligible E, largest eligible."""
     from transformers import LlamaForCausalLM
 
-    from grin_unlearn.scoring import eligible_parameters
+    from grin_unlearn.selection import eligible_parameters
 
     with torch.device("meta"):
         model = LlamaForCausalLM(llama_config(name, seq))
@@ -93,10 +93,11 @@ def predict(c: dict, w: int, score_tokens: int, train_tokens: int, ratio: float,
                                              one gradient g (largest eligible tensor) and activations A_s;
                                              scorer + selection: + fp32 scores (4E) + bool masks (1E)
     offload  = W + g + A_s                   accumulator_device="cpu": the 13E live in host RAM instead
-    training = W + w·E (+ w·E DDP buckets) + 8·p·E + 1·E + A_t
+    training = W + w·E (+ w·E DDP buckets) + 12·p·E + 1·E + A_t
                                              gradients of the trainable tensors (≈ every eligible one),
-                                             MaskedAdamW's fp32 moments of the p·E selected weights,
-                                             the bool mask, activations of the forget + retain batch
+                                             MaskedAdamW's fp32 moments and int32 indices of the p·E
+                                             selected weights, the bool mask, activations of the
+                                             forget + retain batch
     with W = w·P, w = bytes per weight (2 for bf16, 4 for fp32).
     """
     weights = 0 if over_model else w * c["P"]
@@ -107,7 +108,7 @@ def predict(c: dict, w: int, score_tokens: int, train_tokens: int, ratio: float,
         "weights": w * c["P"],
         "scoring": weights + max(8 * E + grad_one + act_s, 13 * E),
         "scoring_offload": weights + grad_one + act_s,
-        "training": weights + w * E * (2 if ddp else 1) + 8 * ratio * E + E + act_t,
+        "training": weights + w * E * (2 if ddp else 1) + 12 * ratio * E + E + act_t,
         "act_scoring": act_s,
         "act_training": act_t,
     }
@@ -136,7 +137,7 @@ def child(step: str, name: str, batch: int, seq: int, ratio: float) -> dict:
     from grin_unlearn.data.formatting import PadCollator
     from grin_unlearn.scoring import ScoringContext, accumulate_example_gradients, get_scorer
     from grin_unlearn.scoring import eligible_parameters
-from grin_unlearn.selection import select_top_fraction
+    from grin_unlearn.selection import select_top_fraction
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(llama_config(name, seq)).eval()
@@ -153,16 +154,12 @@ from grin_unlearn.selection import select_top_fraction
         masks = select_top_fraction(scores, ratio)
         del masks
     else:
-        from grin_unlearn.training.masked_optim import MaskedAdamW, freeze_unselected, register_gradient_masks
+        from grin_unlearn.training.masked_optim import make_masked_optimizer
 
-        all_params = dict(model.named_parameters())
         params = eligible_parameters(model)
         with torch.no_grad():
             masks = select_top_fraction(get_scorer("random")(ScoringContext(params)), ratio)
-        trainable = freeze_unselected(params, masks, all_params)
-        register_gradient_masks(trainable, masks)
-        optimizer = MaskedAdamW(list(trainable.values()), {p: masks[n] for n, p in trainable.items()},
-                                lr=1e-4, weight_decay=0.01)
+        optimizer = make_masked_optimizer(model, masks, lr=1e-4, weight_decay=0.01)
         model.train()
         rows = collator(forget[:batch] + retain[:batch])  # forget + retain groups in one forward, as the Trainer does
         for _ in range(2):

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from grin_unlearn.config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
-from grin_unlearn.training.masked_optim import MaskedAdamW, optimizer_state_bytes
 from grin_unlearn.unlearn import unlearn
 
 
@@ -42,37 +41,6 @@ def test_noise_then_training_keeps_unselected_identical(micro_world, micro_token
                      log=lambda *_: None)
     for name, mask in result.masks.items():
         assert torch.equal(dict(micro_model.named_parameters())[name][~mask], before[name][~mask])
-
-
-def test_masked_adamw_state_only_for_selected_entries():
-    """Two tensors: one half-selected, one frozen. State is (k,) per trained tensor; decay is masked.
-
-    With weight decay λ=0.5, lr=0.1 and zero gradient, plain AdamW would scale every entry by
-    1 − lr·λ = 0.95; MaskedAdamW scales only the selected half.
-    """
-    trained = torch.nn.Parameter(torch.ones(4, 4))
-    mask = torch.zeros(4, 4, dtype=torch.bool)
-    mask[:2] = True
-    optimizer = MaskedAdamW([trained], {trained: mask}, lr=0.1, weight_decay=0.5)
-    trained.grad = torch.zeros(4, 4)
-    optimizer.step()
-    assert torch.allclose(trained[mask], torch.full((8,), 0.95))
-    assert torch.equal(trained[~mask], torch.ones(8))
-    state = optimizer.state[trained]
-    assert state["exp_avg"].shape == (8,) and state["exp_avg_sq"].shape == (8,)
-    assert optimizer_state_bytes(optimizer) == 8 * 4 * 2 + 4 + 16  # moments + step + mask
-
-
-def test_frozen_tensors_carry_no_optimizer_state(micro_world, micro_tokenizer, micro_model, tmp_path):
-    from grin_unlearn.training.masked_optim import freeze_unselected
-
-    params = dict(micro_model.named_parameters())
-    masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in params.items() if p.ndim == 2}
-    chosen = next(iter(masks))
-    masks[chosen][0, 0] = True
-    trainable = freeze_unselected({n: params[n] for n in masks}, masks, params)
-    assert list(trainable) == [chosen]
-    assert [n for n, p in micro_model.named_parameters() if p.requires_grad] == [chosen]
 
 
 @pytest.mark.parametrize("objective", ["ga", "graddiff", "npo", "simnpo", "po", "idkdpo"])

@@ -6,6 +6,7 @@ The public API, one function per step of the method:
 * :func:`select_weights` — the exact global top-``p`` fraction as boolean masks;
 * :func:`inject_noise` — ``θ_i ← θ_i + N(0, σ²)`` on the selected weights;
 * :func:`unlearn` — the whole pipeline with masked fine-tuning and the run folder;
+* :func:`make_masked_optimizer` — a mask as an optimizer for any ``transformers.Trainer`` or loop;
 * :func:`evaluate` — TOFU-style metrics (ROUGE-L, probability, truth ratio, forget quality, utility).
 """
 
@@ -17,6 +18,8 @@ from .evaluate import evaluate  # noqa: E402
 from .noise import inject_noise  # noqa: E402
 from .scoring import score_influence  # noqa: E402
 from .selection import select_top_fraction as select_weights  # noqa: E402
+from .training.masked_optim import make_masked_optimizer  # noqa: E402
 from .unlearn import unlearn  # noqa: E402
 
-__all__ = ["score_influence", "select_weights", "inject_noise", "unlearn", "evaluate", "__version__"]
+__all__ = ["score_influence", "select_weights", "inject_noise", "unlearn", "make_masked_optimizer", "evaluate",
+           "__version__"]

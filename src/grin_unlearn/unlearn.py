@@ -47,7 +47,7 @@ from .run_dir import check_out_dir, last_complete_checkpoint, prepare_out_dir, s
 from .scoring import eligible_parameters, score_influence
 from .selection import mask_fraction, select_top_fraction
 from .training.arguments import enable_gradient_checkpointing, training_arguments
-from .training.masked_optim import freeze_unselected, register_gradient_masks
+from .training.masked_optim import make_masked_optimizer
 from .training.objectives import get_objective
 from .training.reference import precompute_reference
 from .training.trainer import NonFiniteLossError, UnlearningTrainer
@@ -148,12 +148,12 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         if config.noise.noise_var > 0:
             noise = inject_noise(params, masks, config.noise.noise_var, config.noise.noise_mode, config.train.seed)
             log(f"noise σ²={config.noise.noise_var} ({config.noise.noise_mode}) on {noise.get('perturbed', 'the')} selected weights")
-        trainable = freeze_unselected(params, masks, all_params)
-        hooks = register_gradient_masks(trainable, masks)
-        masks_by_param = {trainable[name]: masks[name] for name in trainable}
-        log(f"selected {mask_fraction(masks):.1%} of eligible weights; training {len(trainable)} tensors")
+        optimizer = make_masked_optimizer(model, masks, lr=args.learning_rate, weight_decay=args.weight_decay,
+                                          betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+        trained = sum(p.requires_grad for p in all_params.values())
+        log(f"selected {mask_fraction(masks):.1%} of eligible weights; training {trained} tensors")
     else:
-        hooks, masks_by_param = [], None
+        optimizer = None
         model.requires_grad_(True)
         if config.noise.noise_var > 0:
             log("scorer 'none' selects no weights, so no noise is added (full fine-tuning)")
@@ -163,7 +163,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     trainer = UnlearningTrainer(model=model.train(), args=args, train_dataset=dataset,
                                 data_collator=collator, pad_id=pad_token_id(tokenizer), objective=spec,
                                 hyperparams=config.hyperparams, reference=reference, ref_model=ref_model,
-                                masks=masks_by_param)
+                                optimizers=(optimizer, None))
     checkpoint = last_complete_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
         log(f"resuming from {checkpoint}")
@@ -173,8 +173,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     except NonFiniteLossError as err:
         raise TrainingStoppedError(stopped_message(err, out_dir, trainer.state.global_step)) from None
     finally:
-        for handle in hooks:
-            handle.remove()
+        if optimizer is not None:
+            optimizer.remove_gradient_masks()
         model.requires_grad_(True)
     timing["train"] = time.perf_counter() - train_start
     timing["total"] = time.perf_counter() - start

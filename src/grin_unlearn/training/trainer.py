@@ -2,8 +2,9 @@
 
 Per step: one forward pass over the forget, refusal and retain examples the objective needs (padded
 together), :func:`sequence_logprobs` per group, reference log-probs looked up from a precomputed table
-(or a live reference model for the KL retain term), then :func:`combine`. With masks, the optimizer is
-:class:`MaskedAdamW`, so unselected weights never move (see :mod:`grin_unlearn.training.masked_optim`).
+(or a live reference model for the KL retain term), then :func:`combine`. A masked run passes the
+optimizer of :func:`grin_unlearn.training.masked_optim.make_masked_optimizer` as ``optimizers=(optimizer, None)``,
+like any other ``transformers.Trainer``, so unselected weights never move.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import torch
 from transformers import Trainer
 
 from ..logprobs import answer_kl, sequence_logprobs
-from .masked_optim import MaskedAdamW
 from .objectives import ObjectiveHyperparams, ObjectiveInputs, ObjectiveSpec, combine
 from .reference import lookup
 
@@ -29,33 +29,18 @@ def _pad_to(tensor: torch.Tensor, width: int, value: int) -> torch.Tensor:
 
 class UnlearningTrainer(Trainer):
     def __init__(self, *args, objective: ObjectiveSpec, hyperparams: ObjectiveHyperparams,
-                 reference: dict | None = None, ref_model=None, masks: dict | None = None, pad_id: int = 0,
-                 **kwargs):
+                 reference: dict | None = None, ref_model=None, pad_id: int = 0, **kwargs):
         # No `processing_class`: transformers < 4.46 calls it `tokenizer`; the Trainer needs only the pad id.
         super().__init__(*args, **kwargs)
         self.pad_id = pad_id
         self.objective, self.hyperparams = objective, hyperparams
         self.reference, self.ref_model = reference or {}, ref_model
-        self.masks = masks  # {Parameter: bool mask} or None for full fine-tuning
         self.needed = objective.required_inputs(hyperparams)
         self.groups = [g for g in ("forget", "refusal", "retain")
                        if g in self.needed or (g == "retain" and "retain_kl" in self.needed)]
         self.model_accepts_loss_kwargs = False  # our loss is already a per-batch mean
         self._term_sums: dict[str, float] = {}
         self._term_steps = 0
-
-    def create_optimizer(self, model=None):
-        if self.masks is None or self.optimizer is not None:
-            return super().create_optimizer(*([] if model is None else [model]))  # 4.x takes no argument
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for p in trainable if p.ndim >= 2]
-        no_decay = [p for p in trainable if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": self.args.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        self.optimizer = MaskedAdamW([g for g in groups if g["params"]], {p: self.masks[p] for p in trainable},
-                                     lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
-                                     eps=self.args.adam_epsilon)
-        return self.optimizer
 
     def _load_rng_state(self, checkpoint):
         # transformers < 4.50 reads the RNG file with torch.load's default, which torch >= 2.6 made
