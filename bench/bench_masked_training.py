@@ -8,7 +8,10 @@ trains its own copy of the model on the same batches; the rows take their steps 
 so a slower moment of a shared machine hits every row alike, and the ratios come from one run.
 
 Columns: ``opt step`` is ``optimizer.step()`` alone; ``train step`` is forward + backward (which runs
-the gradient-mask hooks of the masked rows) + ``optimizer.step()``; medians over the timed steps.
+the gradient-mask hooks of the masked rows) + ``optimizer.step()``; medians over the timed steps, in
+CPU seconds of this process (``time.process_time``, user + system): run with one thread, as below, it
+is the wall time an idle machine would show, and it does not count the time other jobs on a shared
+machine take the core away.
 ``state`` is every tensor the optimizer holds (moments, steps, and for the masked optimizer its int32
 indices and fp32 scratch); ``masks`` is the bool masks the gradient hooks hold (the selection itself,
 which a run keeps anyway to save it). The baseline is torch's default AdamW (on CPU: the single-tensor
@@ -68,11 +71,11 @@ def make_row(model, ratio: float | None, fused: bool = False) -> dict:
 
 def train_step(row: dict, ids: torch.Tensor, timed: bool) -> None:
     model, optimizer = row["model"], row["optimizer"]
-    start = time.perf_counter()
+    start = time.process_time()
     model(input_ids=ids, labels=ids).loss.backward()
-    middle = time.perf_counter()
+    middle = time.process_time()
     optimizer.step()
-    end = time.perf_counter()
+    end = time.process_time()
     optimizer.zero_grad(set_to_none=True)
     if timed:
         row["opt"].append(end - middle)

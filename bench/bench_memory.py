@@ -56,7 +56,7 @@ def counts(name: str, seq: int = 128) -> dict:
     """Parameter counts of the model, from a meta-device build: total P, eligible E, largest eligible."""
     from transformers import LlamaForCausalLM
 
-    from grin_unlearn.selection import eligible_parameters
+    from grin_unlearn.scoring import eligible_parameters
 
     with torch.device("meta"):
         model = LlamaForCausalLM(llama_config(name, seq))

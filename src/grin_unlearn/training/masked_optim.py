@@ -6,7 +6,8 @@ unselected weights anyway. :func:`make_masked_optimizer` sets up masked training
 
 * tensors with no selected entry are frozen (``requires_grad=False``), so they get no gradient and
   no optimizer state;
-* a gradient hook zeroes unselected entries, so gradient clipping sees only selected gradients;
+* a gradient hook zeroes unselected entries of ``.grad`` in place, so gradient clipping sees only
+  selected gradients;
 * :class:`MaskedAdamW` keeps Adam's moments only for the selected entries (``m, v ∈ R^k`` for a tensor
   with ``k`` selected entries, flat indices ``I``) and runs torch's AdamW on those entries alone:
 
@@ -89,13 +90,16 @@ def freeze_unselected(params: dict[str, torch.nn.Parameter],
 def register_gradient_masks(trainable: dict[str, torch.nn.Parameter], masks: dict[str, torch.Tensor]) -> list:
     """Hooks that zero the gradient of unselected entries (so clipping norms count selected ones only).
 
-    The hook runs before the gradient is accumulated (and before DDP reduces it)."""
+    Each runs in place on ``param.grad`` right after autograd accumulates into it, inside the same
+    autograd node and so before DDP's reducer (a post-hook of that node) reads the gradient. In place
+    matters: a hook that returned a new gradient allocated a full-size tensor per parameter and step,
+    and those fresh pages cost more than the whole masked optimizer step on CPU."""
     handles = []
     for name, param in trainable.items():
         mask = masks[name].to(param.device)
         if bool(mask.all()):
             continue
-        handles.append(param.register_hook(_GradientMask(mask)))
+        handles.append(param.register_post_accumulate_grad_hook(_GradientMask(mask)))
     return handles
 
 
@@ -105,20 +109,33 @@ class _GradientMask:
     def __init__(self, mask: torch.Tensor):
         self.mask = mask
 
-    def __call__(self, grad: torch.Tensor) -> torch.Tensor:
-        if self.mask.device != grad.device:
-            self.mask = self.mask.to(grad.device)
-        return zero_unselected(grad, self.mask)
+    def __call__(self, param: torch.Tensor) -> None:
+        if self.mask.device != param.grad.device:
+            self.mask = self.mask.to(param.grad.device)
+        zero_unselected_(param.grad, self.mask)
 
 
-def zero_unselected(grad: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``grad`` with every unselected entry set to +0.0, NaN and inf included; selected entries untouched.
+def zero_unselected_(grad: torch.Tensor, mask: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
+    """Set every unselected entry of ``grad`` to +0.0 in place, NaN and inf included; return ``grad``.
 
-    Multiplies the bit pattern, read as integers, by 0 or 1: exact, and several times faster on CPU
-    than ``masked_fill`` or ``torch.where`` (a float multiply would turn an unselected inf into NaN).
+    Multiplies the bit pattern, read as integers, by the mask as 0/1 integers: exact, and several
+    times faster on CPU than ``masked_fill_`` or a multiply by the bool mask (both take unvectorised
+    paths). On CPU the mask is converted ``chunk`` entries at a time into one small buffer, so no
+    full-size temporary is allocated (64 Ki entries, 256 KiB for fp32, stay in cache). A float multiply
+    would turn an unselected inf into NaN.
     """
-    bits = grad.view(_INT_OF_WIDTH[grad.element_size()])
-    return (bits * mask.to(bits.dtype)).view(grad.dtype)
+    if not grad.is_contiguous():
+        return grad.copy_(zero_unselected_(grad.contiguous(), mask, chunk))
+    bits = grad.view(_INT_OF_WIDTH[grad.element_size()]).view(-1)  # (n,)
+    flat_mask = mask.reshape(-1)
+    step = chunk if grad.device.type == "cpu" else bits.numel()
+    buffer = torch.empty(min(step, bits.numel()), dtype=bits.dtype, device=bits.device)
+    for start in range(0, bits.numel(), step):
+        part = bits[start:start + step]
+        ones = buffer[:part.numel()]
+        ones.copy_(flat_mask[start:start + step])
+        part.mul_(ones)
+    return grad
 
 
 class MaskedAdamW(torch.optim.Optimizer):
