@@ -14,11 +14,17 @@ unselected weights anyway. Here:
       θ[M] ← θ[M] − η·( m̂ / (√v̂ + ε) + λ·θ[M] ),   m̂ = m/(1−β1^t), v̂ = v/(1−β2^t)
 
   Unselected entries are never written, so they stay bit-identical.
+
+FSDP2 (``DTensor`` parameters sharded by rows): each process keeps its rows of each mask and steps its
+own shard (:func:`~grin_unlearn.sharding.local`): the update is elementwise, so the shards together
+make exactly the single-process step, with moments for this process's selected entries only.
 """
 
 from __future__ import annotations
 
 import torch
+
+from ..sharding import any_selected, is_sharded, local
 
 
 def freeze_unselected(params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Tensor],
@@ -27,7 +33,7 @@ def freeze_unselected(params: dict[str, torch.nn.Parameter], masks: dict[str, to
     trainable = {}
     for name, param in all_params.items():
         mask = masks.get(name)
-        keep = mask is not None and bool(mask.any())
+        keep = mask is not None and any_selected(mask)  # over all shards: every process freezes alike
         param.requires_grad_(keep)
         if keep:
             trainable[name] = param
@@ -38,10 +44,14 @@ def register_gradient_masks(trainable: dict[str, torch.nn.Parameter], masks: dic
     """Hooks that zero the gradient of unselected entries (so clipping norms count selected ones only)."""
     handles = []
     for name, param in trainable.items():
-        mask = masks[name].to(param.device)
+        mask = local(masks[name]).to(param.device)
         if bool(mask.all()):
             continue
-        handles.append(param.register_hook(lambda grad, m=mask: grad.masked_fill(~m, 0)))
+        if is_sharded(param):  # FSDP2 runs post-accumulate hooks on the sharded .grad after its reduce-scatter
+            handles.append(param.register_post_accumulate_grad_hook(
+                lambda p, m=mask: local(p.grad).masked_fill_(~m, 0)))
+        else:
+            handles.append(param.register_hook(lambda grad, m=mask: grad.masked_fill(~m, 0)))
     return handles
 
 
@@ -49,13 +59,14 @@ class MaskedAdamW(torch.optim.Optimizer):
     """AdamW restricted to a boolean mask per parameter (formula in the module docstring).
 
     ``masks`` maps each parameter object to its mask (same shape). State per parameter: ``step``,
-    ``exp_avg`` and ``exp_avg_sq`` of shape ``(k,)`` in fp32, where ``k`` is the mask's count.
+    ``exp_avg`` and ``exp_avg_sq`` of shape ``(k,)`` in fp32, where ``k`` is the mask's count
+    (this process's rows of it for a sharded parameter).
     """
 
     def __init__(self, params, masks: dict[torch.nn.Parameter, torch.Tensor], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-        self.masks = {param: mask.to(param.device, torch.bool) for param, mask in masks.items()}
+        self.masks = {param: local(mask).to(param.device, torch.bool) for param, mask in masks.items()}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the state as saved: torch would cast the moments to the parameter dtype (bf16 on a
@@ -88,7 +99,8 @@ class MaskedAdamW(torch.optim.Optimizer):
                     continue
                 mask = self.masks[param]
                 state = self.state[param]
-                grad = param.grad.masked_select(mask).float()  # (k,)
+                data = local(param)  # the parameter, or this process's shard of it (a view)
+                grad = local(param.grad).masked_select(mask).float()  # (k,)
                 if not state:
                     state["step"] = torch.zeros((), dtype=torch.float32)
                     state["exp_avg"] = torch.zeros_like(grad)
@@ -99,9 +111,9 @@ class MaskedAdamW(torch.optim.Optimizer):
                 exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 denom = (exp_avg_sq / (1 - beta2 ** step)).sqrt_().add_(group["eps"])
-                selected = param.masked_select(mask).float()
+                selected = data.masked_select(mask).float()
                 update = (exp_avg / (1 - beta1 ** step)) / denom + group["weight_decay"] * selected
-                param.masked_scatter_(mask, (selected - group["lr"] * update).to(param.dtype))
+                data.masked_scatter_(mask, (selected - group["lr"] * update).to(data.dtype))
         return loss
 
 
