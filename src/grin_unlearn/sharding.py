@@ -134,8 +134,19 @@ def all_gather_counts(counts: np.ndarray) -> np.ndarray:
 
 
 def full_masks(masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Whole CPU masks from sharded ones (an all-gather per tensor: every process must call it)."""
-    return {name: (m.full_tensor() if is_sharded(m) else m).cpu() for name, m in masks.items()}
+    """Whole masks on the main process's CPU (``{}`` elsewhere) from sharded ones; as is when none is sharded.
+
+    An all-gather per tensor, so every process must call it; only the main process keeps the result.
+    """
+    if not any(is_sharded(m) for m in masks.values()):
+        return masks
+    main = rank_and_world_size()[0] == 0
+    gathered = {}
+    for name, mask in masks.items():
+        full = mask.full_tensor() if is_sharded(mask) else mask
+        if main:
+            gathered[name] = full.cpu()
+    return gathered
 
 
 def full_state_dict(model) -> dict[str, torch.Tensor]:
@@ -161,6 +172,13 @@ def shard_model(model, device: torch.device | str | None = None):
     ``TRANSFORMER_BASED_WRAP`` uses). ``MixedPrecisionPolicy(reduce_dtype=float32)``: gradients are
     reduce-scattered in fp32 whatever the weights' dtype. The model is moved to ``device`` first
     (this process's device). Returns ``model`` (its class becomes ``FSDP<Class>``).
+
+    The root is resharded after forward too (FSDP2's default keeps its parameters, the embeddings and
+    the head, gathered until backward): so between passes every parameter registered on the model is
+    its sharded ``DTensor``, the object that ``requires_grad``, hooks, noise and the optimizer must
+    see. The default would leave the gathered copies registered after a no-grad forward (reference
+    log-probs), and a flag set on those is lost at the next reshard. Cost: the root's parameters are
+    gathered once more per backward.
     """
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -174,7 +192,7 @@ def shard_model(model, device: torch.device | str | None = None):
     policy = MixedPrecisionPolicy(reduce_dtype=torch.float32)
     for block in blocks:
         fully_shard(block, mp_policy=policy)
-    fully_shard(model, mp_policy=policy)
+    fully_shard(model, mp_policy=policy, reshard_after_forward=True)
     return model
 
 
