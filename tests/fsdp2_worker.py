@@ -13,7 +13,8 @@ Every process builds the same micro world, tokenizer and model as ``tests/distri
    pass's single batch on rank 0 while rank 1 runs a zero-weighted batch, the retain pass one batch per
    rank) and at ``SMALL_BATCH`` (several rounds);
 3. the whole ``unlearn()`` pipeline (selection, noise, masked NPO with weight decay and clipping) into
-   ``OUT/run``;
+   ``OUT/run``; then :func:`kl_config` (GradDiff with the KL retain term, i.e. a sharded reference
+   model, 2 micro-batches per step) from that run's saved mask into ``OUT/run_kl``;
 4. ``grin-unlearn select`` on ``MODEL_DIR`` / ``WORLD_DIR`` into ``OUT/select``.
 
 Rank 0 writes ``OUT/fsdp2.safetensors`` (full tensors, gathered; keys ``<what>/<name>``)::
@@ -21,12 +22,14 @@ Rank 0 writes ``OUT/fsdp2.safetensors`` (full tensors, gathered; keys ``<what>/<
     case<i>/<name>  masks of selection case i      gf/*, gr/*, scores/*  at EXACT_BATCH
     gf_small/*, gr_small/*  at SMALL_BATCH           mask/*  the mask unlearn() selected
     noised/*  eligible weights right after the noise    final/*  every weight after unlearning
+    final_kl/*  every weight after the KL run
 
 and every rank writes ``OUT/rank<N>.json`` (world size, local shard sizes, NaN messages, train loss).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import sys
@@ -40,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, f
 from safetensors.torch import save_file  # noqa: E402
 
 from grin_unlearn.cli import main as cli_main  # noqa: E402
+from grin_unlearn.config import NoiseConfig, UnlearnConfig  # noqa: E402
+from grin_unlearn.training.objectives import ObjectiveHyperparams  # noqa: E402
 from grin_unlearn.distributed import init_from_launcher  # noqa: E402
 from grin_unlearn.errors import UserInputError  # noqa: E402
 from grin_unlearn.run_dir import is_finished  # noqa: E402
@@ -55,6 +60,18 @@ pipeline = importlib.import_module("grin_unlearn.unlearn")
 PER_DEVICE_BATCH = 2  # unlearn_config()'s batch size: 2 per process, 4 per step over 2 processes
 SELECT_ARGS = ["--forget", "forget10", "--retain", "retain90", "--retain-samples", str(RETAIN), "--seed", str(SEED),
                "--scorer", "grin", "--ratio", "0.1", "--score-batch-size", str(EXACT_BATCH)]
+
+
+def kl_config() -> UnlearnConfig:
+    """GradDiff + KL-to-reference retain term, 2 per process × 2 micro-batches per step, no noise.
+
+    12 forget examples: 3 micro-batches per process, so the steps take 2 and then 1 micro-batch.
+    """
+    base = unlearn_config()
+    return dataclasses.replace(
+        base, objective="graddiff", noise=NoiseConfig(noise_var=0.0),
+        train=dataclasses.replace(base.train, gradient_accumulation_steps=2),
+        hyperparams=ObjectiveHyperparams(retain_loss="kl"))
 
 
 def selection_cases() -> list[tuple[float, dict[str, torch.Tensor]]]:
@@ -139,6 +156,13 @@ def main(out: Path, model_dir: Path, world_dir: Path) -> None:
     info["train_loss"] = result.train_loss
     info["run_finished_when_returned"] = is_finished(out / "run")
     info["mask_shard_rows"] = {n: local(m).shape[0] for n, m in result.masks.items()}
+    model = build_tiny_model(MICRO_MODEL, tokenizer, seed=SEED)
+    kl = pipeline.unlearn(model, tokenizer, forget, retain, kl_config(), out / "run_kl",
+                          mask_path=out / "run" / "mask.safetensors", log=lambda *_: None)
+    final = full_state_dict(model)
+    if rank == 0:
+        keep.update({f"final_kl/{n}": t.contiguous() for n, t in final.items()})
+    info["train_loss_kl"] = kl.train_loss
 
     # 4. the CLI
     cli_main(["select", "--model", str(model_dir), "--data", str(world_dir), "--out", str(out / "select"), *SELECT_ARGS])

@@ -17,7 +17,9 @@ asserts, exactly:
   unselected and non-eligible weights are bit-identical to the target's; selected weights equal a
   single-process ``unlearn()`` with the same global batch (2 per process × 2 = 4) to 1e-6; the saved
   ``model/`` loads in plain transformers and holds the final weights; the run was finished before any
-  rank returned;
+  rank returned; its per-step loss and learning rate match the single-process Trainer's log;
+* **a mask file, a reference model and gradient accumulation**: GradDiff with the KL retain term from
+  the saved mask, 2 micro-batches per step, equals one process's run to 1e-6, unselected weights exact;
 * **``grin-unlearn select``** writes the same mask as the single-process command, printing its
   summary once.
 """
@@ -45,7 +47,7 @@ from grin_unlearn.scoring import score_influence
 from grin_unlearn.selection import select_top_fraction
 from grin_unlearn.unlearn import unlearn
 from tests.distributed_worker import EXACT_BATCH, NOISE_VAR, RATIO, RETAIN, SEED, SMALL_BATCH, unlearn_config
-from tests.fsdp2_worker import PER_DEVICE_BATCH, SELECT_ARGS, selection_cases
+from tests.fsdp2_worker import PER_DEVICE_BATCH, SELECT_ARGS, kl_config, selection_cases
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -160,10 +162,39 @@ def test_pipeline_mask_noise_and_weights(launch, micro_world, micro_tokenizer, m
 
     from transformers import AutoModelForCausalLM
 
+    steps = [e for e in json.loads((out / "run" / "train_log.json").read_text()) if "learning_rate" in e]
+    want = [e for e in single_log(tmp_path / "single") if "learning_rate" in e]
+    assert [e["learning_rate"] for e in steps] == [e["learning_rate"] for e in want] and len(steps) == 3
+    assert all(abs(a["loss"] - b["loss"]) < 1e-5 for a, b in zip(steps, want))
+
     reloaded = AutoModelForCausalLM.from_pretrained(out / "run" / "model")
     _assert_same({n: p.detach() for n, p in reloaded.named_parameters()}, final, "saved model/ vs final weights")
     assert all(i["run_finished_when_returned"] for i in infos), "a rank returned before run.json was written"
     assert not list((out / "run").glob(".model.*")), "a staging folder was left behind"
+
+
+def test_mask_file_reference_model_and_accumulation(launch, micro_world, micro_tokenizer, micro_model, tmp_path):
+    out, saved, _, _ = launch
+    forget, retain = micro_world["forget10"], micro_world["retain90"][:RETAIN]
+    start = {name: p.detach().clone() for name, p in micro_model.named_parameters()}
+    mask, _ = load_mask(out / "run" / "mask.safetensors")
+    config = kl_config()
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=PER_DEVICE_BATCH * WORLD))
+    unlearn(micro_model, micro_tokenizer, forget, retain, config, tmp_path / "single_kl",
+            mask_path=out / "run" / "mask.safetensors", log=lambda *_: None)
+    final = _group(saved, "final_kl")
+    moved = 0
+    for name, param in micro_model.named_parameters():
+        torch.testing.assert_close(final[name], param.detach(), rtol=0, atol=1e-6, msg=f"final {name} vs one process")
+        keep = ~mask[name] if name in mask else torch.ones_like(param, dtype=torch.bool)
+        assert torch.equal(final[name][keep], start[name][keep]), f"unselected entries of {name} moved"
+        moved += int((final[name] != start[name]).sum())
+    assert moved > 0.5 * sum(int(m.sum()) for m in mask.values())
+    assert len([e for e in single_log(out / "run_kl") if "learning_rate" in e]) == 2  # ceil(3 micro-batches / 2)
+
+
+def single_log(run: Path) -> list[dict]:
+    return json.loads((run / "train_log.json").read_text())
 
 
 def test_select_command_equals_single_process(launch, micro_model_dir, micro_world_dir, tmp_path, capsys):

@@ -70,6 +70,7 @@ def train_sharded(trainer) -> float:
             loss = sum(_micro_step(trainer, model, batch, len(window), last=i == len(window) - 1)
                        for i, batch in enumerate(window))
             norm = _clip(params, args.max_grad_norm)
+            learning_rate = scheduler.get_last_lr()[0]  # the rate of this step, as the Trainer logs it
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -77,10 +78,8 @@ def train_sharded(trainer) -> float:
             state.epoch = epoch + (update + 1) / updates_per_epoch
             mean_loss = float(all_reduce_sum(np.array([loss], dtype=np.float64))[0]) / world
             loss_sum += mean_loss
-            logs = {"loss": round(mean_loss, 4), "learning_rate": scheduler.get_last_lr()[0]}
-            if norm is not None:
-                logs["grad_norm"] = norm
-            trainer.log(logs)
+            logs = {"loss": mean_loss} | ({"grad_norm": norm} if norm is not None else {})
+            trainer.log(logs | {"learning_rate": learning_rate})
             if state.global_step >= max_steps:
                 break
         if state.global_step >= max_steps:
