@@ -170,8 +170,10 @@ def shard_model(model, device: torch.device | str | None = None):
 
     The blocks are the modules whose class is in ``model._no_split_modules`` (what accelerate's
     ``TRANSFORMER_BASED_WRAP`` uses). ``MixedPrecisionPolicy(reduce_dtype=float32)``: gradients are
-    reduce-scattered in fp32 whatever the weights' dtype. The model is moved to ``device`` first
-    (this process's device). Returns ``model`` (its class becomes ``FSDP<Class>``).
+    reduce-scattered in fp32 whatever the weights' dtype. The mesh is every process on ``device``'s
+    type (this process's device; default CUDA when available): ``fully_shard`` moves one block at a
+    time there and keeps only this process's rows, so a model loaded on the CPU never needs to fit the
+    device whole. Returns ``model`` (its class becomes ``FSDP<Class>``).
 
     The root is resharded after forward too (FSDP2's default keeps its parameters, the embeddings and
     the head, gathered until backward): so between passes every parameter registered on the model is
@@ -180,10 +182,11 @@ def shard_model(model, device: torch.device | str | None = None):
     log-probs), and a flag set on those is lost at the next reshard. Cost: the root's parameters are
     gathered once more per backward.
     """
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    if device is not None:
-        model.to(device)
+    device_type = torch.device(device).type if device is not None else "cuda" if torch.cuda.is_available() else "cpu"
+    mesh = init_device_mesh(device_type, (rank_and_world_size()[1],))
     block_names = set(getattr(model, "_no_split_modules", None) or ())
     blocks = [m for m in model.modules() if type(m).__name__ in block_names]
     if not blocks:
@@ -191,8 +194,8 @@ def shard_model(model, device: torch.device | str | None = None):
                          "so FSDP2 would shard it as one unit")
     policy = MixedPrecisionPolicy(reduce_dtype=torch.float32)
     for block in blocks:
-        fully_shard(block, mp_policy=policy)
-    fully_shard(model, mp_policy=policy, reshard_after_forward=True)
+        fully_shard(block, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=True)
     return model
 
 
