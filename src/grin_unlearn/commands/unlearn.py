@@ -11,7 +11,7 @@ from ..config import (NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, 
                       config_from_mapping, dataclass_from_namespace, load_yaml)
 from ..data.formatting import PromptFormat
 from ..data.unlearning import check_objective_accepts
-from ..distributed import fsdp2_requested
+from ..distributed import fsdp2_requested, is_main_process
 from ..errors import UserInputError
 from ..masks import load_mask
 from ..models import load_model, load_tokenizer
@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     fmt = PromptFormat(chat_template=args.chat_template, max_length=config.train.max_length)
     result = unlearn(model, tokenizer, forget, retain, config, args.out, fmt=fmt, mask_path=args.mask,
                      resume=args.resume, overwrite=args.overwrite)
-    print(json.dumps({"out": str(result.out_dir), "timing_s": {k: round(v, 2) for k, v in result.timing.items()}}, indent=1))
+    if is_main_process():
+        print(json.dumps({"out": str(result.out_dir), "timing_s": {k: round(v, 2) for k, v in result.timing.items()}},
+                         indent=1))
     return 0
 
 
