@@ -2,7 +2,7 @@
 
 Not a test module (no ``test_`` prefix, so pytest does not collect it). Run it by hand with::
 
-    OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 tests/distributed_worker.py OUT
+    OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 tests/distributed_worker.py OUT MODEL_DIR WORLD_DIR
 
 Every rank builds the same micro world, tokenizer and model from the same seeds, then
 
@@ -10,7 +10,9 @@ Every rank builds the same micro world, tokenizer and model from the same seeds,
    per rank, so the all-reduced ``G`` is bit-identical to one process's sum) and at batch size
    ``SMALL_BATCH`` (several batches per rank: equal up to fp32 summation order);
 2. runs the whole :func:`grin_unlearn.unlearn.unlearn` pipeline (GRIN selection, noise, masked NPO with
-   weight decay, DDP through the Trainer) into ``OUT/run`` (written by rank 0 only).
+   weight decay, DDP through the Trainer) into ``OUT/run`` (written by rank 0 only);
+3. runs ``grin-unlearn select`` on ``MODEL_DIR`` / ``WORLD_DIR`` into ``OUT/select`` (batches shared,
+   ``G`` all-reduced, rank 0 writes).
 
 and writes ``OUT/rank<N>.safetensors`` (fp32/bool tensors, keys ``<what>/<parameter name>``):
 
@@ -73,7 +75,7 @@ def unlearn_config() -> UnlearnConfig:
     )
 
 
-def main(out: Path) -> None:
+def main(out: Path, model_dir: Path, world_dir: Path) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo")  # before scoring, so the gradient passes below are sharded
     rank, world_size = dist.get_rank(), dist.get_world_size()
@@ -106,6 +108,10 @@ def main(out: Path) -> None:
     result = pipeline.unlearn(model, tokenizer, forget, retain, unlearn_config(), out_run, log=lambda *_: None)
     keep("mask", result.masks)
     keep("final", dict(model.named_parameters()))
+    from grin_unlearn.cli import main as cli_main
+    from tests.fsdp2_worker import SELECT_ARGS
+
+    cli_main(["select", "--model", str(model_dir), "--data", str(world_dir), "--out", str(out / "select"), *SELECT_ARGS])
 
     save_file(tensors, str(out / f"rank{rank}.safetensors"))
     info = {"rank": rank, "world_size": world_size, "train_loss": result.train_loss,
@@ -116,9 +122,9 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: torchrun --nproc_per_node 2 tests/distributed_worker.py OUT")
+    if len(sys.argv) != 4:
+        sys.exit("usage: torchrun --nproc_per_node 2 tests/distributed_worker.py OUT MODEL_DIR WORLD_DIR")
     os.environ.setdefault("GRIN_UNLEARN_QUIET", "1")
     target = Path(sys.argv[1])
     target.mkdir(parents=True, exist_ok=True)
-    main(target)
+    main(target, Path(sys.argv[2]), Path(sys.argv[3]))

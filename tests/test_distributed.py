@@ -17,7 +17,8 @@ process. What is asserted, exactly:
   bit-identical on both ranks and to ``inject_noise`` run here with the same mask and seed;
 * **masked unlearning**: final weights bit-identical on both ranks (the ranks see different data, so
   this needs DDP's averaged gradients), unselected and non-eligible weights bit-identical to the start,
-  most selected weights moved, and only rank 0 wrote the run folder, finished before any rank returned.
+  most selected weights moved, and only rank 0 wrote the run folder, finished before any rank returned;
+* **``grin-unlearn select``** under torchrun writes the single-process mask, printing its summary once.
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ def _torchrun() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory) -> tuple[Path, list[dict[str, torch.Tensor]], list[dict]]:
+def ranks(tmp_path_factory, micro_model_dir, micro_world_dir) -> tuple[Path, list[dict[str, torch.Tensor]], list[dict]]:
     out = tmp_path_factory.mktemp("distributed")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRIN_UNLEARN_QUIET": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [*_torchrun(), "--nproc_per_node", str(WORLD), "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(WORKER), str(out)]
+               "--master_port", str(_free_port()), str(WORKER), str(out), str(micro_model_dir), str(micro_world_dir)]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     if proc.returncode != 0:
@@ -75,6 +76,7 @@ def ranks(tmp_path_factory) -> tuple[Path, list[dict[str, torch.Tensor]], list[d
                     f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     tensors = [load_file(str(out / f"rank{r}.safetensors")) for r in range(WORLD)]
     infos = [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    (out / "stdout.txt").write_text(proc.stdout)
     return out, tensors, infos
 
 
@@ -160,3 +162,15 @@ def test_masked_unlearning_moves_only_selected_weights(ranks, micro_model):
     _assert_same({n: saved[n] for n in final}, final, "run/model weights vs rank 0's final weights")
     assert (out / "run" / "run.json").is_file()
     assert not list((out / "run").glob(".model.*")), "a staging folder was left behind"
+
+
+def test_select_command_under_torchrun(ranks, micro_model_dir, micro_world_dir, tmp_path):
+    from grin_unlearn.cli import main as cli_main
+    from tests.fsdp2_worker import SELECT_ARGS
+
+    out, _, _ = ranks
+    assert cli_main(["select", "--model", str(micro_model_dir), "--data", str(micro_world_dir),
+                     "--out", str(tmp_path / "select"), *SELECT_ARGS]) == 0
+    _assert_same(load_mask(out / "select" / "mask.safetensors")[0], load_mask(tmp_path / "select" / "mask.safetensors")[0],
+                 "select under torchrun vs one process")
+    assert (out / "stdout.txt").read_text().count('"out":') == 1, "the select summary was printed by more than one process"

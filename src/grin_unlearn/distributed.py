@@ -58,22 +58,62 @@ def reduce_across_processes(tensors: dict[str, torch.Tensor]) -> dict[str, torch
     return tensors
 
 
+def fsdp_version() -> int | None:
+    """The FSDP version ``accelerate launch`` asked for (``ACCELERATE_USE_FSDP``, ``FSDP_VERSION``); None without FSDP.
+
+    ``configs/accelerate/fsdp2.yaml`` sets both; under ``torchrun`` set them by hand
+    (``ACCELERATE_USE_FSDP=true FSDP_VERSION=2``).
+    """
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return None
+    version = os.environ.get("FSDP_VERSION", "1")
+    return int(version) if version.isdigit() else None
+
+
+def fsdp2_requested() -> bool:
+    """True when the launch asks for FSDP2 and runs more than one process (one process needs no sharding)."""
+    return fsdp_version() == 2 and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def check_launch_mode(masked: bool) -> None:
     """Refuse, before any scoring, the ``accelerate launch`` modes this pipeline cannot run correctly.
 
-    :class:`~grin_unlearn.training.masked_optim.MaskedAdamW` indexes each whole parameter with its
-    full-shape mask, but FSDP and DeepSpeed hand the optimizer flat shards (FSDP's flat parameters,
-    ZeRO's fp32 partitions), so masked runs need DDP. Under FSDP and ZeRO-3 every process holds only a
+    FSDP2 (``fully_shard``: parameters stay whole-shaped ``DTensor``s, sharded by rows) is supported,
+    masked or not: the pipeline shards the model itself (:mod:`grin_unlearn.sharding`). FSDP 1 and
+    DeepSpeed hand the optimizer flat shards (FSDP 1's flat parameters, ZeRO's fp32 partitions) that a
+    per-parameter mask cannot index, so they are refused for masked runs; FSDP 1 and ZeRO-3 hold only a
     shard of each weight, so ``model.save_pretrained`` would not see whole weights either, masked or not.
     """
     env = os.environ
-    fsdp = env.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    version = fsdp_version()
+    fsdp1 = env.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and version != 2
     deepspeed = env.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     zero3 = deepspeed and env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
-    mode = "FSDP" if fsdp else "DeepSpeed ZeRO-3" if zero3 else "DeepSpeed" if deepspeed else None
-    if mode is not None and (masked or fsdp or zero3):
+    mode = (f"FSDP version {env.get('FSDP_VERSION', '1')}" if fsdp1 else "DeepSpeed ZeRO-3" if zero3
+            else "DeepSpeed" if deepspeed else None)
+    if mode is not None and (masked or fsdp1 or zero3):
         raise UserInputError(
-            f"accelerate launch: {mode} is not supported by `unlearn` yet"
+            f"accelerate launch: {mode} is not supported by `unlearn`"
             + (" for masked runs (the mask indexes whole parameters; this mode gives the optimizer flat shards)"
                if masked else " (saving needs whole weights on the main process)")
-            + "; launch with configs/accelerate/ddp.yaml instead (see docs/distributed.md)")
+            + "; to shard the model, launch with configs/accelerate/fsdp2.yaml (FSDP2), or use "
+            "configs/accelerate/ddp.yaml when one device holds it (see docs/distributed.md)")
+    if version == 2:
+        try:
+            from torch.distributed.fsdp import fully_shard  # noqa: F401  (public since torch 2.6)
+        except ImportError:
+            raise UserInputError(f"accelerate launch: FSDP2 needs torch >= 2.6 (installed: {torch.__version__})") from None
+
+
+def init_from_launcher() -> torch.device | None:
+    """Join the process group of ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE > 1``); this process's device.
+
+    Through accelerate's ``PartialState`` (NCCL and one GPU per process, or gloo on CPUs), the same
+    state ``TrainingArguments`` initialises in ``unlearn``. Returns None for a single process.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    cuda = torch.cuda.is_available()
+    return PartialState(cpu=not cuda, backend=None if cuda else "gloo").device

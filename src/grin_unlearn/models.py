@@ -135,18 +135,20 @@ def _dtype_keyword() -> str:
 _PORTABLE_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
 
 
-def save_model_folder(model, tokenizer, out_dir: str | Path, extra_json: dict[str, object] | None = None) -> Path:
+def save_model_folder(model, tokenizer, out_dir: str | Path, extra_json: dict[str, object] | None = None,
+                      state_dict: dict | None = None) -> Path:
     """``save_pretrained`` of model and tokenizer as ``out_dir``, atomically, loadable by transformers 4.45–5.x.
 
     Written to a temporary sibling (plus ``extra_json``: file name → JSON object), then renamed over
     ``out_dir``; a crash leaves the old folder or none, never a half-written one. The tokenizer class
     name is made one that every supported transformers version knows (see ``_PORTABLE_TOKENIZER_CLASSES``).
+    ``state_dict`` replaces the model's own (the gathered full weights of a sharded model).
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
-        model.save_pretrained(staging)
+        model.save_pretrained(staging, state_dict=state_dict)
         tokenizer.save_pretrained(staging)
         _make_tokenizer_config_portable(staging / "tokenizer_config.json")
         for name, obj in (extra_json or {}).items():

@@ -9,6 +9,13 @@ Reproducibility: noise is drawn in fp32 on the CPU from a ``torch.Generator`` se
 the tensor's *name* (a SHA-256 of both), one tensor at a time in fixed-size chunks, then moved to the
 parameter's device and dtype. The same seed therefore gives the same noise on every device, in every
 process, and for a tensor regardless of which other tensors are passed alongside it.
+
+Sharded parameters (FSDP2 ``DTensor``s, :mod:`grin_unlearn.sharding`): a tensor's draws are one
+``randn(n_j)`` per chunk ``j`` of the full flattened tensor, ``n_j`` = selected entries in the chunk,
+taken in row-major order. Each process learns every ``n_j`` and how many of its entries precede its own
+shard's (an all-gather of per-chunk counts), replays the draws of every chunk up to the end of its
+shard and keeps its own slice of each, so the assembled weights equal the single-process ones bit for
+bit. Each process draws up to ``p·numel`` values per tensor; only its own shard is written.
 """
 
 from __future__ import annotations
@@ -16,10 +23,13 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 
+from .distributed import rank_and_world_size
 from .errors import UserInputError
 from .seeding import named_generator
+from .sharding import all_gather_counts, all_reduce_sum, flat_range, is_sharded, local
 
 NOISE_MODES: tuple[str, ...] = ("absolute", "relative")
 
@@ -64,10 +74,13 @@ def inject_noise(
                 if name not in masks:
                     continue
                 sigma = _sigma(param, variance, mode)
-                count, tensor_sum_sq = _perturb(param, masks[name], sigma, named_generator(f"grin-noise:{seed}:{name}"))
+                perturb = _perturb_shard if is_sharded(param) else _perturb
+                count, tensor_sum_sq = perturb(param, masks[name], sigma, named_generator(f"grin-noise:{seed}:{name}"))
                 summary["tensors"] += int(count > 0)
                 summary["perturbed"] += count
                 sum_sq += tensor_sum_sq
+        if any(is_sharded(params[name]) for name in masks):  # counts are already global; sum the squares
+            sum_sq = float(all_reduce_sum(np.array([sum_sq], dtype=np.float64))[0])
     summary["realised_std"] = math.sqrt(sum_sq / summary["perturbed"]) if summary["perturbed"] else 0.0
     return summary
 
@@ -98,7 +111,8 @@ def _validate(params: dict, masks: dict, variance: float, mode: str, seed: int) 
 def _sigma(param: torch.Tensor, variance: float, mode: str) -> float:
     if mode == "absolute":
         return math.sqrt(variance)
-    std = float(param.detach().float().std(correction=0)) if param.numel() else 0.0
+    whole = param.detach().full_tensor() if is_sharded(param) else param.detach()  # the single-process std, exactly
+    std = float(whole.float().std(correction=0)) if param.numel() else 0.0
     return math.sqrt(variance) * std
 
 
@@ -124,3 +138,35 @@ def _perturb(param: torch.Tensor, mask: torch.Tensor, sigma: float, gen: torch.G
         count += n
         sum_sq += float((new.double() - old.double()).square().sum())
     return count, sum_sq
+
+
+def _perturb_shard(param: torch.Tensor, mask: torch.Tensor, sigma: float, gen: torch.Generator) -> tuple[int, float]:
+    """:func:`_perturb` on this process's shard, drawing exactly the single-process noise (module docstring).
+
+    Returns the tensor's global count of changed entries and this shard's sum of squared changes.
+    """
+    rank = rank_and_world_size()[0]
+    start, stop = flat_range(param)
+    data, where = local(param.detach()).view(-1), local(mask).to(local(param).device).reshape(-1)  # (stop - start,)
+    chunks = -(-param.numel() // _CHUNK)
+    mine = np.zeros(chunks, dtype=np.int64)  # (J,) selected entries of this shard in each chunk
+    for j in range(start // _CHUNK, -(-stop // _CHUNK)):
+        lo, hi = max(j * _CHUNK, start) - start, min((j + 1) * _CHUNK, stop) - start
+        mine[j] = int(where[lo:hi].count_nonzero())
+    counts = all_gather_counts(mine)  # (W, J)
+    totals, before = counts.sum(axis=0), counts[:rank].sum(axis=0)  # (J,) per chunk: all, on lower ranks
+    sum_sq = 0.0
+    for j in range(-(-stop // _CHUNK) if stop > start else 0):  # later chunks' draws cannot reach this shard
+        if totals[j] == 0 or sigma == 0.0:
+            continue
+        noise = torch.randn(int(totals[j]), generator=gen, dtype=torch.float32) * sigma  # (n_j,) chunk j's draws
+        if mine[j] == 0:
+            continue
+        lo, hi = max(j * _CHUNK, start) - start, min((j + 1) * _CHUNK, stop) - start
+        values, selected = data[lo:hi], where[lo:hi]
+        old = values[selected]  # (mine[j],) param dtype
+        ours = noise[int(before[j]) : int(before[j] + mine[j])].to(data.device)
+        new = (old.float() + ours).to(data.dtype)  # one rounding to the param dtype
+        values[selected] = new
+        sum_sq += float((new.double() - old.double()).square().sum())
+    return int(totals.sum()) if sigma != 0.0 else 0, sum_sq

@@ -26,6 +26,7 @@ from .errors import UserInputError
 from .io_utils import atomic_write_json
 from .masks import save_mask_with_report
 from .models import save_model_folder
+from .sharding import full_masks, full_state_dict, is_sharded_model
 
 CONFIG_FILE = "config.json"
 FINISHED_FILE = "run.json"
@@ -146,17 +147,22 @@ def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing
 
     Distributed: only the main process writes (every process holds the same weights and mask after a
     DDP run); the others wait at a barrier, so the folder is complete when ``unlearn`` returns anywhere.
+    FSDP2: every process first takes part in gathering the full weights and the full mask onto the
+    main process's CPU (one tensor at a time), which saves them as one model folder and one mask file.
     """
+    state_dict = full_state_dict(model) if is_sharded_model(model) else None
+    if masks is not None:
+        masks = full_masks(masks)
     if is_main_process():
-        _write_run(out_dir, model, tokenizer, config, masks, log_history, timing)
+        _write_run(out_dir, model, tokenizer, config, masks, log_history, timing, state_dict)
     wait_for_everyone()
 
 
-def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing) -> None:
+def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, state_dict=None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"config": config.to_dict(), "environment": environment()}
     atomic_write_json(out_dir / CONFIG_FILE, resolved)
-    save_model_folder(model, tokenizer, out_dir / MODEL_DIR)
+    save_model_folder(model, tokenizer, out_dir / MODEL_DIR, state_dict=state_dict)
     if masks is not None:
         save_mask_with_report(out_dir / MASK_FILE, masks, metadata=resolved,
                               title=f"{config.selection.scorer}, p={config.selection.ratio}")

@@ -17,6 +17,14 @@ Selection algorithm (a two-pass radix select, no concatenation of all scores):
 * Pass 3 builds the masks: ``key > t``, plus the first ``m`` entries with ``key == t`` in tensor
   order (dict order) then flat (row-major) index order. That is the deterministic tie-break.
 
+Sharded scores (FSDP2: ``DTensor``s placed ``Shard(0)``, see :mod:`grin_unlearn.sharding`): each
+process streams only its local shards and the two histograms are summed over processes (an all-reduce
+of 2 × 65,536 int64 counts, nothing else of size N), so every process finds the same threshold. For
+the tie-break, each process counts its ties per tensor; an all-gather of these counts gives the ties
+that precede each shard in the global (tensor, flat index) order, since a tensor's shards are
+consecutive row ranges in rank order. Each process then takes its share of the first ``m``: the masks,
+placed like the scores, assemble into exactly the single-process masks.
+
 Tensors are streamed in chunks of ``_CHUNK`` elements, so the extra memory is the masks (``N`` bytes)
 plus a few chunk-sized temporaries, whatever the size of the largest tensor (a non-contiguous score
 tensor is first copied to a contiguous one). CPU chunks are processed as numpy views, CUDA chunks as
@@ -33,6 +41,8 @@ import numpy as np
 import torch
 
 from .errors import UserInputError
+from .distributed import rank_and_world_size
+from .sharding import all_gather_counts, all_reduce_sum, check_layout, global_count, is_sharded, local, shard_like
 
 _CHUNK = 1 << 20  # elements per streamed chunk: 4 MiB of int32 keys
 _BINS = 1 << 16  # radix of each histogram pass
@@ -56,28 +66,40 @@ def select_top_fraction(scores: dict[str, torch.Tensor], ratio: float) -> dict[s
     Memory: no concatenation; the extra memory is the returned masks (``N`` bytes) plus chunk-sized
     temporaries (see the module docstring). Each mask lives on its score tensor's device.
 
+    Sharded (``DTensor``) scores give masks sharded the same way, equal to the single-process masks
+    of the full scores (see the module docstring); every process must call this with its shards.
+
     Raises :class:`UserInputError` if ``ratio`` is not in (0, 1], ``scores`` is empty, a tensor is not
     floating point, or a tensor holds NaN (the message names the tensor).
     """
     k, total = _validate(scores, ratio)
-    hist_hi, signed = _high_histogram(scores)  # (65536,) counts of (key >> 16) + 32768
+    sharded = _check_sharding(scores)
+    hist_hi, signed, nan = _high_histogram(scores)  # (65536,) counts of (key >> 16) + 32768
+    if sharded:  # every process raises together, and all count the same global histogram
+        nan, hist_hi = all_reduce_sum(nan), all_reduce_sum(hist_hi)
+    if nan.any():
+        raise UserInputError(f"scores[{list(scores)[int(np.argmax(nan > 0))]!r}]: contains NaN (expected real-valued scores)")
     if k == 0 or k == total:
-        return {name: torch.full_like(s, k == total, dtype=torch.bool) for name, s in scores.items()}
+        return {name: shard_like(torch.full(local(s).shape, k == total, dtype=torch.bool, device=s.device), s)
+                for name, s in scores.items()}
 
     bucket, above_bucket = _find_bucket(hist_hi, k)
     hist_lo = _low_histogram(scores, bucket, signed)  # (65536,) counts of key & 0xFFFF in the bucket
+    if sharded:
+        hist_lo = all_reduce_sum(hist_lo)
     low, above_low = _find_bucket(hist_lo, k - above_bucket)
     threshold = (bucket - _HALF) * _BINS + low  # the k-th largest key
     ties_to_take = k - above_bucket - above_low  # >= 1 entries equal to the threshold
+    if sharded:
+        return _build_sharded_masks(scores, threshold, ties_to_take, signed)
     return _build_masks(scores, threshold, ties_to_take, signed)
 
 
 def mask_fraction(masks: dict[str, torch.Tensor]) -> float:
-    """Selected fraction ``sum_i m_i / N`` over all masks (0.0 when they hold no element)."""
+    """Selected fraction ``sum_i m_i / N`` over all masks (0.0 when they hold no element; global when sharded)."""
     if not masks:
         raise UserInputError("masks: expected at least one mask tensor, got an empty dict")
-    selected = sum(int(m.count_nonzero()) for m in masks.values())
-    total = sum(m.numel() for m in masks.values())
+    selected, total = global_count(masks)
     return selected / total if total else 0.0
 
 
@@ -96,8 +118,18 @@ def _validate(scores: dict[str, torch.Tensor], ratio: float) -> tuple[int, int]:
         if not isinstance(s, torch.Tensor) or not s.is_floating_point():
             kind = s.dtype if isinstance(s, torch.Tensor) else type(s).__name__
             raise UserInputError(f"scores[{name!r}]: expected a floating-point tensor, got {kind}")
-    total = sum(s.numel() for s in scores.values())
+    total = sum(s.numel() for s in scores.values())  # a DTensor's numel is the full tensor's
     return round(ratio * total), total
+
+
+def _check_sharding(scores: dict[str, torch.Tensor]) -> bool:
+    """True when the scores are FSDP2 shards; all or none must be."""
+    sharded = [is_sharded(s) for s in scores.values()]
+    if any(sharded) and not all(sharded):
+        raise UserInputError("scores: expected all tensors sharded (DTensor) or none, got a mix")
+    for name, s in scores.items() if all(sharded) else ():
+        check_layout(f"scores[{name!r}]", s)
+    return all(sharded)
 
 
 # Chunks are int32 arrays: numpy views for CPU tensors, torch tensors elsewhere (CUDA). On CPU,
@@ -110,7 +142,7 @@ Array = np.ndarray | torch.Tensor
 def _chunks(scores: dict[str, torch.Tensor]) -> Iterator[tuple[str, int, Array]]:
     """Yield ``(name, start, bits)``: int32 bit patterns of fp32 pieces of every tensor, in order."""
     for name, s in scores.items():
-        flat = s.detach().reshape(-1)  # (n,) a view when contiguous
+        flat = local(s).detach().reshape(-1)  # (n,) a view when contiguous (this process's shard if sharded)
         for start in range(0, flat.numel(), _CHUNK):
             bits = flat[start : start + _CHUNK].float().contiguous().view(torch.int32)  # (c,) no copy if fp32
             yield name, start, _host_view(bits)
@@ -126,23 +158,28 @@ def _keys(bits: Array, has_sign_bit: bool) -> Array:
     return key
 
 
-def _high_histogram(scores: dict[str, torch.Tensor]) -> tuple[np.ndarray, set[tuple[str, int]]]:
+def _high_histogram(scores: dict[str, torch.Tensor]) -> tuple[np.ndarray, set[tuple[str, int]], np.ndarray]:
     """Pass 1: histogram of ``(key >> 16) + 32768``; also the NaN check and the chunks with a sign bit.
 
     The common case (no sign bit set) needs no key transform: the raw bit patterns are the keys. The
     raw histogram tells whether a chunk has a sign bit (bins < 32768) or NaN (bins beyond +-inf).
+    Returns ``(hist, signed chunks, nan)``: ``nan[i] = 1`` when tensor ``i`` holds NaN (the scan
+    stops at the first one; the caller raises, on every process at once when sharded).
     """
     hist = np.zeros(_BINS, dtype=np.int64)
     signed: set[tuple[str, int]] = set()
+    index = {name: i for i, name in enumerate(scores)}
+    nan = np.zeros(len(scores), dtype=np.int64)
     for name, start, bits in _chunks(scores):
         counts = _high_counts(bits)  # raw bit patterns
         if counts[_NAN_BINS].any() or (counts[_INF_BINS].any() and bool(((bits & 0x7FFFFFFF) > 0x7F800000).any())):
-            raise UserInputError(f"scores[{name!r}]: contains NaN (expected real-valued scores)")
+            nan[index[name]] = 1
+            break
         if counts[:_HALF].any():  # some x < 0 (or -0.0): count the sign-corrected keys instead
             signed.add((name, start))
             counts = _high_counts(_keys(bits, True))
         hist += counts
-    return hist, signed
+    return hist, signed, nan
 
 
 def _high_counts(key: Array) -> np.ndarray:
@@ -185,14 +222,46 @@ def _build_masks(
         out = _host_view(masks[name].view(-1))[start : start + len(key)]  # (c,) view into the mask
         out[...] = key > threshold
         if ties_to_take > 0:
-            equal = key == threshold  # (c,)
-            found = int(equal.sum())
-            if found > ties_to_take:
-                equal &= equal.cumsum(0) <= ties_to_take  # the first ties_to_take in flat order
-                found = ties_to_take
-            out |= equal
-            ties_to_take -= found
+            ties_to_take -= _take_first_ties(out, key == threshold, ties_to_take)
     return masks
+
+
+def _take_first_ties(out: Array, equal: Array, wanted: int) -> int:
+    """``out |= `` the first ``wanted`` True entries of ``equal`` (flat order); returns how many were set."""
+    found = int(equal.sum())
+    if found > wanted:
+        equal &= equal.cumsum(0) <= wanted
+        found = wanted
+    out |= equal
+    return found
+
+
+def _build_sharded_masks(
+    scores: dict[str, torch.Tensor], threshold: int, ties_to_take: int, signed: set[tuple[str, int]]
+) -> dict[str, torch.Tensor]:
+    """Pass 3 on local shards; the ties are taken in the global (tensor, rank = row range) order."""
+    rank = rank_and_world_size()[0]
+    index = {name: i for i, name in enumerate(scores)}
+    masks = {name: torch.empty(local(s).shape, dtype=torch.bool, device=s.device) for name, s in scores.items()}
+    ties = np.zeros(len(scores), dtype=np.int64)  # (T,) entries equal to the threshold per local shard
+    for name, start, bits in _chunks(scores):
+        key = _keys(bits, (name, start) in signed)
+        out = _host_view(masks[name].view(-1))[start : start + len(key)]  # (c,)
+        out[...] = key > threshold
+        ties[index[name]] += int((key == threshold).sum())
+    counts = all_gather_counts(ties)  # (W, T): ties of process r's shard of tensor t
+    # Ties before shard (t, rank): all shards of tensors < t, then the shards of t on lower ranks.
+    before = np.concatenate([[0], np.cumsum(counts.sum(axis=0))[:-1]]) + counts[:rank].sum(axis=0)  # (T,)
+    take = np.clip(ties_to_take - before, 0, counts[rank])  # (T,) ties this process selects per tensor
+    for name in (n for n in scores if take[index[n]] > 0):
+        wanted = int(take[index[name]])
+        for _, start, bits in _chunks({name: scores[name]}):
+            key = _keys(bits, (name, start) in signed)
+            out = _host_view(masks[name].view(-1))[start : start + len(key)]
+            wanted -= _take_first_ties(out, key == threshold, wanted)
+            if wanted == 0:
+                break
+    return {name: shard_like(mask, scores[name]) for name, mask in masks.items()}
 
 
 def _host_view(tensor: torch.Tensor) -> Array:

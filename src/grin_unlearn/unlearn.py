@@ -21,7 +21,14 @@ initialises ``torch.distributed``, so the gradient passes of step 1 are sharded 
 all-reduced (every process then holds the same scores and mask); noise is seeded per tensor name, so
 it is the same on every process; the Trainer averages gradients, so every process applies the same
 masked update. Only the main process writes the run folder; the others wait at a barrier.
-See ``docs/distributed.md``.
+
+FSDP2 (``accelerate launch --config_file configs/accelerate/fsdp2.yaml``, or ``torchrun`` with
+``ACCELERATE_USE_FSDP=true FSDP_VERSION=2``): the model is wrapped with ``fully_shard`` right after the
+process group exists (:func:`~grin_unlearn.sharding.shard_model`), so every step runs on row shards:
+scoring accumulates each process's rows of ``G_f``/``G_r``, selection is the exact global top-p over the
+shards, the masks and noise are sharded like the weights, masked training runs the compact loop of
+:mod:`grin_unlearn.training.sharded`, and saving gathers the full weights and mask onto the main
+process. Checkpoints and ``--resume`` are not supported under FSDP2. See ``docs/distributed.md``.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import torch
 from .config import SelectionConfig, UnlearnConfig
 from .data.formatting import PromptFormat
 from .data.unlearning import UnlearningCollator, UnlearningDataset, check_objective_accepts
-from .distributed import check_launch_mode, is_main_process
+from .distributed import check_launch_mode, fsdp2_requested, is_main_process
 from .errors import TrainingStoppedError, UserInputError
 from .masks import check_mask_matches, load_mask
 from .models import pad_token_id
@@ -46,10 +53,12 @@ from .noise import inject_noise
 from .run_dir import check_out_dir, last_complete_checkpoint, prepare_out_dir, save_run, stopped_message
 from .scoring import eligible_parameters, score_influence
 from .selection import mask_fraction, select_top_fraction
+from .sharding import is_sharded_model, shard_model, shard_of
 from .training.arguments import enable_gradient_checkpointing, training_arguments
 from .training.masked_optim import make_masked_optimizer
 from .training.objectives import get_objective
 from .training.reference import precompute_reference
+from .training.sharded import train_sharded
 from .training.trainer import NonFiniteLossError, UnlearningTrainer
 
 logger = logging.getLogger(__name__)
@@ -68,13 +77,14 @@ def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, se
     """Masks from a saved file, from the scorer, or None for full fine-tuning; plus timing.
 
     ``seed`` seeds the ``random`` scorer and the retain subsample of ``selection.retain_samples``.
+    On a model wrapped by ``fully_shard`` the masks are sharded like its weights.
     """
     sel = selection
     params = eligible_parameters(model, sel.include or None, sel.exclude or None)
     if mask_path is not None:
         masks, _ = load_mask(mask_path)
         check_mask_matches(masks, params)
-        return masks, {}
+        return {name: shard_of(mask, params[name]) for name, mask in masks.items()}, {}
     if not sel.masked:
         return None, {}
     log(f"scoring {sum(p.numel() for p in params.values()):,} weights with '{sel.scorer}'")
@@ -107,17 +117,27 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     """Run GRIN (or a baseline) on ``model`` in place and save the run under ``out_dir``."""
     out_dir = Path(out_dir)
     check_launch_mode(masked=mask_path is not None or config.selection.masked)
+    sharded = fsdp2_requested()
+    if sharded and (resume or config.train.save_steps):
+        raise UserInputError("--resume / --save-steps: checkpoints are not supported under FSDP2 yet "
+                             "(run without them, or under DDP)")
     # First: under torchrun / accelerate launch this initialises torch.distributed, so scoring is sharded.
     args = unlearning_arguments(out_dir, config)
-    if args.world_size > 1:
-        if getattr(model, "hf_device_map", None) is None:
-            model.to(args.device)  # this process's device (load_model put every process on cuda:0)
-        if not is_main_process():
-            log = _silent
     check_out_dir(out_dir, overwrite, resume)
     if not forget:
         raise UserInputError("forget set: it is empty (expected at least one record)")
     spec = get_objective(config.objective)
+    needed = spec.required_inputs(config.hyperparams)
+    ref_model = None
+    if args.world_size > 1:
+        if sharded:  # the reference copy (retain KL) is taken whole, then sharded like the model
+            ref_model = copy.deepcopy(model) if "retain_kl" in needed else None
+            shard_model(model, args.device)
+            ref_model = shard_model(ref_model, args.device).eval().requires_grad_(False) if ref_model else None
+        elif getattr(model, "hf_device_map", None) is None:
+            model.to(args.device)  # this process's device (load_model put every process on cuda:0)
+        if not is_main_process():
+            log = _silent
     check_objective_accepts(forget, config.objective, spec.needs_refusal)
     if spec.uses_retain and not retain:
         raise UserInputError(f"retain set: it is empty, and objective '{config.objective}' needs one")
@@ -136,11 +156,11 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     # Every input is valid from here on: only now may an old run in out_dir be retired.
     prepare_out_dir(out_dir, overwrite, resume)
     collator = UnlearningCollator(pad_token_id(tokenizer))
-    needed = spec.required_inputs(config.hyperparams)
     # From the starting model, before noise and before any checkpoint is loaded (also on --resume).
     ref_groups = tuple(g for g in ("forget", "refusal") if f"ref_{g}" in needed)
     reference = precompute_reference(model, dataset, collator, ref_groups) if ref_groups else None
-    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if "retain_kl" in needed else None
+    if "retain_kl" in needed and ref_model is None:
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
 
     all_params = dict(model.named_parameters())
     if masks is not None:
@@ -169,7 +189,10 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         log(f"resuming from {checkpoint}")
     train_start = time.perf_counter()
     try:
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if is_sharded_model(model):
+            train_loss = train_sharded(trainer)
+        else:
+            train_loss = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).training_loss
     except NonFiniteLossError as err:
         raise TrainingStoppedError(stopped_message(err, out_dir, trainer.state.global_step)) from None
     finally:
@@ -179,7 +202,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     timing["train"] = time.perf_counter() - train_start
     timing["total"] = time.perf_counter() - start
     save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing)
-    return UnlearnResult(out_dir, masks, timing, result.training_loss)
+    return UnlearnResult(out_dir, masks, timing, train_loss)
 
 
 def _silent(*_args, **_kwargs) -> None:

@@ -1,4 +1,9 @@
-"""`grin-unlearn select`: influence scores → global top-p mask (+ density report), no training."""
+"""`grin-unlearn select`: influence scores → global top-p mask (+ density report), no training.
+
+Under ``torchrun`` / ``accelerate launch`` the processes share the scoring: DDP-style (whole model per
+process, batches split, ``G`` all-reduced) by default, or FSDP2 (``configs/accelerate/fsdp2.yaml``: the
+model, gradients, scores and mask sharded by rows). Only the main process writes the folder.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ from pathlib import Path
 
 from ..config import SelectionConfig, add_dataclass_arguments, dataclass_from_namespace
 from ..data.formatting import PromptFormat
+from ..distributed import fsdp2_requested, init_from_launcher, is_main_process, wait_for_everyone
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
 from ..masks import save_mask_with_report
 from ..models import load_model, load_tokenizer
 from ..run_dir import CONFIG_FILE, MASK_FILE, environment
+from ..sharding import full_masks, shard_model
 from ..unlearn import build_masks
 from .common import add_data_arguments, add_model_arguments, add_output_arguments, load_training_sets
 
@@ -38,17 +45,26 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--out: {out} already holds a mask (pass --overwrite to replace it)")
     sets = load_training_sets(args)
     forget, retain = sets.forget, sets.retain
+    device = init_from_launcher()  # this process's device under torchrun / accelerate launch, else None
+    sharded = fsdp2_requested()
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
-    model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                       device="cpu" if sharded else device)  # FSDP2 moves each process's shards to its device
+    if sharded:
+        shard_model(model, device)
     fmt = PromptFormat(chat_template=args.chat_template, max_length=args.max_length)
-    masks, timing = build_masks(model, tokenizer, forget, retain, selection, args.seed, fmt)
-    resolved = {"selection": dataclasses.asdict(selection), "seed": args.seed, "model": args.model,
-                "benchmark": args.benchmark, "data": sets.data, "forget": sets.forget_name, "retain": sets.retain_name,
-                "environment": environment()}
-    report = save_mask_with_report(out / MASK_FILE, masks, metadata=resolved,
-                                   title=f"{selection.scorer}, p={selection.ratio}")
-    atomic_write_json(out / CONFIG_FILE, resolved)
-    summary = {"selected": report.get("overall"), "timing_s": {k: round(v, 2) for k, v in timing.items()},
-               "out": str(out)}
-    print(json.dumps(summary, indent=1))
+    masks, timing = build_masks(model, tokenizer, forget, retain, selection, args.seed, fmt,
+                                log=print if is_main_process() else lambda *_: None)
+    masks = full_masks(masks)  # FSDP2: gathered onto the main process (every process takes part)
+    if is_main_process():
+        resolved = {"selection": dataclasses.asdict(selection), "seed": args.seed, "model": args.model,
+                    "benchmark": args.benchmark, "data": sets.data, "forget": sets.forget_name,
+                    "retain": sets.retain_name, "environment": environment()}
+        report = save_mask_with_report(out / MASK_FILE, masks, metadata=resolved,
+                                       title=f"{selection.scorer}, p={selection.ratio}")
+        atomic_write_json(out / CONFIG_FILE, resolved)
+        summary = {"selected": report.get("overall"), "timing_s": {k: round(v, 2) for k, v in timing.items()},
+                   "out": str(out)}
+        print(json.dumps(summary, indent=1))
+    wait_for_everyone()
     return 0

@@ -11,6 +11,7 @@ from ..config import (NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, 
                       config_from_mapping, dataclass_from_namespace, load_yaml)
 from ..data.formatting import PromptFormat
 from ..data.unlearning import check_objective_accepts
+from ..distributed import fsdp2_requested, is_main_process
 from ..errors import UserInputError
 from ..masks import load_mask
 from ..models import load_model, load_tokenizer
@@ -62,11 +63,15 @@ def run(args: argparse.Namespace) -> int:
     check_objective_accepts(forget, config.objective, get_objective(config.objective).needs_refusal)
     check_overlap(forget, retain, strict=args.strict)
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
-    model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    # Under FSDP2 every process loads the whole model on its CPU; unlearn() moves only its shards to its device.
+    model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                       device="cpu" if fsdp2_requested() else None)
     fmt = PromptFormat(chat_template=args.chat_template, max_length=config.train.max_length)
     result = unlearn(model, tokenizer, forget, retain, config, args.out, fmt=fmt, mask_path=args.mask,
                      resume=args.resume, overwrite=args.overwrite)
-    print(json.dumps({"out": str(result.out_dir), "timing_s": {k: round(v, 2) for k, v in result.timing.items()}}, indent=1))
+    if is_main_process():
+        print(json.dumps({"out": str(result.out_dir), "timing_s": {k: round(v, 2) for k, v in result.timing.items()}},
+                         indent=1))
     return 0
 
 

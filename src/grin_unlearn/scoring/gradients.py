@@ -20,6 +20,19 @@ rank + 2W, ...`` (``W`` = world size), and :func:`~grin_unlearn.distributed.redu
 processes before any scorer sees them. Every per-batch mean is therefore over the same examples as in a
 single process, and the all-reduced ``G`` is the single-process sum up to the order of the fp32
 additions (bit-identical when each process holds at most one batch and ``W <= 2``).
+
+Sharded (FSDP2, the parameters are ``DTensor``s; :mod:`grin_unlearn.sharding`): every process must run
+every forward/backward together, so the batches go in rounds: in round ``j`` process ``r`` runs batch
+``j·W + r`` (the same cut as above), and a process with no batch left in the last round runs a batch
+with its loss multiplied by 0 (an exactly-zero gradient). FSDP2's reduce-scatter is switched to a plain
+sum (:func:`~grin_unlearn.sharding.summed_gradients`), so after round ``j`` each process's sharded
+``.grad`` is its rows of ``Σ_r ∇θ L_{jW+r}``, and the hook folds exactly that into the accumulator, a
+``DTensor`` holding only this process's rows. Hence ``G = Σ_j Σ_r ∇θ L_{jW+r} = Σ_batches ∇θ L_batch``:
+each batch's mean is over the same examples as in one process, and the sum over batches is the same sum
+grouped by rounds (bit-identical with one round and ``W <= 2``; otherwise equal up to fp32 addition
+order). No process ever holds a full-size gradient or accumulator: FSDP2 frees each block's unsharded
+gradient after its reduce-scatter. For bf16 weights, each round's sum (reduced in fp32) is rounded once
+to bf16 in the sharded ``.grad``, as one process rounds each batch's gradient.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ from __future__ import annotations
 import logging
 import numbers
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from tqdm.auto import tqdm
@@ -38,6 +51,7 @@ from ..errors import UserInputError
 from ..logprobs import sequence_logprobs
 from ..models import model_device, pad_token_id
 from ..progress import show_progress
+from ..sharding import is_sharded, local, summed_gradients, zeros_like_shard
 
 logger = logging.getLogger(__name__)
 
@@ -110,18 +124,33 @@ def accumulate_example_gradients(
     rank, world_size = rank_and_world_size()
     # Shard whole batches, not examples: each batch mean is then over the same examples as in one process.
     batches = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
-    shard = batches[rank::world_size]  # may be empty when there are fewer batches than processes
+    sharded = any(is_sharded(p) for p in params.values())
+    if sharded:
+        check_accumulator_device(params, accumulator_device)
+        rounds = -(-len(batches) // world_size)  # every process runs every round (FSDP2's collectives)
+        shard = [batches[j * world_size + rank] if j * world_size + rank < len(batches) else None for j in range(rounds)]
+    else:
+        shard = batches[rank::world_size]  # may be empty when there are fewer batches than processes
     device = model_device(model)
-    accumulators = {
-        key: torch.zeros(p.shape, dtype=torch.float32, device=accumulator_device or p.device)
-        for key, p in params.items()
-    }
+    accumulators = {key: zeros_like_shard(p, torch.float32, accumulator_device) for key, p in params.items()}
     quiet = not show_progress(rank)
-    with _gradient_pass(model, params, accumulators):
+    with _gradient_pass(model, params, accumulators), (summed_gradients(model) if sharded else nullcontext()):
         for chunk in tqdm(shard, desc=f"{name} gradients", unit="batch", disable=quiet):
-            batch = {k: v.to(device) for k, v in collator(chunk).items()}
-            batch_loss(model, batch).backward()
-    return reduce_across_processes(accumulators)
+            batch = {k: v.to(device) for k, v in collator(chunk or batches[0]).items()}
+            loss = batch_loss(model, batch)
+            (loss if chunk is not None else loss * 0.0).backward()  # x·0: an exactly-zero gradient
+    return accumulators if sharded else reduce_across_processes(accumulators)
+
+
+def check_accumulator_device(params: dict[str, torch.Tensor], accumulator_device) -> None:
+    """Sharded accumulators live on the parameters' device (they are already 1/W of the full size)."""
+    if accumulator_device is None or not any(is_sharded(p) for p in params.values()):
+        return
+    param_device = next(iter(params.values())).device
+    if torch.device(accumulator_device).type != param_device.type:
+        raise UserInputError(f"accumulator_device: {accumulator_device!r} is not supported under FSDP2 (the parameters "
+                             f"are on {param_device.type}); FSDP2 already shards the accumulators over the processes, "
+                             "so leave it unset")
 
 
 def batch_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -161,7 +190,8 @@ def _fold_into(accumulator: torch.Tensor) -> Callable[[torch.Tensor], None]:
     def hook(param: torch.Tensor) -> None:
         with torch.no_grad():
             # In-place add upcasts a bf16/fp16 gradient into the fp32 accumulator without an fp32 copy.
-            accumulator.add_(param.grad.to(accumulator.device))
+            # Under FSDP2 both are DTensors placed alike: add this process's rows only.
+            local(accumulator).add_(local(param.grad).to(accumulator.device))
         param.grad = None  # free it now: peak memory is one gradient, not a full .grad set
 
     return hook

@@ -16,7 +16,7 @@ import torch
 from ..data.formatting import PromptFormat
 from ..errors import UserInputError
 from .eligibility import eligible_parameters
-from .gradients import Grads, accumulate_gradients, subsample
+from .gradients import Grads, accumulate_gradients, check_accumulator_device, subsample
 from .scorers import DEFAULT_EPS, DEFAULT_WAGLE_MU, ScoringContext, get_scorer
 
 
@@ -61,6 +61,7 @@ def score_influence(
     _check_positive("wagle_mu", wagle_mu)
     if params is None:
         params = eligible_parameters(model, include, exclude)
+    check_accumulator_device(params, accumulator_device)
     fmt = fmt or PromptFormat()
     timing: dict[str, float] = {}
     examples: dict[str, int] = {}

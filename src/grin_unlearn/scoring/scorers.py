@@ -4,6 +4,11 @@ A scorer maps a :class:`ScoringContext` (the eligible parameters and the signed 
 gradients ``G_f``, ``G_r`` of :mod:`grin_unlearn.scoring.gradients`) to one fp32 score tensor ``>= 0``
 per parameter; selection keeps the global top ``p`` of them. Add a scorer with
 :func:`register_scorer` next to its definition; the pipeline runs only the gradient passes it needs.
+
+Under FSDP2 the parameters and gradients are ``DTensor``s sharded by rows; the elementwise scorers
+below then compute each process's rows only (DTensor runs the same ops on the local shard), and a
+scorer that draws or builds a full tensor must return it placed like the parameter
+(:func:`~grin_unlearn.sharding.shard_of`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch
 
 from ..errors import UserInputError
 from ..seeding import named_generator
+from ..sharding import is_sharded, shard_of
 
 Grads = dict[str, torch.Tensor]
 
@@ -134,11 +140,13 @@ def random_scores(ctx: ScoringContext) -> Grads:
 
     Drawn in fp32 on the CPU from :func:`~grin_unlearn.seeding.named_generator` of ``(seed, name)``, so a
     tensor's scores depend only on the seed and its name (not on the device or the other tensors).
+    Sharded parameters: each process draws the whole tensor (one at a time) and keeps its rows.
     """
     scores = {}
     for key, p in ctx.params.items():
         generator = named_generator(f"{ctx.seed}:{key}")
-        scores[key] = torch.rand(p.shape, generator=generator, dtype=torch.float32).to(ctx.device or p.device)
+        drawn = torch.rand(p.shape, generator=generator, dtype=torch.float32)
+        scores[key] = shard_of(drawn, p) if is_sharded(p) else drawn.to(ctx.device or p.device)
     return scores
 
 

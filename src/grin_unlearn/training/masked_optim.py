@@ -24,6 +24,10 @@ fused AdamW kernel updates the ``k`` entries, and ``θ[I]`` is scattered back (`
 selected fp32 tensor is updated in place with no gather. The scratch is two fp32 buffers of the
 largest ``k``, shared by all tensors. Boolean ``masked_select`` / ``masked_scatter_`` and
 ``masked_fill`` are unvectorised on CPU and cost several times more than all of this.
+
+FSDP2 (``DTensor`` parameters sharded by rows): each process keeps its rows of each mask and steps its
+own shard (:func:`~grin_unlearn.sharding.local`): the update is elementwise, so the shards together
+make exactly the single-process step, with moments for this process's selected entries only.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from torch.optim.adamw import adamw
 
 from ..errors import UserInputError
 from ..masks import check_mask_matches
+from ..sharding import any_selected, local
 
 try:  # private in torch; without it, fall back to the plain (single-tensor) AdamW kernel
     from torch.optim.optimizer import _get_fused_kernels_supported_devices
@@ -80,7 +85,7 @@ def freeze_unselected(params: dict[str, torch.nn.Parameter],
     trainable = {}
     for name, param in params.items():
         mask = masks.get(name)
-        keep = mask is not None and bool(mask.any())
+        keep = mask is not None and any_selected(mask)  # over all shards: every process freezes alike
         param.requires_grad_(keep)
         if keep:
             trainable[name] = param
@@ -96,7 +101,7 @@ def register_gradient_masks(trainable: dict[str, torch.nn.Parameter], masks: dic
     and those fresh pages cost more than the whole masked optimizer step on CPU."""
     handles = []
     for name, param in trainable.items():
-        mask = masks[name].to(param.device)
+        mask = local(masks[name]).to(param.device)  # this process's rows under FSDP2
         if bool(mask.all()):
             continue
         handles.append(param.register_post_accumulate_grad_hook(_GradientMask(mask)))
@@ -112,7 +117,7 @@ class _GradientMask:
     def __call__(self, param: torch.Tensor) -> None:
         if self.mask.device != param.grad.device:
             self.mask = self.mask.to(param.grad.device)
-        zero_unselected_(param.grad, self.mask)
+        zero_unselected_(local(param.grad), self.mask)
 
 
 def zero_unselected_(grad: torch.Tensor, mask: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
@@ -153,20 +158,21 @@ class MaskedAdamW(torch.optim.Optimizer):
         self.indices: dict[torch.nn.Parameter, torch.Tensor | None] = {}  # None: every entry selected
         for group in self.param_groups:
             for param in group["params"]:
-                if not param.is_contiguous():
+                data = local(param)  # the whole tensor, or this process's rows under FSDP2
+                if not data.is_contiguous():
                     raise ValueError("MaskedAdamW: parameters must be contiguous (it indexes their flat view)")
-                mask = masks[param].to(param.device, torch.bool).reshape(-1)
+                mask = local(masks[param]).to(param.device, torch.bool).reshape(-1)
                 if bool(mask.all()):
                     self.indices[param] = None
                 else:
                     index = mask.nonzero().squeeze(1)  # (k,) int64, ascending
-                    self.indices[param] = index.int() if param.numel() < 2**31 else index
+                    self.indices[param] = index.int() if data.numel() < 2**31 else index
         self._scratch: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def selected(self, param: torch.nn.Parameter) -> int:
         """``k``: how many entries of ``param`` the optimizer updates."""
         index = self.indices[param]
-        return param.numel() if index is None else index.numel()
+        return local(param).numel() if index is None else index.numel()
 
     def remove_gradient_masks(self) -> None:
         """Remove the gradient hooks :func:`make_masked_optimizer` registered."""
@@ -195,7 +201,8 @@ class MaskedAdamW(torch.optim.Optimizer):
     def _buffers(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Two fp32 scratch buffers (values, gradients) as long as the largest ``k``, made once."""
         if device not in self._scratch:
-            largest = max(self.selected(p) for g in self.param_groups for p in g["params"] if p.device == device)
+            largest = max((self.selected(p) for g in self.param_groups for p in g["params"] if p.device == device),
+                          default=0)
             self._scratch[device] = (torch.empty(largest, device=device), torch.empty(largest, device=device))
         return self._scratch[device]
 
@@ -218,7 +225,7 @@ class MaskedAdamW(torch.optim.Optimizer):
                     state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
                     state["exp_avg"] = torch.zeros(k, dtype=torch.float32, device=param.device)
                     state["exp_avg_sq"] = torch.zeros(k, dtype=torch.float32, device=param.device)
-                flat, grad = param.view(-1), param.grad.reshape(-1)  # (n,)
+                flat, grad = local(param).view(-1), local(param.grad).reshape(-1)  # (n,) this process's entries
                 in_place = index is None and param.dtype == torch.float32
                 if in_place:
                     values, grads = flat, grad

@@ -1,0 +1,208 @@
+"""GRIN under FSDP2 (``accelerate launch`` with ``configs/accelerate/fsdp2.yaml``, 2 gloo processes on CPU)
+agrees with one process.
+
+One launch of ``tests/fsdp2_worker.py``; this module recomputes every step here in one process and
+asserts, exactly:
+
+* **selection over shards**: for scores with hundreds of exact ties, uneven shards (4 + 3 rows) and an
+  empty shard (1 row on 2 processes), negative scores and ``-0.0``, the assembled sharded masks are
+  bit-identical to the single-process ``select_top_fraction`` (so the tie-break follows the global
+  tensor/flat-index order across processes); a NaN in rank 1's shard raises on both ranks, naming it;
+* **scoring**: with one round of batches (the forget pass's single batch on rank 0 while rank 1 runs a
+  zero-weighted one; one retain batch per rank) ``G_f``, ``G_r`` and the GRIN scores are bit-identical
+  to one process's; with several rounds they agree up to fp32 summation order; every accumulator held
+  only its process's rows (no full-size gradient);
+* **the pipeline** (``unlearn()``): its mask is bit-identical to the single-process selection and to
+  the saved ``mask.safetensors``; the noised weights are bit-identical to ``inject_noise`` run here;
+  unselected and non-eligible weights are bit-identical to the target's; selected weights equal a
+  single-process ``unlearn()`` with the same global batch (2 per process × 2 = 4) to 1e-6; the saved
+  ``model/`` loads in plain transformers and holds the final weights; the run was finished before any
+  rank returned; its per-step loss and learning rate match the single-process Trainer's log;
+* **a mask file, a reference model and gradient accumulation**: GradDiff with the KL retain term from
+  the saved mask, 2 micro-batches per step, equals one process's run to 1e-6, unselected weights exact;
+* **``grin-unlearn select``** writes the same mask as the single-process command, printing its
+  summary once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+
+from grin_unlearn.cli import main as cli_main
+from grin_unlearn.masks import load_mask
+from grin_unlearn.noise import inject_noise
+from grin_unlearn.scoring import score_influence
+from grin_unlearn.selection import select_top_fraction
+from grin_unlearn.unlearn import unlearn
+from tests.distributed_worker import EXACT_BATCH, NOISE_VAR, RATIO, RETAIN, SEED, SMALL_BATCH, unlearn_config
+from tests.fsdp2_worker import PER_DEVICE_BATCH, SELECT_ARGS, kl_config, selection_cases
+
+REPO = Path(__file__).resolve().parents[1]
+WORLD = 2
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed with gloo"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _accelerate() -> list[str]:
+    script = Path(sys.executable).with_name("accelerate")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "accelerate.commands.launch"]
+
+
+@pytest.fixture(scope="module")
+def launch(tmp_path_factory, micro_model_dir, micro_world_dir):
+    out = tmp_path_factory.mktemp("fsdp2")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRIN_UNLEARN_QUIET": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    command = [*_accelerate(), *(["launch"] if _accelerate()[0].endswith("accelerate") else []),
+               "--config_file", str(REPO / "configs" / "accelerate" / "fsdp2.yaml"), "--num_processes", str(WORLD),
+               "--mixed_precision", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+               str(REPO / "tests" / "fsdp2_worker.py"), str(out), str(micro_model_dir), str(micro_world_dir)]
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
+    if proc.returncode != 0:
+        pytest.fail(f"accelerate launch exited with {proc.returncode} after {time.perf_counter() - start:.0f}s:\n"
+                    f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    saved = load_file(str(out / "fsdp2.safetensors"))
+    infos = [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    return out, saved, infos, proc.stdout
+
+
+def _group(saved: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {key.split("/", 1)[1]: value for key, value in saved.items() if key.startswith(prefix + "/")}
+
+
+def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], what: str) -> None:
+    assert got.keys() == want.keys(), f"{what}: different tensor names"
+    for name in want:
+        assert torch.equal(got[name], want[name]), f"{what}: {name} differs"
+
+
+def test_sharded_selection_equals_single_process(launch):
+    _, saved, infos, _ = launch
+    for i, (ratio, scores) in enumerate(selection_cases()):
+        want = select_top_fraction(scores, ratio)
+        _assert_same(_group(saved, f"case{i}"), want, f"selection case {i}")
+        assert sum(int(m.sum()) for m in want.values()) == round(ratio * sum(s.numel() for s in scores.values()))
+    assert [i["world_size"] for i in infos] == [WORLD, WORLD]
+    assert infos[0]["nan_error"] == infos[1]["nan_error"] == "scores['c']: contains NaN (expected real-valued scores)"
+
+
+def test_scores_equal_single_process(launch, micro_world, micro_tokenizer, micro_model):
+    _, saved, infos, _ = launch
+    forget, retain = micro_world["forget10"], micro_world["retain90"][:RETAIN]
+    exact = score_influence(micro_model, micro_tokenizer, forget, retain, "grin", batch_size=EXACT_BATCH, seed=SEED)
+    _assert_same(_group(saved, "gf"), exact.forget_grads, "G_f, one round")
+    _assert_same(_group(saved, "gr"), exact.retain_grads, "G_r, one round")
+    _assert_same(_group(saved, "scores"), exact.scores, "GRIN scores, one round")
+    small = score_influence(micro_model, micro_tokenizer, forget, retain, "grin", batch_size=SMALL_BATCH, seed=SEED)
+    for which, want in (("gf_small", small.forget_grads), ("gr_small", small.retain_grads)):
+        got = _group(saved, which)
+        scale = max(float(g.abs().max()) for g in want.values())
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6 * scale, msg=f"{which} {name}")
+    params = dict(micro_model.named_parameters())
+    for name in exact.scores:  # each process accumulated only its rows: torch.chunk's split of the rows
+        rows = [info["accumulator_rows"][name] for info in infos]
+        assert rows == [-(-params[name].shape[0] // WORLD), params[name].shape[0] // WORLD], name
+
+
+def test_pipeline_mask_noise_and_weights(launch, micro_world, micro_tokenizer, micro_model, tmp_path):
+    out, saved, infos, _ = launch
+    forget, retain = micro_world["forget10"], micro_world["retain90"][:RETAIN]
+    start = {name: p.detach().clone() for name, p in micro_model.named_parameters()}
+    exact = score_influence(micro_model, micro_tokenizer, forget, retain, "grin", batch_size=EXACT_BATCH, seed=SEED)
+    mask = select_top_fraction(exact.scores, RATIO)
+    _assert_same(_group(saved, "mask"), mask, "mask selected by unlearn()")
+    _assert_same(load_mask(out / "run" / "mask.safetensors")[0], mask, "run/mask.safetensors")
+
+    noised = _group(saved, "noised")
+    expected = {name: start[name].clone() for name in mask}
+    inject_noise(expected, mask, NOISE_VAR, "absolute", SEED)
+    _assert_same(noised, expected, "weights after noise")
+
+    final = _group(saved, "final")
+    assert final.keys() == start.keys()
+    for name, before in start.items():
+        if name not in mask:
+            assert torch.equal(final[name], before), f"{name} is not eligible but changed"
+        else:
+            assert torch.equal(final[name][~mask[name]], before[~mask[name]]), f"unselected entries of {name} moved"
+
+    config = unlearn_config()
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=PER_DEVICE_BATCH * WORLD))
+    single = unlearn(micro_model, micro_tokenizer, forget, retain, config, tmp_path / "single", log=lambda *_: None)
+    assert abs(single.train_loss - infos[0]["train_loss"]) < 1e-5
+    moved = 0
+    for name, param in micro_model.named_parameters():
+        torch.testing.assert_close(final[name], param.detach(), rtol=0, atol=1e-6, msg=f"final {name} vs one process")
+        if name in mask:
+            moved += int((final[name][mask[name]] != noised[name][mask[name]]).sum())
+    assert moved > 0.5 * sum(int(m.sum()) for m in mask.values()), "masked training barely moved the selection"
+
+    from transformers import AutoModelForCausalLM
+
+    steps = [e for e in json.loads((out / "run" / "train_log.json").read_text()) if "learning_rate" in e]
+    want = [e for e in single_log(tmp_path / "single") if "learning_rate" in e]
+    assert [e["learning_rate"] for e in steps] == [e["learning_rate"] for e in want] and len(steps) == 3
+    assert all(abs(a["loss"] - b["loss"]) < 1e-5 for a, b in zip(steps, want))
+
+    reloaded = AutoModelForCausalLM.from_pretrained(out / "run" / "model")
+    _assert_same({n: p.detach() for n, p in reloaded.named_parameters()}, final, "saved model/ vs final weights")
+    assert all(i["run_finished_when_returned"] for i in infos), "a rank returned before run.json was written"
+    assert not list((out / "run").glob(".model.*")), "a staging folder was left behind"
+
+
+def test_mask_file_reference_model_and_accumulation(launch, micro_world, micro_tokenizer, micro_model, tmp_path):
+    out, saved, _, _ = launch
+    forget, retain = micro_world["forget10"], micro_world["retain90"][:RETAIN]
+    start = {name: p.detach().clone() for name, p in micro_model.named_parameters()}
+    mask, _ = load_mask(out / "run" / "mask.safetensors")
+    config = kl_config()
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=PER_DEVICE_BATCH * WORLD))
+    unlearn(micro_model, micro_tokenizer, forget, retain, config, tmp_path / "single_kl",
+            mask_path=out / "run" / "mask.safetensors", log=lambda *_: None)
+    final = _group(saved, "final_kl")
+    moved = 0
+    for name, param in micro_model.named_parameters():
+        torch.testing.assert_close(final[name], param.detach(), rtol=0, atol=1e-6, msg=f"final {name} vs one process")
+        keep = ~mask[name] if name in mask else torch.ones_like(param, dtype=torch.bool)
+        assert torch.equal(final[name][keep], start[name][keep]), f"unselected entries of {name} moved"
+        moved += int((final[name] != start[name]).sum())
+    assert moved > 0.5 * sum(int(m.sum()) for m in mask.values())
+    assert len([e for e in single_log(out / "run_kl") if "learning_rate" in e]) == 2  # ceil(3 micro-batches / 2)
+
+
+def single_log(run: Path) -> list[dict]:
+    return json.loads((run / "train_log.json").read_text())
+
+
+def test_select_command_equals_single_process(launch, micro_model_dir, micro_world_dir, tmp_path, capsys):
+    out, _, _, stdout = launch
+    assert cli_main(["select", "--model", str(micro_model_dir), "--data", str(micro_world_dir),
+                     "--out", str(tmp_path / "select"), *SELECT_ARGS]) == 0
+    want, _ = load_mask(tmp_path / "select" / "mask.safetensors")
+    got, metadata = load_mask(out / "select" / "mask.safetensors")
+    _assert_same(got, want, "select under FSDP2 vs one process")
+    assert metadata["selection"]["ratio"] == 0.1
+    assert stdout.count('"out":') == 1, "the select summary was printed by more than one process"
