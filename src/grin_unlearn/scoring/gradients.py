@@ -25,6 +25,7 @@ additions (bit-identical when each process holds at most one batch and ``W <= 2`
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -165,3 +166,25 @@ def _fold_into(accumulator: torch.Tensor) -> Callable[[torch.Tensor], None]:
         param.grad = None  # free it now: peak memory is one gradient, not a full .grad set
 
     return hook
+
+
+def selected_gradient_stats(grads: Grads, masks: dict[str, torch.Tensor]) -> dict:
+    """Size of a gradient over the selected weights: ``{"l2", "mean_abs", "max_abs", "weights"}``.
+
+    ``l2 = sqrt(Σ_{i∈S} G[i]²)``, ``mean_abs = Σ_{i∈S} |G[i]| / |S|``, ``max_abs = max_{i∈S} |G[i]|`` over
+    the entries ``S`` selected by ``masks`` (tensors of ``grads`` without a mask count as unselected),
+    accumulated in fp64. ``weights`` is ``|S|``; every statistic is 0 when nothing is selected.
+    """
+    sum_sq, sum_abs, max_abs, count = 0.0, 0.0, 0.0, 0
+    for name, grad in grads.items():
+        mask = masks.get(name)
+        if mask is None:
+            continue
+        values = grad[mask.to(grad.device)].double().abs()  # (|S ∩ tensor|,)
+        if values.numel():
+            sum_sq += float(values.square().sum())
+            sum_abs += float(values.sum())
+            max_abs = max(max_abs, float(values.max()))
+            count += values.numel()
+    return {"l2": math.sqrt(sum_sq), "mean_abs": sum_abs / count if count else 0.0, "max_abs": max_abs,
+            "weights": count}
