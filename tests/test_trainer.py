@@ -130,6 +130,12 @@ def test_masked_run_records_the_forget_gradient_before_and_after_the_noise(micro
     assert after["weights"] == before["weights"] and after["l2"] != pytest.approx(before["l2"], rel=1e-4)
     assert record["forget_gradient"]["l2_ratio"] == pytest.approx(after["l2"] / before["l2"])
     assert record["noise"]["variance"] == 1e-2 and record["noise"]["perturbed"] == before["weights"]
+    # Reports read it back: the demo report states both norms and their ratio.
+    from grin_unlearn.experiments.demo import noise_lines
+    from grin_unlearn.run_dir import noise_record
+
+    text = "\n".join(noise_lines(noise_record(tmp_path / "run")))
+    assert f"{before['l2']:.4g} before the noise, {after['l2']:.4g} after (× {after['l2'] / before['l2']:.3g})" in text
 
 
 def test_full_finetuning_writes_no_noise_record(micro_world, micro_tokenizer, micro_model, tmp_path):
