@@ -15,6 +15,7 @@ from grin_unlearn.scoring import (
     accumulate_example_gradients,
     accumulate_gradients,
     get_scorer,
+    selected_gradient_stats,
     score_influence,
     subsample,
 )
@@ -307,3 +308,17 @@ def test_bad_hyperparameters_rejected(name, value):
 def test_bad_retain_samples_rejected_before_any_pass():
     with pytest.raises(UserInputError, match="retain_samples"):
         score_influence(_llama(), None, [], [], retain_samples=0)  # tokenizer None: no pass may have run
+
+
+def test_selected_gradient_stats_hand_values():
+    """Selected entries 3, −4 (tensor a) and 12 (tensor b); c has no mask and is ignored.
+
+    l2 = sqrt(9 + 16 + 144) = 13, mean |g| = (3 + 4 + 12) / 3 = 19/3, max |g| = 12.
+    """
+    grads = {"a": torch.tensor([[3.0, 100.0], [-4.0, 0.5]]), "b": torch.tensor([12.0, -50.0]),
+             "c": torch.tensor([1000.0])}
+    masks = {"a": torch.tensor([[True, False], [True, False]]), "b": torch.tensor([True, False])}
+    assert selected_gradient_stats(grads, masks) == pytest.approx({"l2": 13.0, "mean_abs": 19 / 3, "max_abs": 12.0,
+                                                                   "weights": 3})
+    empty = {"a": torch.zeros(2, 2, dtype=torch.bool)}
+    assert selected_gradient_stats(grads, empty) == {"l2": 0.0, "mean_abs": 0.0, "max_abs": 0.0, "weights": 0}

@@ -107,13 +107,15 @@ def test_npo_gradient_matches_hand_derivative():
 
 
 def test_simnpo_is_length_normalised():
-    """SimNPO uses (β/|y|) log π_θ(y|x): two answers with the same mean token log-prob -0.5 but
-    lengths 2 and 8 get the same loss -(2/β) log σ(-β·(-0.5) - δ); with β = 0.5, δ = 1:
-    -4 log σ(0.25 - 1) = -4 log σ(-0.75) ≈ 4.5136. NPO-style summing would tell them apart."""
+    """SimNPO uses the mean answer NLL: two answers with the same mean token log-prob -0.5 (NLL/|y| =
+    0.5) but lengths 2 and 8 get the same loss -(2/β) log σ(β·(NLL/|y| - δ)) (the authors' code); with
+    β = 0.5, δ = 1: -4 log σ(0.5 · (0.5 - 1)) = -4 log σ(-0.25) ≈ 3.3038. NPO-style summing would tell
+    them apart."""
     hp = ObjectiveHyperparams(beta=0.5, delta=1.0)
     inputs = ObjectiveInputs(forget=seq([-1.0, -4.0], [2, 8]))
     loss = get_objective("simnpo").forget_term(inputs, hp)
-    expected = -4 * log_sigmoid(-0.75)
+    expected = -4 * log_sigmoid(-0.25)
+    assert expected == pytest.approx(3.3038, abs=1e-4)
     torch.testing.assert_close(loss, torch.tensor([expected, expected]))
 
 
@@ -124,24 +126,41 @@ def test_simnpo_delta_zero_matches_formula():
     torch.testing.assert_close(loss, torch.tensor([-20 * log_sigmoid(0.2)]))
 
 
-def test_dpo_at_reference_is_log_two():
-    """When π_θ = π_ref on both answers both log-ratios are 0: -log σ(0) = log 2."""
+def test_dpo_at_reference_is_two_log_two_over_beta():
+    """When π_θ = π_ref on both answers both log-ratios are 0: -(2/β) log σ(0) = (2/0.7) log 2."""
     same = seq([-3.0, -7.0], [2, 4])
     refusal = seq([-1.0, -2.0], [3, 3])
     inputs = ObjectiveInputs(forget=same, ref_forget=same, refusal=refusal, ref_refusal=refusal)
     loss = get_objective("idkdpo").forget_term(inputs, ObjectiveHyperparams(beta=0.7))
-    torch.testing.assert_close(loss, torch.full((2,), math.log(2)))
+    torch.testing.assert_close(loss, torch.full((2,), 2 / 0.7 * math.log(2)))
 
 
 def test_dpo_matches_formula():
     """β = 0.5; refusal ratio (-1) - (-3) = 2; answer ratio (-6) - (-4) = -2:
-    -log σ(0.5 · (2 - (-2))) = -log σ(2) ≈ 0.1269."""
+    -(2/0.5) log σ(0.5 · (2 - (-2))) = -4 log σ(2) ≈ 0.5077."""
     inputs = ObjectiveInputs(
         forget=seq([-6.0], [3]), ref_forget=seq([-4.0], [3]),
         refusal=seq([-1.0], [2]), ref_refusal=seq([-3.0], [2]),
     )
     loss = get_objective("idkdpo").forget_term(inputs, ObjectiveHyperparams(beta=0.5))
-    torch.testing.assert_close(loss, torch.tensor([-log_sigmoid(2.0)]))
+    assert -4 * log_sigmoid(2.0) == pytest.approx(0.5077, abs=1e-4)
+    torch.testing.assert_close(loss, torch.tensor([-4 * log_sigmoid(2.0)]))
+
+
+def test_dpo_gradient_is_two_sigmoid_of_minus_beta_margin():
+    """m = chosen - rejected log-ratio; L = -(2/β) log σ(β m), so dL/dm = -2 σ(-β m).
+
+    At β = 0.1 and m = 0 that is -1, the same as NPO's 2σ(β d) at d = 0 and 20× the unscaled DPO
+    gradient -β σ(-β m) = -0.05: the 2/β factor the issue asked for. Checked at m = 0 and m = 3.
+    """
+    beta = 0.1
+    refusal_sum = torch.tensor([-5.0, -2.0], requires_grad=True)
+    inputs = ObjectiveInputs(forget=seq([-4.0, -4.0], [2, 2]), ref_forget=seq([-4.0, -4.0], [2, 2]),
+                             refusal=SequenceLogProbs(refusal_sum, torch.tensor([3, 3])),
+                             ref_refusal=seq([-5.0, -5.0], [3, 3]))
+    get_objective("idkdpo").forget_term(inputs, ObjectiveHyperparams(beta=beta)).sum().backward()
+    margin = torch.tensor([0.0, 3.0])
+    torch.testing.assert_close(refusal_sum.grad, -2 * torch.sigmoid(-beta * margin))
 
 
 def test_po_is_refusal_nll():
@@ -231,3 +250,39 @@ def test_required_inputs():
     assert get_objective("idkdpo").required_inputs(kl) == (
         "forget", "ref_forget", "refusal", "ref_refusal", "retain_kl"
     )
+
+
+# --- per-objective defaults ----------------------------------------------------------------------
+
+EXPECTED_DEFAULTS = {  # (β, δ, γ, α, retain loss, lr, epochs); sources in each objective's docstring
+    "ga": (0.1, 0.0, 1.0, 0.0, "nll", 1e-5, 10),
+    "graddiff": (0.1, 0.0, 1.0, 1.0, "nll", 1e-5, 10),
+    "npo": (0.1, 0.0, 1.0, 1.0, "nll", 1e-5, 10),
+    "simnpo": (4.5, 0.0, 0.125, 1.0, "nll", 1e-5, 10),
+    "po": (0.1, 0.0, 1.0, 1.0, "nll", 1e-5, 10),
+    "idkdpo": (0.1, 0.0, 1.0, 1.0, "nll", 1e-5, 10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_DEFAULTS))
+def test_objective_defaults_are_the_cited_ones(name):
+    d = get_objective(name).defaults
+    assert (d.beta, d.delta, d.gamma, d.alpha, d.retain_loss, d.lr, d.epochs) == EXPECTED_DEFAULTS[name]
+    doc = get_objective(name).forget_term.__doc__
+    assert "Defaults:" in doc and "lr 1e-5" in doc  # the docstring states them with their source
+
+
+def test_resolve_fills_only_the_missing_fields():
+    hp = ObjectiveHyperparams(alpha=5.0).resolve("simnpo")
+    assert (hp.beta, hp.delta, hp.gamma, hp.alpha, hp.retain_loss) == (4.5, 0.0, 0.125, 5.0, "nll")
+    assert ObjectiveHyperparams(beta=0.3).resolve("npo").beta == 0.3
+
+
+def test_combine_uses_the_objective_defaults_when_unset():
+    """SimNPO with defaults: β = 4.5, γ = 0.125, α = 1, δ = 0. Forget NLL/|y| = 6/3 = 2 → ℓ_f =
+    -(2/4.5) log σ(4.5 · 2) = -(2/4.5) log σ(9); retain NLL = 4/2 = 2; loss = 0.125 ℓ_f + 2."""
+    inputs = ObjectiveInputs(forget=seq([-6.0], [3]), retain=seq([-4.0], [2]))
+    out = combine(get_objective("simnpo"), inputs, ObjectiveHyperparams())
+    forget = -(2 / 4.5) * log_sigmoid(9.0)
+    torch.testing.assert_close(out.forget_loss, torch.tensor(forget))
+    torch.testing.assert_close(out.loss, torch.tensor(0.125 * forget + 2.0))

@@ -37,7 +37,8 @@ def _args(model_dir, world_dir, out, *extra):
     # 12 forget records, batch 4, 2 epochs: 6 steps, checkpoints at 2, 4, 6; GRIN with noise and a mask.
     return ["unlearn", "--model", str(model_dir), "--data", str(world_dir), "--forget", "forget10",
             "--retain", "retain90", "--out", str(out), "--epochs", "2", "--batch-size", "4", "--save-steps", "2",
-            "--ratio", "0.3", "--noise-var", "1e-3", "--max-length", "48", "--score-batch-size", "16", *extra]
+            "--ratio", "0.3", "--noise-var", "1e-3", "--max-length", "48", "--score-batch-size", "16",
+            "--lr", "1e-3", *extra]  # the weights must move visibly (NPO's default lr 1e-5 is for LLMs)
 
 
 def _weights(run_dir):

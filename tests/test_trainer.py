@@ -72,3 +72,41 @@ def test_cpu_accumulators_reach_scoring_and_give_the_same_mask(micro_world, micr
     assert seen == [None, "cpu"]
     assert masks[0].keys() == masks[1].keys()
     assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
+
+
+def test_masked_run_records_the_forget_gradient_before_and_after_the_noise(micro_world, micro_tokenizer, tmp_path):
+    """``noise.json``: "before" is the scoring pass's G_f on the selected weights; the noise changes it."""
+    import json
+
+    from grin_unlearn.models import build_tiny_model
+    from grin_unlearn.scoring import score_influence, selected_gradient_stats
+    from grin_unlearn.data.formatting import PromptFormat
+    from tests.conftest import MICRO_MODEL
+
+    forget, retain = micro_world["forget10"][:8], micro_world["retain90"][:8]
+    config = _config(noise=1e-2, epochs=1)
+    config.selection.score_batch_size = 4
+    result = unlearn(build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0), micro_tokenizer, forget, retain, config,
+                     tmp_path / "run", log=lambda *_: None)
+    record = json.loads((tmp_path / "run" / "noise.json").read_text())
+    grads = score_influence(build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0), micro_tokenizer, forget, retain,
+                            fmt=PromptFormat(max_length=config.train.max_length), batch_size=4).forget_grads
+    expected = selected_gradient_stats(grads, result.masks)
+    before, after = record["forget_gradient"]["before_noise"], record["forget_gradient"]["after_noise"]
+    assert before["weights"] == sum(int(m.sum()) for m in result.masks.values()) == expected["weights"]
+    assert before["l2"] == pytest.approx(expected["l2"], rel=1e-5)
+    assert after["weights"] == before["weights"] and after["l2"] != pytest.approx(before["l2"], rel=1e-4)
+    assert record["forget_gradient"]["l2_ratio"] == pytest.approx(after["l2"] / before["l2"])
+    assert record["noise"]["variance"] == 1e-2 and record["noise"]["perturbed"] == before["weights"]
+    # Reports read it back: the demo report states both norms and their ratio.
+    from grin_unlearn.experiments.demo import noise_lines
+    from grin_unlearn.run_dir import noise_record
+
+    text = "\n".join(noise_lines(noise_record(tmp_path / "run")))
+    assert f"{before['l2']:.4g} before the noise, {after['l2']:.4g} after (× {after['l2'] / before['l2']:.3g})" in text
+
+
+def test_full_finetuning_writes_no_noise_record(micro_world, micro_tokenizer, micro_model, tmp_path):
+    unlearn(micro_model, micro_tokenizer, micro_world["forget10"][:4], micro_world["retain90"][:4],
+            _config(scorer="none", epochs=1), tmp_path / "run", log=lambda *_: None)
+    assert (tmp_path / "run" / "run.json").is_file() and not (tmp_path / "run" / "noise.json").exists()

@@ -178,6 +178,34 @@ def test_out_with_stale_checkpoints_needs_resume_or_overwrite(tmp_path, capsys, 
     assert [p.name for p in out.rglob("*")] == ["checkpoints", "checkpoint-4"]
 
 
+def test_resume_with_other_settings_is_refused_before_the_model_is_loaded(tmp_path, capsys, micro_world_dir):
+    """The record says lr 0.5; the command says 1.0. The model path does not exist: the check comes first."""
+    from grin_unlearn.commands.unlearn import add_arguments, resolve_config
+    from grin_unlearn.data.formatting import PromptFormat
+    from grin_unlearn.data.records import load_qa_split
+    from grin_unlearn.unlearn import resume_record
+
+    out = tmp_path / "out"
+    (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    argv = ["--model", str(tmp_path / "no-model"), "--data", str(micro_world_dir), "--forget", "forget10", "--retain", "retain90",
+            "--out", str(out), *FAST]
+    parser = __import__("argparse").ArgumentParser()
+    add_arguments(parser)
+    config = resolve_config(parser.parse_args([*argv, "--lr", "0.5"]))
+    record = resume_record(config, load_qa_split(micro_world_dir, "forget10"), load_qa_split(micro_world_dir, "retain90"),
+                           PromptFormat(max_length=48))
+    (out / "checkpoints" / "run_config.json").write_text(json.dumps(record))
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    rc = main(["unlearn", *argv, "--lr", "1.0", "--resume"])
+    _fails(capsys, rc, "--resume: the checkpoints in", "different setup (config.train.lr: checkpoint 0.5, "
+                                                        "this command 1.0)", "--overwrite")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    # The same settings pass the check and only then fail on the missing model.
+    rc = main(["unlearn", *argv, "--lr", "0.5", "--resume"])
+    _fails(capsys, rc, "--model", "no-model", "not a model folder")
+
+
 def test_tokenizer_without_pad_token_runs(tmp_path, capsys, micro_model_dir, micro_world_dir):
     from transformers import AutoTokenizer
 

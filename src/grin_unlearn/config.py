@@ -3,13 +3,23 @@
 One dataclass per concern (selection, noise, training; the objective's hyperparameters live in
 :class:`grin_unlearn.training.objectives.ObjectiveHyperparams`), values checked in ``__post_init__`` with a
 :class:`UserInputError`. :func:`add_dataclass_arguments` turns fields into ``--flag`` options (help
-text from the field's metadata, written once); :func:`config_from_mapping` reads a YAML/JSON mapping.
+text from the field's metadata, written once); :func:`config_from_mapping` reads a YAML/JSON mapping
+and :func:`mapping_with_flags` lays CLI flags over one.
+
+Per-objective defaults: the objective's hyperparameters (β, δ, γ, α, retain loss), learning rate and
+epochs default to None, meaning "the objective's default"
+(:class:`~grin_unlearn.training.objectives.ObjectiveDefaults`, sources in each objective's docstring).
+:class:`UnlearnConfig` fills them in when it is built, so a saved ``config.json`` always holds the
+values used. Layers of settings (a YAML file, then flags) are merged as *mappings* before the
+config is built, so a flag such as ``--objective simnpo`` gets SimNPO's defaults, not those resolved
+for the file's objective.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,8 +82,9 @@ class NoiseConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: float = field(default=5, metadata=_help("passes over the forget set"))
-    lr: float = field(default=1e-3, metadata=_help("peak learning rate"))
+    epochs: typing.Optional[float] = field(default=None, metadata=_help(
+        "passes over the forget set (default: the objective's)"))
+    lr: typing.Optional[float] = field(default=None, metadata=_help("peak learning rate (default: the objective's)"))
     batch_size: int = field(default=16, metadata=_help("forget examples per step (each paired with a retain example)"))
     weight_decay: float = field(default=0.01, metadata=_help("decoupled weight decay (masked weights excluded)"))
     warmup_ratio: float = field(default=0.1, metadata=_help("share of steps for linear warm-up"))
@@ -86,7 +97,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("epochs", "lr", "batch_size", "gradient_accumulation_steps", "max_length"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise UserInputError(f"--{name.replace('_', '-')}: expected a positive value, got {getattr(self, name)}")
         if self.weight_decay < 0 or self.save_steps < 0:
             raise UserInputError("--weight-decay and --save-steps must be >= 0")
@@ -94,7 +105,12 @@ class TrainConfig:
 
 @dataclass
 class UnlearnConfig:
-    """Everything that determines an unlearning run (saved as the run's config.json)."""
+    """Everything that determines an unlearning run (saved as the run's config.json).
+
+    Built with the objective's defaults in place of every None hyperparameter, learning rate and epoch
+    count (a copy of the given sections; they are not modified). Replacing ``objective`` on a built
+    config keeps the values resolved for the old one: build a new config from the unresolved parts.
+    """
 
     objective: str = "npo"
     selection: SelectionConfig = field(default_factory=SelectionConfig)
@@ -103,7 +119,11 @@ class UnlearnConfig:
     hyperparams: ObjectiveHyperparams = field(default_factory=ObjectiveHyperparams)
 
     def __post_init__(self):
-        get_objective(self.objective)  # raises with the valid names
+        spec = get_objective(self.objective)  # raises with the valid names
+        self.hyperparams = self.hyperparams.resolve(spec)
+        self.train = dataclasses.replace(
+            self.train, lr=spec.defaults.lr if self.train.lr is None else self.train.lr,
+            epochs=spec.defaults.epochs if self.train.epochs is None else self.train.epochs)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -118,7 +138,7 @@ def _field_type(cls, f: dataclasses.Field):
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is list:
         return list, typing.get_args(hint)[0]
-    if args and typing.get_origin(hint) is typing.Union:
+    if args and typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional[X] or X | None
         return args[0], None
     return hint, None
 
@@ -146,6 +166,22 @@ def dataclass_from_namespace(cls, args: argparse.Namespace, base=None):
         if given is not None:
             values[f.name] = given
     return cls(**values)
+
+
+def mapping_with_flags(mapping: dict | None, args: argparse.Namespace, objective: str | None = None) -> dict:
+    """``mapping`` (objective plus sections) with every option the user gave laid over it."""
+    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in (mapping or {}).items()}
+    if objective is not None:
+        merged["objective"] = objective
+    for name, cls in SECTIONS.items():
+        section = merged.get(name) or {}
+        for f in dataclasses.fields(cls):
+            given = getattr(args, f.name, None)
+            if given is not None:
+                section[f.name] = given
+        if section:
+            merged[name] = section
+    return merged
 
 
 def config_from_mapping(mapping: dict, source: str = "config") -> UnlearnConfig:

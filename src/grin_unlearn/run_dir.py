@@ -8,7 +8,10 @@ A run folder holds ``config.json`` (the resolved config and library versions), `
 Reliability (``docs/reliability.md``): the folder is checked before any work and changed only after
 every input is validated; ``--overwrite`` retires an old run by removing its ``run.json`` first and
 replacing each artifact atomically at the end, so a crash never loses it silently nor leaves a
-finished-looking mix. ``checkpoints/checkpoint-<step>`` folders make a killed run resumable.
+finished-looking mix. ``checkpoints/checkpoint-<step>`` folders make a killed run resumable;
+``checkpoints/run_config.json``, written before the first step, records what the run was started with
+(the resolved config, the data fingerprints, the prompt format, the mask file), and ``--resume``
+refuses checkpoints whose record differs from the command's (:func:`check_resume_record`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ TRAIN_LOG_FILE = "train_log.json"
 MODEL_DIR = "model"
 MASK_FILE = "mask.safetensors"
 DENSITY_FILES = ("density.json", "density.png")
+NOISE_FILE = "noise.json"
+CHECKPOINTS_DIR = "checkpoints"
+RESUME_RECORD_FILE = "run_config.json"  # in CHECKPOINTS_DIR: what the checkpoints were made with
 
 
 def is_finished(run_dir: str | Path) -> bool:
@@ -63,6 +69,14 @@ def environment() -> dict:
     return {"grin_unlearn": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "accelerate": accelerate.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "cuda": torch.version.cuda}
+
+
+def noise_record(run_dir: str | Path) -> dict | None:
+    """The ``noise.json`` of a masked run (noise summary and forget-gradient norms); None if absent."""
+    try:
+        return json.loads((Path(run_dir) / NOISE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def check_out_dir(out_dir: Path, overwrite: bool, resume: bool) -> None:
@@ -98,18 +112,59 @@ def prepare_out_dir(out_dir: Path, overwrite: bool, resume: bool) -> None:
         if overwrite and (out_dir / FINISHED_FILE).exists():
             (out_dir / FINISHED_FILE).unlink()
         if overwrite and not resume:
-            shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+            shutil.rmtree(out_dir / CHECKPOINTS_DIR, ignore_errors=True)
     wait_for_everyone()
 
 
 def checkpoint_dirs(out_dir: Path) -> list[Path]:
     """``out_dir/checkpoints/checkpoint-<step>`` folders, by ascending step."""
     found = []
-    for path in (out_dir / "checkpoints").glob("checkpoint-*"):
+    for path in (out_dir / CHECKPOINTS_DIR).glob("checkpoint-*"):
         step = path.name.rsplit("-", 1)[-1]
         if path.is_dir() and step.isdigit():
             found.append((int(step), path))
     return [path for _, path in sorted(found)]
+
+
+def write_resume_record(out_dir: Path, record: dict) -> None:
+    """Record what a run with checkpoints was started with (main process; before the first step)."""
+    if is_main_process():
+        atomic_write_json(out_dir / CHECKPOINTS_DIR / RESUME_RECORD_FILE, record)
+    wait_for_everyone()
+
+
+def check_resume_record(out_dir: Path, record: dict) -> None:
+    """Refuse to resume checkpoints made with a different config, data, format or mask; writes nothing.
+
+    ``record`` is what this command would run with (JSON-like). Nothing to check when ``out_dir`` holds
+    no checkpoint. Checkpoints without a record (from a version that did not write one) are refused
+    too: nothing says they match.
+    """
+    if not checkpoint_dirs(out_dir):
+        return
+    path = out_dir / CHECKPOINTS_DIR / RESUME_RECORD_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserInputError(f"--resume: the checkpoints in {out_dir / CHECKPOINTS_DIR} have no readable record of "
+                             f"the config they were made with ({RESUME_RECORD_FILE}); pass --overwrite to start "
+                             "over") from None
+    differences = _differences(saved, json.loads(json.dumps(record, default=str)))
+    if differences:
+        shown = "; ".join(differences[:6]) + (f"; and {len(differences) - 6} more" if len(differences) > 6 else "")
+        raise UserInputError(f"--resume: the checkpoints in {out_dir / CHECKPOINTS_DIR} were made with a different "
+                             f"setup ({shown}); rerun with the settings they were made with, or pass --overwrite "
+                             "to start over")
+
+
+def _differences(saved, current, prefix: str = "") -> list[str]:
+    """``"key: checkpoint X, this command Y"`` for every dotted key whose value differs."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(saved) | set(current), key=str):
+            found += _differences(saved.get(key), current.get(key), f"{prefix}{key}.")
+        return found
+    return [] if saved == current else [f"{prefix[:-1]}: checkpoint {saved!r}, this command {current!r}"]
 
 
 def last_complete_checkpoint(out_dir: Path, before_step: int | None = None) -> Path | None:
@@ -142,8 +197,11 @@ def stopped_message(err: Exception, out_dir: Path, completed_steps: int) -> str:
     return f"{err}; training stopped, the run is unfinished: {where}"
 
 
-def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing) -> None:
+def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, noise: dict | None = None) -> None:
     """Write every artifact atomically; ``run.json`` last marks the run finished.
+
+    ``noise`` (masked runs) becomes ``noise.json``: the noise summary and the forget-gradient norms over
+    the selected weights before and after the noise (:func:`noise_record` reads it back).
 
     Distributed: only the main process writes (every process holds the same weights and mask after a
     DDP run); the others wait at a barrier, so the folder is complete when ``unlearn`` returns anywhere.
@@ -154,11 +212,11 @@ def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing
     if masks is not None:
         masks = full_masks(masks)
     if is_main_process():
-        _write_run(out_dir, model, tokenizer, config, masks, log_history, timing, state_dict)
+        _write_run(out_dir, model, tokenizer, config, masks, log_history, timing, noise, state_dict)
     wait_for_everyone()
 
 
-def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, state_dict=None) -> None:
+def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, noise, state_dict=None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"config": config.to_dict(), "environment": environment()}
     atomic_write_json(out_dir / CONFIG_FILE, resolved)
@@ -169,6 +227,10 @@ def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timi
     else:  # an overwritten run's mask must not pass for this run's
         for name in (MASK_FILE, *DENSITY_FILES):
             (out_dir / name).unlink(missing_ok=True)
+    if noise is not None:
+        atomic_write_json(out_dir / NOISE_FILE, noise)
+    else:
+        (out_dir / NOISE_FILE).unlink(missing_ok=True)
     atomic_write_json(out_dir / TRAIN_LOG_FILE, log_history)
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(out_dir / CHECKPOINTS_DIR, ignore_errors=True)
     atomic_write_json(out_dir / FINISHED_FILE, {"status": "finished", "timing": timing})

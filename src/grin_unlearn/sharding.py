@@ -120,6 +120,16 @@ def all_reduce_sum(values: np.ndarray) -> np.ndarray:
     return tensor.numpy()
 
 
+def all_reduce_max(value: float) -> float:
+    """The largest ``value`` over all processes (itself outside ``torch.distributed``)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
 def all_gather_counts(counts: np.ndarray) -> np.ndarray:
     """``(W, n)`` int64: row ``r`` is process ``r``'s ``counts`` (``(1, n)`` outside ``torch.distributed``)."""
     counts = np.ascontiguousarray(counts, dtype=np.int64)

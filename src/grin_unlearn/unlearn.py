@@ -6,10 +6,16 @@
    ``scorer == "none"`` (plain full fine-tuning with the objective, the baseline) or a saved mask is
    given;
 2. global top-p selection (:func:`~grin_unlearn.selection.select_top_fraction`) → ``mask.safetensors``;
-3. noise ``θ_i ← θ_i + N(0, σ²)`` on selected weights (:func:`~grin_unlearn.noise.inject_noise`);
+3. noise ``θ_i ← θ_i + N(0, σ²)`` on selected weights (:func:`~grin_unlearn.noise.inject_noise`), with
+   the forget-set gradient over the selected weights measured before and after it (``noise.json``:
+   does the noise act by enlarging vanishing gradients? GRIN's third open question);
 4. masked unlearning with :class:`~grin_unlearn.training.trainer.UnlearningTrainer` (reference
    log-probs taken from the model as it was before the noise, i.e. the starting model);
 5. the run folder (:mod:`grin_unlearn.run_dir`), ``run.json`` last.
+
+``--resume`` first compares what the command would run with (:func:`resume_record`: the resolved
+config, fingerprints of the forget and retain sets, the prompt format, the mask file) with the record
+the checkpoints were made with, and refuses a mismatch before any work.
 
 The run folder's checks, checkpoints and atomic save live in :mod:`grin_unlearn.run_dir`, the
 process-group helpers in :mod:`grin_unlearn.distributed`, the ``TrainingArguments`` mapping in
@@ -35,6 +41,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -50,10 +58,11 @@ from .errors import TrainingStoppedError, UserInputError
 from .masks import check_mask_matches, load_mask
 from .models import pad_token_id
 from .noise import inject_noise
-from .run_dir import check_out_dir, last_complete_checkpoint, prepare_out_dir, save_run, stopped_message
-from .scoring import eligible_parameters, score_influence
+from .run_dir import (CHECKPOINTS_DIR, check_out_dir, check_resume_record, last_complete_checkpoint, prepare_out_dir,
+                      save_run, stopped_message, write_resume_record)
+from .scoring import accumulate_gradients, eligible_parameters, score_influence, selected_gradient_stats
 from .selection import mask_fraction, select_top_fraction
-from .sharding import is_sharded_model, shard_model, shard_of
+from .sharding import any_selected, is_sharded_model, shard_model, shard_of
 from .training.arguments import enable_gradient_checkpointing, training_arguments
 from .training.masked_optim import make_masked_optimizer
 from .training.objectives import get_objective
@@ -104,11 +113,41 @@ def unlearning_arguments(out_dir: Path, config: UnlearnConfig):
     """Unlearning's ``TrainingArguments``: linear schedule, a log line per step, optional checkpoints."""
     train = config.train
     return training_arguments(
-        str(out_dir / "checkpoints"), epochs=train.epochs, learning_rate=train.lr, batch_size=train.batch_size,
+        str(out_dir / CHECKPOINTS_DIR), epochs=train.epochs, learning_rate=train.lr, batch_size=train.batch_size,
         warmup_ratio=train.warmup_ratio, weight_decay=train.weight_decay, seed=train.seed, scheduler="linear",
         gradient_accumulation_steps=train.gradient_accumulation_steps, max_grad_norm=train.max_grad_norm,
         logging_steps=1, save_strategy="steps" if train.save_steps else "no", save_steps=train.save_steps or 500,
         save_only_model=False, bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def resume_record(config: UnlearnConfig, forget: list[dict], retain: list[dict], fmt: PromptFormat,
+                  mask_path: str | Path | None = None) -> dict:
+    """What a run is started with, as recorded next to its checkpoints and compared on ``--resume``.
+
+    The resolved config, a SHA-256 of the forget and retain records (canonical JSON), the prompt
+    format as given (before capping to the model's context) and the mask file, if any.
+    """
+    def fingerprint(records: list[dict]) -> str:
+        blob = json.dumps(records, sort_keys=True, ensure_ascii=False, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    return {"config": config.to_dict(), "data": {"forget": fingerprint(forget), "retain": fingerprint(retain)},
+            "format": dataclasses.asdict(fmt), "mask": str(mask_path) if mask_path is not None else None}
+
+
+def forget_gradient_stats(model, tokenizer, forget: list[dict], fmt: PromptFormat, params: dict, masks: dict,
+                          selection: SelectionConfig) -> dict:
+    """Norms of the forget gradient ``G_f`` over the selected weights of the model as it is now.
+
+    ``G_f = Σ_batches ∇θ L_batch`` exactly as for scoring (:func:`~grin_unlearn.scoring.gradients.
+    accumulate_gradients`, batches of ``selection.score_batch_size``), on the tensors holding a selected
+    weight; the statistics are over the selected entries only
+    (:func:`~grin_unlearn.scoring.gradients.selected_gradient_stats`).
+    """
+    chosen = {name: params[name] for name, mask in masks.items() if any_selected(mask)}
+    grads = accumulate_gradients(model, tokenizer, forget, fmt, chosen, batch_size=selection.score_batch_size,
+                                 desc="forget (gradient norm)", accumulator_device=selection.accumulator_device)
+    return selected_gradient_stats(grads, {name: masks[name] for name in chosen})
 
 
 def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: UnlearnConfig,
@@ -141,7 +180,11 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     check_objective_accepts(forget, config.objective, spec.needs_refusal)
     if spec.uses_retain and not retain:
         raise UserInputError(f"retain set: it is empty, and objective '{config.objective}' needs one")
-    fmt = _fit_to_context(fmt or PromptFormat(max_length=config.train.max_length), model, log)
+    fmt = fmt or PromptFormat(max_length=config.train.max_length)
+    record = resume_record(config, forget, retain, fmt, mask_path)
+    if resume:
+        check_resume_record(out_dir, record)
+    fmt = _fit_to_context(fmt, model, log)
     timing: dict[str, float] = {}
     start = time.perf_counter()
 
@@ -155,6 +198,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     timing.update(select_timing)
     # Every input is valid from here on: only now may an old run in out_dir be retired.
     prepare_out_dir(out_dir, overwrite, resume)
+    if config.train.save_steps and not (resume and last_complete_checkpoint(out_dir) is not None):
+        write_resume_record(out_dir, record)
     collator = UnlearningCollator(pad_token_id(tokenizer))
     # From the starting model, before noise and before any checkpoint is loaded (also on --resume).
     ref_groups = tuple(g for g in ("forget", "refusal") if f"ref_{g}" in needed)
@@ -163,11 +208,25 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
 
     all_params = dict(model.named_parameters())
+    noise_report = None
     if masks is not None:
         params = {name: all_params[name] for name in masks}
+        probe_start = time.perf_counter()
+        before = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection)
+        noise = {"variance": 0.0, "perturbed": 0}
+        after = before  # no noise: the gradient is the same
         if config.noise.noise_var > 0:
             noise = inject_noise(params, masks, config.noise.noise_var, config.noise.noise_mode, config.train.seed)
             log(f"noise σ²={config.noise.noise_var} ({config.noise.noise_mode}) on {noise.get('perturbed', 'the')} selected weights")
+            after = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection)
+        timing["gradient_norms"] = time.perf_counter() - probe_start
+        noise_report = {"noise": noise, "forget_gradient": {
+            "before_noise": before, "after_noise": after,
+            "l2_ratio": after["l2"] / before["l2"] if before["l2"] > 0 else None,
+            "definition": "G_f = sum over forget batches of the gradient of the mean answer-token NLL "
+                          f"(batches of {config.selection.score_batch_size}), over the selected weights only"}}
+        log(f"forget-gradient L2 over the selected weights: {before['l2']:.4g} before the noise, "
+            f"{after['l2']:.4g} after")
         optimizer = make_masked_optimizer(model, masks, lr=args.learning_rate, weight_decay=args.weight_decay,
                                           betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
         trained = sum(p.requires_grad for p in all_params.values())
@@ -201,7 +260,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         model.requires_grad_(True)
     timing["train"] = time.perf_counter() - train_start
     timing["total"] = time.perf_counter() - start
-    save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing)
+    save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing, noise_report)
     return UnlearnResult(out_dir, masks, timing, train_loss)
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..config import (NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, add_dataclass_arguments,
-                      config_from_mapping, dataclass_from_namespace, load_yaml)
+                      config_from_mapping, load_yaml, mapping_with_flags)
 from ..data.formatting import PromptFormat
 from ..data.unlearning import check_objective_accepts
 from ..distributed import fsdp2_requested, is_main_process
@@ -16,8 +16,8 @@ from ..errors import UserInputError
 from ..masks import load_mask
 from ..models import load_model, load_tokenizer
 from ..training.objectives import OBJECTIVES, ObjectiveHyperparams, get_objective
-from ..run_dir import check_out_dir
-from ..unlearn import unlearn
+from ..run_dir import check_out_dir, check_resume_record
+from ..unlearn import resume_record, unlearn
 from .common import add_data_arguments, add_model_arguments, add_output_arguments, load_training_sets
 
 NAME = "unlearn"
@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, max_length=False)
     add_data_arguments(parser)
     add_output_arguments(parser)
-    parser.add_argument("--objective", default=None, help=f"base objective: {', '.join(sorted(OBJECTIVES))} (default npo)")
+    parser.add_argument("--objective", default=None, help=f"base objective: {', '.join(sorted(OBJECTIVES))} (default npo); "
+                        "its hyperparameters, learning rate and epochs default to the objective's own")
     parser.add_argument("--config", help="YAML file with objective/selection/noise/train/hyperparams sections; flags override it")
     parser.add_argument("--mask", help="reuse a saved mask.safetensors instead of scoring")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
@@ -40,14 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args: argparse.Namespace) -> UnlearnConfig:
-    base = config_from_mapping(load_yaml(args.config), args.config) if args.config else UnlearnConfig()
-    return UnlearnConfig(
-        objective=args.objective or base.objective,
-        selection=dataclass_from_namespace(SelectionConfig, args, base.selection),
-        noise=dataclass_from_namespace(NoiseConfig, args, base.noise),
-        train=dataclass_from_namespace(TrainConfig, args, base.train),
-        hyperparams=dataclass_from_namespace(ObjectiveHyperparams, args, base.hyperparams),
-    )
+    """The YAML file (if any) with the flags laid over it, then the objective's defaults for the rest."""
+    base = load_yaml(args.config) if args.config else {}
+    source = args.config or "command line"
+    return config_from_mapping(mapping_with_flags(base, args, args.objective), source)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
     forget, retain = sets.forget, sets.retain
     check_objective_accepts(forget, config.objective, get_objective(config.objective).needs_refusal)
     check_overlap(forget, retain, strict=args.strict)
+    fmt = PromptFormat(chat_template=args.chat_template, max_length=config.train.max_length)
+    if args.resume:  # before the model is loaded; unlearn() checks again
+        check_resume_record(Path(args.out), resume_record(config, forget, retain, fmt, args.mask))
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
     # Under FSDP2 every process loads the whole model on its CPU; unlearn() moves only its shards to its device.
     model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
                        device="cpu" if fsdp2_requested() else None)
-    fmt = PromptFormat(chat_template=args.chat_template, max_length=config.train.max_length)
     result = unlearn(model, tokenizer, forget, retain, config, args.out, fmt=fmt, mask_path=args.mask,
                      resume=args.resume, overwrite=args.overwrite)
     if is_main_process():

@@ -18,7 +18,7 @@ from ..data.world import chance_levels
 from ..eval_report import aggregate
 from ..evaluate import EvalConfig, default_roles
 from ..io_utils import atomic_write_text
-from ..run_dir import finished_timing
+from ..run_dir import finished_timing, noise_record
 from ..training.objectives import ObjectiveHyperparams
 from .embedded import EmbeddedConfig, prepare_embedded
 from .report import markdown_table, metrics_row, plot_metric_bars, plot_quality_utility
@@ -114,6 +114,20 @@ def chance_table(world: Path, forget: str, retain: str, oracle: dict, target: di
     return "\n".join(lines)
 
 
+def noise_lines(record: dict | None) -> list[str]:
+    """Report lines on the forget gradient over the selected weights before and after the noise."""
+    gradient = (record or {}).get("forget_gradient")
+    if not gradient:
+        return []
+    before, after = gradient["before_noise"], gradient["after_noise"]
+    ratio = gradient.get("l2_ratio")
+    return ["## Does the noise enlarge the forget gradient?", "",
+            f"Forget-set gradient over the {before['weights']:,} selected weights (`noise.json`): L2 norm "
+            f"{before['l2']:.4g} before the noise, {after['l2']:.4g} after"
+            + (f" (× {ratio:.3g})" if ratio is not None else "")
+            + f"; mean |g| {before['mean_abs']:.3g} → {after['mean_abs']:.3g}.", ""]
+
+
 def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig, chance: str = "") -> Path:
     plot_metric_bars(rows, out_dir / "metrics.png")
     plot_quality_utility(rows, out_dir / "quality_utility.png")
@@ -134,4 +148,5 @@ def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig, chanc
                   "Chance: always answering the most frequent value among the retain authors.", "", chance, ""]
     if density.is_file():
         lines += [f"![density of selected weights]({density.relative_to(out_dir)})", ""]
+    lines += noise_lines(noise_record(grin_dir))
     return atomic_write_text(out_dir / "report.md", "\n".join(lines))

@@ -7,10 +7,10 @@
 """
 
 from .eligibility import DEFAULT_EXCLUDE, eligible_parameters
-from .gradients import accumulate_example_gradients, accumulate_gradients, subsample
+from .gradients import accumulate_example_gradients, accumulate_gradients, selected_gradient_stats, subsample
 from .influence import InfluenceResult, score_influence
 from .scorers import DEFAULT_EPS, DEFAULT_WAGLE_MU, SCORERS, ScoringContext, get_scorer, register_scorer
 
 __all__ = ["DEFAULT_EXCLUDE", "DEFAULT_EPS", "DEFAULT_WAGLE_MU", "SCORERS", "InfluenceResult", "ScoringContext",
            "accumulate_example_gradients", "accumulate_gradients", "eligible_parameters", "get_scorer",
-           "register_scorer", "score_influence", "subsample"]
+           "register_scorer", "score_influence", "selected_gradient_stats", "subsample"]

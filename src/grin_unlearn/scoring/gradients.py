@@ -38,10 +38,12 @@ to bf16 in the sharded ``.grad``, as one process rounds each batch's gradient.
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -51,7 +53,7 @@ from ..errors import UserInputError
 from ..logprobs import sequence_logprobs
 from ..models import model_device, pad_token_id
 from ..progress import show_progress
-from ..sharding import is_sharded, local, summed_gradients, zeros_like_shard
+from ..sharding import all_reduce_max, all_reduce_sum, is_sharded, local, summed_gradients, zeros_like_shard
 
 logger = logging.getLogger(__name__)
 
@@ -195,3 +197,33 @@ def _fold_into(accumulator: torch.Tensor) -> Callable[[torch.Tensor], None]:
         param.grad = None  # free it now: peak memory is one gradient, not a full .grad set
 
     return hook
+
+
+def selected_gradient_stats(grads: Grads, masks: dict[str, torch.Tensor]) -> dict:
+    """Size of a gradient over the selected weights: ``{"l2", "mean_abs", "max_abs", "weights"}``.
+
+    ``l2 = sqrt(Σ_{i∈S} G[i]²)``, ``mean_abs = Σ_{i∈S} |G[i]| / |S|``, ``max_abs = max_{i∈S} |G[i]|`` over
+    the entries ``S`` selected by ``masks`` (tensors of ``grads`` without a mask count as unselected),
+    accumulated in fp64. ``weights`` is ``|S|``; every statistic is 0 when nothing is selected.
+    Under FSDP2 each process holds rows of ``G`` and of the masks: the sums, counts and maxima are
+    all-reduced over the processes, so every process returns the whole model's statistics.
+    """
+    sum_sq, sum_abs, max_abs, count = 0.0, 0.0, 0.0, 0
+    sharded = any(is_sharded(g) for g in grads.values())
+    for name, grad in grads.items():
+        mask = masks.get(name)
+        if mask is None:
+            continue
+        grad, mask = local(grad), local(mask)
+        values = grad[mask.to(grad.device)].double().abs()  # (|S ∩ tensor|,)
+        if values.numel():
+            sum_sq += float(values.square().sum())
+            sum_abs += float(values.sum())
+            max_abs = max(max_abs, float(values.max()))
+            count += values.numel()
+    if sharded:
+        sum_sq, sum_abs, count = (float(v) for v in all_reduce_sum(np.array([sum_sq, sum_abs, count], dtype=np.float64)))
+        count = int(count)
+        max_abs = float(all_reduce_max(max_abs))
+    return {"l2": math.sqrt(sum_sq), "mean_abs": sum_abs / count if count else 0.0, "max_abs": max_abs,
+            "weights": count}

@@ -12,13 +12,24 @@ trainer runs the forward passes once, scores them with
 :func:`~grin_unlearn.logprobs.sequence_logprobs` / :func:`~grin_unlearn.logprobs.answer_kl`, and
 passes the results in :class:`ObjectiveInputs`.
 
-A new objective is a function registered with :func:`register_objective` next to its definition.
+A new objective is a function registered with :func:`register_objective` next to its definition,
+with its default hyperparameters (:class:`ObjectiveDefaults`; the source of each is cited in the
+objective's docstring). Any field of :class:`ObjectiveHyperparams` left as None takes the objective's
+default (:meth:`ObjectiveHyperparams.resolve`), and so do the learning rate and the number of epochs
+of an :class:`~grin_unlearn.config.UnlearnConfig`.
+
+The defaults are the references' TOFU settings (Llama-2-7B / Llama-3.2-1B fine-tuned on TOFU): the
+open-unlearning reproducibility setup (``docs/repro.md``: lr 1e-5, 10 epochs, α = γ = 1, β = 0.1,
+NLL retain loss) unless the method's own paper tuned it for TOFU (SimNPO). They are starting points for
+LLMs of that size; a tiny model such as the embedded benchmark's needs a far larger learning rate (the
+demo and the sweep configs set theirs).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
 import torch
@@ -52,35 +63,61 @@ class ObjectiveInputs:
     retain_kl: torch.Tensor | None = None
 
 
+@dataclass(frozen=True)
+class ObjectiveDefaults:
+    """An objective's default hyperparameters, learning rate and epochs (see :class:`ObjectiveHyperparams`)."""
+
+    beta: float = 0.1
+    delta: float = 0.0
+    gamma: float = 1.0
+    alpha: float = 1.0
+    retain_loss: str = "nll"
+    lr: float = 1e-5
+    epochs: float = 10
+
+
+_OBJECTIVE_DEFAULT = " (default: the objective's)"
+
+
 @dataclass
 class ObjectiveHyperparams:
-    """Hyperparameters shared by the objectives.
+    """Hyperparameters shared by the objectives; None means the objective's default.
 
     Attributes:
         beta: inverse temperature β of NPO, SimNPO and DPO; > 0.
-        delta: SimNPO reward margin (γ in the SimNPO paper; renamed to avoid clashing with gamma).
+        delta: SimNPO reward margin δ (subtracted from the mean answer NLL, as in the reference code;
+            the SimNPO paper's margin γ equals β·δ); renamed to avoid clashing with gamma.
         gamma: weight γ of the forget term; >= 0.
         alpha: weight α of the retain term; >= 0. Unused by objectives without one (``ga``).
         retain_loss: ``"nll"`` (answer NLL on the retain set) or ``"kl"`` (KL to the reference).
     """
 
-    beta: float = field(default=0.1, metadata={"help": "β of NPO, SimNPO and DPO (inverse temperature)"})
-    delta: float = field(default=0.0, metadata={"help": "SimNPO reward margin (the SimNPO paper's γ)"})
-    gamma: float = field(default=1.0, metadata={"help": "γ: weight of the forget term"})
-    alpha: float = field(default=1.0, metadata={"help": "α: weight of the retain term"})
-    retain_loss: str = field(default="nll", metadata={"help": "retain term: nll (answer NLL) or kl (KL to the reference)"})
+    beta: float | None = field(default=None, metadata={"help": "β of NPO, SimNPO and DPO (inverse temperature)"
+                                                               + _OBJECTIVE_DEFAULT})
+    delta: float | None = field(default=None, metadata={"help": "SimNPO reward margin δ on the mean answer NLL"
+                                                                + _OBJECTIVE_DEFAULT})
+    gamma: float | None = field(default=None, metadata={"help": "γ: weight of the forget term" + _OBJECTIVE_DEFAULT})
+    alpha: float | None = field(default=None, metadata={"help": "α: weight of the retain term" + _OBJECTIVE_DEFAULT})
+    retain_loss: str | None = field(default=None, metadata={
+        "help": "retain term: nll (answer NLL) or kl (KL to the reference)" + _OBJECTIVE_DEFAULT})
 
     def __post_init__(self) -> None:
-        if not self.beta > 0:
+        if self.beta is not None and not self.beta > 0:
             raise UserInputError(f"beta must be > 0, got {self.beta}")
-        if not self.gamma >= 0:
+        if self.gamma is not None and not self.gamma >= 0:
             raise UserInputError(f"gamma (forget weight) must be >= 0, got {self.gamma}")
-        if not self.alpha >= 0:
+        if self.alpha is not None and not self.alpha >= 0:
             raise UserInputError(f"alpha (retain weight) must be >= 0, got {self.alpha}")
-        if self.retain_loss not in RETAIN_LOSSES:
+        if self.retain_loss is not None and self.retain_loss not in RETAIN_LOSSES:
             raise UserInputError(
                 f"retain_loss must be one of {', '.join(RETAIN_LOSSES)}, got {self.retain_loss!r}"
             )
+
+    def resolve(self, objective: "ObjectiveSpec | str") -> "ObjectiveHyperparams":
+        """A copy with every None field set to ``objective``'s default (given values are kept)."""
+        spec = get_objective(objective) if isinstance(objective, str) else objective
+        return ObjectiveHyperparams(**{f.name: getattr(spec.defaults, f.name) if getattr(self, f.name) is None
+                                       else getattr(self, f.name) for f in fields(self)})
 
 
 ForgetTerm = Callable[[ObjectiveInputs, ObjectiveHyperparams], torch.Tensor]
@@ -96,6 +133,7 @@ class ObjectiveSpec:
         needs_reference: scores from the frozen reference model are required.
         needs_refusal: scores of a refusal answer to each forget question are required.
         uses_retain: the objective has a retain term weighted by ``alpha``.
+        defaults: the default hyperparameters, learning rate and epochs (sources in the docstring).
     """
 
     name: str
@@ -103,9 +141,11 @@ class ObjectiveSpec:
     needs_reference: bool
     needs_refusal: bool
     uses_retain: bool
+    defaults: ObjectiveDefaults = ObjectiveDefaults()
 
     def required_inputs(self, hp: ObjectiveHyperparams) -> tuple[str, ...]:
         """Names of the :class:`ObjectiveInputs` fields this objective reads under ``hp``."""
+        hp = hp.resolve(self)
         names = ["forget"]
         if self.needs_reference:
             names.append("ref_forget")
@@ -138,14 +178,24 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {}
 
 
 def register_objective(
-    name: str, needs_reference: bool, needs_refusal: bool, uses_retain: bool = True
+    name: str, needs_reference: bool, needs_refusal: bool, uses_retain: bool = True,
+    defaults: ObjectiveDefaults = ObjectiveDefaults(),
 ) -> Callable[[ForgetTerm], ForgetTerm]:
-    """Decorator adding a forget-term function to :data:`OBJECTIVES` under ``name``."""
+    """Decorator adding a forget-term function to :data:`OBJECTIVES` under ``name``, with its defaults.
+
+    The registered ``forget_term`` fills the None fields of the hyperparameters it is given with
+    ``defaults`` before calling ``fn``.
+    """
 
     def decorator(fn: ForgetTerm) -> ForgetTerm:
         if name in OBJECTIVES:
             raise ValueError(f"objective {name!r} is already registered")
-        OBJECTIVES[name] = ObjectiveSpec(name, fn, needs_reference, needs_refusal, uses_retain)
+
+        @functools.wraps(fn)
+        def forget_term(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -> torch.Tensor:
+            return fn(inputs, hp.resolve(OBJECTIVES[name]))
+
+        OBJECTIVES[name] = ObjectiveSpec(name, forget_term, needs_reference, needs_refusal, uses_retain, defaults)
         return fn
 
     return decorator
@@ -167,14 +217,18 @@ def _need(value: _T | None, field: str, objective: str) -> _T:
     return value
 
 
-@register_objective("ga", needs_reference=False, needs_refusal=False, uses_retain=False)
+@register_objective("ga", needs_reference=False, needs_refusal=False, uses_retain=False,
+                    defaults=ObjectiveDefaults(alpha=0.0))
 def gradient_ascent(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -> torch.Tensor:
     """Gradient ascent on the forget set.
 
     Jang et al., "Knowledge Unlearning for Mitigating Privacy Risks in Language Models",
     arXiv 2210.01504; the GA baseline of TOFU (Maini et al., arXiv 2401.06121):
     ``ℓ_f = −NLL(y|x) = (1/|y|) Σ_t log π_θ(y_t | x, y_<t)``; minimising it raises the NLL of
-    forget answers. GA has no retain term (``alpha`` is ignored).
+    forget answers. GA has no retain term (``alpha`` is ignored; its default is 0 to say so).
+
+    Defaults: γ = 1, lr 1e-5, 10 epochs (open-unlearning ``docs/repro.md`` and
+    ``configs/experiment/unlearn/tofu/default.yaml``).
     """
     return inputs.forget.mean
 
@@ -185,11 +239,15 @@ def grad_diff(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -> torch.Tensor
 
     ``L = γ · (−NLL_forget) + α · ℓ_r``: gradient ascent on the forget set plus the retain term;
     the forget term is the same as :func:`gradient_ascent`.
+
+    Defaults: γ = 1, α = 1, NLL retain loss, lr 1e-5, 10 epochs (open-unlearning ``docs/repro.md``;
+    ``src/trainer/unlearn/grad_diff.py`` defaults ``retain_loss_type="NLL"``).
     """
     return inputs.forget.mean
 
 
-@register_objective("npo", needs_reference=True, needs_refusal=False)
+@register_objective("npo", needs_reference=True, needs_refusal=False,
+                    defaults=ObjectiveDefaults(beta=0.1, gamma=1.0, alpha=1.0))
 def npo(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -> torch.Tensor:
     """Negative Preference Optimization.
 
@@ -198,22 +256,43 @@ def npo(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -> torch.Tensor:
     ``L_NPO = −(2/β) · log σ(−β · log(π_θ(y|x) / π_ref(y|x)))``
     with sequence log-probs (summed over answer tokens). As β → 0 its gradient tends to that of
     gradient ascent on the summed log-prob.
+
+    Scale against the retain term: the forget term is on the *summed* answer log-prob (its gradient
+    is ``2σ(β·d) · ∇ Σ_t log π_θ``, up to 2·|y| times a per-token gradient) while the retain NLL is a
+    *mean* over answer tokens, so at α = 1 the forget gradient dominates by about the answer length
+    while ``d`` is near 0. This is the reference definition (the NPO paper's eq. and open-unlearning
+    ``src/trainer/utils.py`` ``compute_dpo_loss``: ``compute_batch_nll`` sums token losses; the retain
+    term is the model's mean token loss), kept as is; raise ``alpha`` to rebalance.
+
+    Defaults: β = 0.1, γ = 1, α = 1, NLL retain loss, lr 1e-5, 10 epochs (open-unlearning
+    ``docs/repro.md``: "α = 1, γ = 1, β = 0.1", lr 1e-5, 10 epochs; β = 0.1 is also the NPO paper's).
     """
     ref = _need(inputs.ref_forget, "ref_forget", "npo")
     log_ratio = inputs.forget.sum - ref.sum  # (B,)
     return -(2.0 / hp.beta) * F.logsigmoid(-hp.beta * log_ratio)
 
 
-@register_objective("simnpo", needs_reference=False, needs_refusal=False)
+@register_objective("simnpo", needs_reference=False, needs_refusal=False,
+                    defaults=ObjectiveDefaults(beta=4.5, delta=0.0, gamma=0.125, alpha=1.0))
 def simnpo(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -> torch.Tensor:
     """Simple NPO: reference-free, length-normalised NPO.
 
     Fan et al., "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM
-    Unlearning", arXiv 2410.07163:
-    ``L_SimNPO = −(2/β) · log σ(−(β/|y|) · log π_θ(y|x) − γ)``.
-    The paper's margin γ is ``hp.delta`` here (``gamma`` is the forget weight).
+    Unlearning", arXiv 2410.07163, eq. (4):
+    ``L_SimNPO = −(2/β) · log σ(−(β/|y|) · log π_θ(y|x) − γ_paper)``.
+    Computed as the authors' code does (OPTML-Group/Unlearn-Simple ``TOFU/dataloader.py``, and
+    open-unlearning ``src/trainer/unlearn/simnpo.py``):
+    ``−(2/β) · log σ(β · (NLL(y|x)/|y| − δ))`` with ``δ = hp.delta``, i.e. the paper's margin is
+    ``γ_paper = β·δ`` (``gamma`` here is the forget weight). Identical at the default δ = 0.
+
+    Defaults: β = 4.5, δ = 0, γ (forget weight) = 0.125, α = 1, NLL retain loss, lr 1e-5, 10 epochs:
+    the authors' TOFU forget10 setting (Unlearn-Simple ``TOFU/README.md``: ``npo_coeff=0.125
+    beta=4.5``, forget05 ``npo_coeff=0.1375 beta=2.5``; ``TOFU/config/forget.yaml``: ``gamma: 0.0``,
+    ``grad_diff_coeff: 1.0``, ``lr: 1e-5``, ``weight_decay: 0.01``; 10 epochs as in its
+    ``run_scripts.py`` sweeps and open-unlearning's TOFU runs, where that ``forget.yaml`` says 20). At
+    β = 0.1 (the old shared default) SimNPO is close to length-normalised gradient ascent.
     """
-    return -(2.0 / hp.beta) * F.logsigmoid(-hp.beta * inputs.forget.mean - hp.delta)
+    return -(2.0 / hp.beta) * F.logsigmoid(hp.beta * (-inputs.forget.mean - hp.delta))
 
 
 @register_objective("po", needs_reference=False, needs_refusal=True)
@@ -223,26 +302,38 @@ def preference_optimization(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -
     TOFU (Maini et al., arXiv 2401.06121), "Preference Optimization", and the PO base objective of
     GRIN (arXiv 2508.06467): fine-tune on forget questions paired with a refusal answer ``y_idk``,
     ``ℓ_f = NLL(y_idk|x) = −(1/|y_idk|) Σ_t log π_θ(y_idk,t | x, y_idk,<t)``.
+
+    Defaults: γ = 1, α = 1, NLL retain loss, lr 1e-5, 10 epochs (the open-unlearning TOFU setup,
+    ``docs/repro.md``; TOFU's own ``config/forget.yaml`` used lr 1e-5 and 5 epochs).
     """
     refusal = _need(inputs.refusal, "refusal", "po")
     return -refusal.mean
 
 
-@register_objective("idkdpo", needs_reference=True, needs_refusal=True)
+@register_objective("idkdpo", needs_reference=True, needs_refusal=True,
+                    defaults=ObjectiveDefaults(beta=0.1, gamma=1.0, alpha=1.0))
 def idk_dpo(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -> torch.Tensor:
     """DPO with the refusal as the preferred answer and the true answer as the rejected one.
 
     Rafailov et al., "Direct Preference Optimization: Your Language Model is Secretly a Reward
-    Model", arXiv 2305.18290, eq. (7):
-    ``L_DPO = −log σ(β · log(π_θ(y_w|x)/π_ref(y_w|x)) − β · log(π_θ(y_l|x)/π_ref(y_l|x)))``
-    with ``y_w`` the refusal and ``y_l`` the true forget answer, sequence (summed) log-probs.
+    Model", arXiv 2305.18290, eq. (7), scaled by 2/β as in the unlearning reference:
+    ``L = −(2/β) · log σ(β · log(π_θ(y_w|x)/π_ref(y_w|x)) − β · log(π_θ(y_l|x)/π_ref(y_l|x)))``
+    with ``y_w`` the refusal and ``y_l`` the true forget answer, sequence (summed) log-probs. The 2/β
+    factor is open-unlearning's (``src/trainer/utils.py`` ``compute_dpo_loss``, shared with NPO, which is
+    its ``y_w``-free case); without it, at β = 0.1 the forget term is 20× weaker against the retain term
+    and the clipping norm than the reference's. Its gradient is ``2σ(−β·m) · ∇m`` for the margin
+    ``m = chosen − rejected`` log-ratio: independent of β's scale near ``m = 0``.
+
+    Defaults: β = 0.1, γ = 1, α = 1, NLL retain loss, lr 1e-5, 10 epochs (open-unlearning
+    ``docs/repro.md``, its IdkDPO rows; the 2/β-scaled DPO loss with β = 0.1 is also SimNPO's
+    ``dpo_grad_diff`` baseline in Unlearn-Simple ``TOFU/dataloader.py``).
     """
     refusal = _need(inputs.refusal, "refusal", "idkdpo")
     ref_refusal = _need(inputs.ref_refusal, "ref_refusal", "idkdpo")
     ref_forget = _need(inputs.ref_forget, "ref_forget", "idkdpo")
     chosen = refusal.sum - ref_refusal.sum  # (B,)
     rejected = inputs.forget.sum - ref_forget.sum  # (B,)
-    return -F.logsigmoid(hp.beta * (chosen - rejected))
+    return -(2.0 / hp.beta) * F.logsigmoid(hp.beta * (chosen - rejected))
 
 
 def combine(
@@ -251,9 +342,12 @@ def combine(
     """``L = γ · mean(ℓ_f) + α · mean(ℓ_r)``, with ``ℓ_r = 0`` when ``spec.uses_retain`` is False.
 
     ``ℓ_r`` is ``−(1/|y|) log π_θ(y|x)`` on retain examples for ``retain_loss="nll"`` and the
-    per-example ``KL(π_ref || π_θ)`` for ``"kl"``. Raises :class:`ValueError` naming any input the
+    per-example ``KL(π_ref || π_θ)`` for ``"kl"`` (the reference averages the NLL over all answer tokens
+    of the batch instead of per example first; the two agree for answers of equal length). Fields of
+    ``hp`` left as None take the objective's defaults. Raises :class:`ValueError` naming any input the
     objective needs that is missing.
     """
+    hp = hp.resolve(spec)
     missing = [f for f in spec.required_inputs(hp) if getattr(inputs, f) is None]
     if missing:
         raise ValueError(

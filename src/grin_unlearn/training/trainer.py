@@ -1,5 +1,7 @@
 """``UnlearningTrainer``: a ``transformers.Trainer`` that wires batches, the objective and the mask.
 
+Batches come from the dataset's :class:`~grin_unlearn.data.unlearning.PairedSampler` (each forget
+example with a retain example drawn without replacement from the whole retain set, resumable).
 Per step: one forward pass over the forget, refusal and retain examples the objective needs (padded
 together), :func:`sequence_logprobs` per group, reference log-probs looked up from a precomputed table
 (or a live reference model for the KL retain term), then :func:`combine`. A masked run passes the
@@ -41,6 +43,11 @@ class UnlearningTrainer(Trainer):
         self.model_accepts_loss_kwargs = False  # our loss is already a per-batch mean
         self._term_sums: dict[str, float] = {}
         self._term_steps = 0
+
+    def _get_train_sampler(self, *args, **kwargs):
+        """The dataset's own :class:`~grin_unlearn.data.unlearning.PairedSampler` instead of a RandomSampler."""
+        sampler = getattr(self.train_dataset, "sampler", None)
+        return sampler() if callable(sampler) else super()._get_train_sampler(*args, **kwargs)
 
     def _load_rng_state(self, checkpoint):
         # transformers < 4.50 reads the RNG file with torch.load's default, which torch >= 2.6 made
