@@ -85,11 +85,18 @@ def make_optimizer(model, masks: dict[str, torch.Tensor], lr: float = 1e-4, weig
                                     lr=lr, weight_decay=weight_decay)
 
 
+def mask_counts(masks: dict[str, torch.Tensor]) -> dict[str, int]:
+    """What the optimizer-state formula needs: selected weights, elements and number of the trainable
+    tensors (those with a selected weight), and the most selected in one tensor."""
+    counts = [(int(m.sum()), m.numel()) for m in masks.values() if bool(m.any())]
+    return {"selected": sum(k for k, _ in counts), "trainable_elements": sum(n for _, n in counts),
+            "k_max": max(k for k, _ in counts), "tensors": len(counts)}
+
+
 def expected_state_bytes(optimizer, masks: dict[str, torch.Tensor]) -> int:
     """:meth:`OptimizerLayout.state_bytes` for this optimizer's layout and the actual mask counts."""
-    counts = [int(m.sum()) for m in masks.values() if bool(m.any())]
-    sizes = [m.numel() for m in masks.values() if bool(m.any())]
-    return mm.layout_of(optimizer).state_bytes(sum(counts), sum(sizes), max(counts), len(counts))
+    c = mask_counts(masks)
+    return mm.layout_of(optimizer).state_bytes(c["selected"], c["trainable_elements"], c["k_max"], c["tensors"])
 
 
 class AllocatedPeak:

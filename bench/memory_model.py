@@ -137,6 +137,9 @@ MASKED_ADAMW_BOOL = OptimizerLayout("bool masks")
 MASKED_ADAMW_INDEX = OptimizerLayout("int32 indices", per_selected=4, per_trainable=0, scratch=8)
 
 
+LAYOUTS = {layout.name: layout for layout in (MASKED_ADAMW_BOOL, MASKED_ADAMW_INDEX)}
+
+
 def layout_of(optimizer) -> OptimizerLayout:
     """The layout of a live masked optimizer, read from what it holds (``indices`` or ``masks``)."""
     if hasattr(optimizer, "indices"):
@@ -186,12 +189,18 @@ class Setup:
     layout: OptimizerLayout = MASKED_ADAMW_BOOL
 
 
-def activations(shape: LlamaShape, tokens: int, w: int) -> float:
-    """Peak bytes of one forward + backward over ``tokens`` tokens (formula in the module docstring)."""
-    h, i, kv, V = shape.hidden, shape.intermediate, shape.kv_hidden, shape.vocab
+def saved_activations(shape: LlamaShape, tokens: int, w: int) -> float:
+    """Bytes autograd saves in the forward pass: ``t·(L·(8h + w·(4h + 2h_kv + 4i)) + 4h + w·h + 4V)``."""
+    h, i, kv = shape.hidden, shape.intermediate, shape.kv_hidden
     layer = 8 * h + w * (4 * h + 2 * kv + 4 * i)
-    head = V * (8 + 2 * w + (w if w < 4 else 0))
-    return tokens * (shape.layers * layer + 4 * h + w * h + head)
+    return tokens * (shape.layers * layer + 4 * h + w * h + 4 * shape.vocab)
+
+
+def activations(shape: LlamaShape, tokens: int, w: int) -> float:
+    """Peak bytes of one forward + backward: the saved activations plus the log-prob head's backward
+    buffers ``t·V·(4 + 2w + [w < 4]·w)`` (formula in the module docstring)."""
+    head = shape.vocab * (4 + 2 * w + (w if w < 4 else 0))
+    return saved_activations(shape, tokens, w) + tokens * head
 
 
 def predict(shape: LlamaShape, setup: Setup) -> dict[str, float]:
@@ -230,6 +239,12 @@ def predict(shape: LlamaShape, setup: Setup) -> dict[str, float]:
         "training": weights + optimizer + mask_held + buckets + max(act_t, grads + transient),
         "adamw_training": weights + 2 * w * shape.params / n + buckets + max(act_t, w * shape.params / n),
     }
+
+
+def peak_over_start(pred: dict[str, float], step: str) -> float:
+    """The predicted peak of ``step`` less what is allocated before it starts: the weights, and for
+    ``training`` the masks (selection made them). What a measurement over its own start sees."""
+    return pred[step] - pred["weights"] - (pred["masks"] if step == "training" else 0)
 
 
 def table(names=("7b", "13b", "70b"), worlds=(2, 4, 8), ratio: float = 0.4) -> str:
