@@ -16,6 +16,14 @@ subprocess:
 * **optimizer state**: the bytes the masked optimizer holds after two steps
   (:func:`memory_model.held_bytes`) against :meth:`memory_model.OptimizerLayout.state_bytes`.
 
+**FSDP2** (``--fsdp2``, default 10m 50m): ``torchrun`` with 2 gloo processes on the CPU, each model
+``fully_shard``-ed per decoder layer and at the root (torch's FSDP2), only the eligible weights
+requiring gradients, one forward + backward over a 4x64-token batch per process that keeps the
+(reduce-scattered, sharded) gradients: the allocated peak of each process against the ``backward`` row
+of the model (sharded weights, the unsharded root, two gathered layers, activations, sharded
+gradients). GRIN's own steps under FSDP2 (scoring into local shards, sharded selection and optimizer)
+are not measured here until the library supports them; their prediction is in the table above.
+
 ``scoring`` runs what :func:`grin_unlearn.scoring.score_influence` and the selection do: ``G_f`` over 2
 batches, ``G_r`` over 2 batches (both kept), the registered ``grin`` scorer, then
 :func:`select_top_fraction`. ``training`` runs two steps of masked training the way the pipeline does:
@@ -175,6 +183,39 @@ def child(step: str, name: str, dtype: str, batch: int, seq: int, ratio: float, 
     return {**result, "allocated_mib": peak.peak / MIB, "rss_mib": rss - base}
 
 
+def fsdp2_child(name: str, batch: int, seq: int) -> None:
+    """One gloo process of the FSDP2 measurement; prints its JSON line (see the module docstring)."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    from grin_unlearn.data.formatting import PadCollator
+    from grin_unlearn.scoring import eligible_parameters
+    from grin_unlearn.scoring.gradients import batch_loss
+
+    dist.init_process_group("gloo")
+    shape = mm.SHAPES[name]
+    model = build_model(shape, seq, torch.float32)
+    model.requires_grad_(False)
+    for param in eligible_parameters(model).values():
+        param.requires_grad_(True)
+    for layer in model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+    rows = PadCollator(0)(token_examples(shape.vocab, batch, seq, 1 + dist.get_rank()))
+    with AllocatedPeak() as peak:
+        batch_loss(model, rows).backward()
+    print(json.dumps({"rank": dist.get_rank(), "world": dist.get_world_size(), "allocated_mib": peak.peak / MIB}))
+    dist.destroy_process_group()
+
+
+def measure_fsdp2(name: str, args, procs: int = 2) -> list[dict]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", __file__,
+               "--fsdp2-child", name, "--batch", str(args.batch), "--seq", str(args.seq)]
+    proc = subprocess.run(command, capture_output=True, text=True, check=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"rank"')]
+
+
 def measure(step: str, name: str, dtype: str, args, profile: bool = True) -> dict:
     command = [sys.executable, __file__, "--child", step, name, dtype, "--batch", str(args.batch),
                "--seq", str(args.seq), "--ratio", str(args.ratio)] + ([] if profile else ["--no-profile"])
@@ -201,11 +242,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="rows per batch")
     parser.add_argument("--seq", type=int, default=64, help="tokens per row")
     parser.add_argument("--ratio", type=float, default=0.4, help="selected fraction p")
+    parser.add_argument("--fsdp2", nargs="*", default=["10m", "50m"], choices=["10m", "50m", "100m"],
+                        help="sizes measured under FSDP2 (2 gloo processes)")
+    parser.add_argument("--fsdp2-child", help=argparse.SUPPRESS)
     parser.add_argument("--rss", action="store_true", help="also run each step without the profiler for its RSS")
     parser.add_argument("--no-profile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, metavar=("STEP", "SIZE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.fsdp2_child:
+        return fsdp2_child(args.fsdp2_child, args.batch, args.seq)
     if args.child:
         print(json.dumps(child(*args.child, args.batch, args.seq, args.ratio, profile=not args.no_profile)))
         return
@@ -228,6 +274,21 @@ def main() -> None:
             print(f"| {name.upper()} | {shape.params / 1e6:.1f}M | {shape.eligible / 1e6:.1f}M | {dtype} | {step} "
                   f"| {pred:.0f} | {got['allocated_mib']:.0f} | {got['allocated_mib'] / pred:.2f} "
                   f"| {rss} | {opt} |", flush=True)
+    if args.fsdp2:
+        print(f"\nFSDP2 (torch fully_shard), 2 gloo processes on the CPU, fp32, one forward + backward over "
+              f"{args.batch}x{args.seq} tokens per process keeping the eligible weights' sharded gradients. "
+              "MiB over the local shards.\n")
+        print("| model | P | E | predicted per process | allocated, rank 0 / rank 1 | allocated / predicted |")
+        print("|---|---|---|---|---|---|")
+    for name in args.fsdp2:
+        shape = mm.SHAPES[name]
+        setup = mm.Setup(w=4, score_tokens=args.batch * args.seq, ratio=args.ratio, mode="fsdp2", world=2)
+        pred = mm.peak_over_start(mm.predict(shape, setup), "backward") / MIB
+        ranks = sorted(measure_fsdp2(name, args), key=lambda r: r["rank"])
+        got = " / ".join(f"{r['allocated_mib']:.0f}" for r in ranks)
+        ratios = " / ".join(f"{r['allocated_mib'] / pred:.2f}" for r in ranks)
+        print(f"| {name.upper()} | {shape.params / 1e6:.1f}M | {shape.eligible / 1e6:.1f}M | {pred:.0f} | {got} "
+              f"| {ratios} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -329,7 +329,7 @@ def rows(result: dict) -> list[tuple[str, str, str, str]]:
                         f"{pred / gib:.3f} memory model", f"{worst / pred:.2f}"))
         out.append((f"FSDP2 x{fsdp['world']}, scoring passes (s)", f"{fsdp['ranks'][0]['passes_seconds']:.2f}", "", ""))
     else:
-        out.append(("FSDP2", "skipped", fsdp.get("skipped") or fsdp.get("failed", ""), ""))
+        out.append(("FSDP2", "failed" if "failed" in fsdp else "skipped", fsdp.get("failed") or fsdp["skipped"], ""))
     return out
 
 

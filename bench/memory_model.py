@@ -12,6 +12,7 @@ one selected weight (≈ E for p >= 0.01), ``g`` the largest eligible tensor, ``
         8E': fp32 G_f and G_r; a gradient is folded into its accumulator by a hook and freed at once,
         so no full-size .grad set exists. 13E': the grin scorer's fp32 scores (4E') and selection's
         bool masks (1E') join while G_f and G_r are still held. C_sel: selection's chunk scratch.
+    backward  = W + max(A_s, G) + B                            a plain pass keeping the gradients
     training  = W + O + max(A_t, G) + B                        one micro-batch per optimizer step
         G = w·E_T' gradients of the trainable tensors (frozen ones get none), B = w·E_T DDP buckets
         (gradient_as_bucket_view is off), O = the masked optimizer's state (:class:`OptimizerLayout`).
@@ -226,6 +227,7 @@ def predict(shape: LlamaShape, setup: Setup) -> dict[str, float]:
     mask_held = 0 if setup.layout.per_trainable else masks  # the hooks' masks when the optimizer keeps none
     return {
         "weights": weights,
+        "local_weights": w * shape.params / n,  # the weights a device holds between steps (its shards)
         "accumulators": accumulators,
         "scores": scores,
         "masks": masks,
@@ -237,14 +239,18 @@ def predict(shape: LlamaShape, setup: Setup) -> dict[str, float]:
                                  accumulators + scores + masks + select_scratch),
         "scoring_offload": weights + act_s + w * shape.largest_eligible + transient,
         "training": weights + optimizer + mask_held + buckets + max(act_t, grads + transient),
+        # one forward + backward over a scoring batch that keeps the eligible weights' gradients: what
+        # the sharding itself costs, before GRIN's accumulators (measured under FSDP2 on CPU)
+        "backward": weights + buckets + max(act_s, grads + transient),
         "adamw_training": weights + 2 * w * shape.params / n + buckets + max(act_t, w * shape.params / n),
     }
 
 
 def peak_over_start(pred: dict[str, float], step: str) -> float:
-    """The predicted peak of ``step`` less what is allocated before it starts: the weights, and for
+    """The predicted peak of ``step`` less what is allocated before it starts: the weights (under FSDP2
+    the local shards only: the unsharded root and layers are allocated within the step), and for
     ``training`` the masks (selection made them). What a measurement over its own start sees."""
-    return pred[step] - pred["weights"] - (pred["masks"] if step == "training" else 0)
+    return pred[step] - pred["local_weights"] - (pred["masks"] if step == "training" else 0)
 
 
 def table(names=("7b", "13b", "70b"), worlds=(2, 4, 8), ratio: float = 0.4) -> str:
