@@ -30,6 +30,8 @@ batches, ``G_r`` over 2 batches (both kept), the registered ``grin`` scorer, the
 a random top-p mask (made before the measured window), unselected tensors frozen, gradient-mask hooks,
 the masked AdamW with weight decay, one forward/backward over forget + retain rows (2·B) with the
 answer log-probs of :func:`grin_unlearn.scoring.gradients.batch_loss`. One process, so no DDP buckets.
+``training-ckpt`` is the same with gradient checkpointing (``use_reentrant=False``, as
+``--gradient-checkpointing`` sets it).
 """
 
 from __future__ import annotations
@@ -167,6 +169,8 @@ def child(step: str, name: str, dtype: str, batch: int, seq: int, ratio: float, 
             masks = select_top_fraction(scores, ratio)
         del masks
     else:
+        if step == "training-ckpt":
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         with torch.no_grad():
             masks = select_top_fraction(get_scorer("random")(ScoringContext(params)), ratio)
         rows = collator(forget[:batch] + retain[:batch])  # forget + retain groups in one forward, as the Trainer
@@ -229,9 +233,8 @@ def predicted_over_model(name: str, dtype: str, step: str, args) -> float:
     """Predicted peak minus what exists before the measured window (weights; for training, the masks)."""
     w = torch.tensor([], dtype=DTYPES[dtype]).element_size()
     setup = mm.Setup(w=w, score_tokens=args.batch * args.seq, train_tokens=2 * args.batch * args.seq,
-                     ratio=args.ratio, mode="single")
-    pred = mm.predict(mm.SHAPES[name], setup)
-    return pred[step] - pred["weights"] - (pred["masks"] if step == "training" else 0)
+                     ratio=args.ratio, mode="single", checkpointing=step == "training-ckpt")
+    return mm.peak_over_start(mm.predict(mm.SHAPES[name], setup), step.removesuffix("-ckpt"))
 
 
 def main() -> None:
@@ -265,12 +268,12 @@ def main() -> None:
     runs = [(name, "fp32") for name in args.sizes] + [(name, "bf16") for name in args.bf16]
     for name, dtype in runs:
         shape = mm.SHAPES[name]
-        for step in ("scoring", "training"):
+        for step in ("scoring", "training", "training-ckpt"):
             pred = predicted_over_model(name, dtype, step, args) / MIB
             got = measure(step, name, dtype, args)
             rss = f"{measure(step, name, dtype, args, profile=False)['rss_mib'] / pred:.2f}" if args.rss else "—"
             opt = (f"{got['optimizer_bytes'] / MIB:.2f} / {got['optimizer_expected'] / MIB:.2f}"
-                   if step == "training" else "")
+                   if step != "scoring" else "")
             print(f"| {name.upper()} | {shape.params / 1e6:.1f}M | {shape.eligible / 1e6:.1f}M | {dtype} | {step} "
                   f"| {pred:.0f} | {got['allocated_mib']:.0f} | {got['allocated_mib'] / pred:.2f} "
                   f"| {rss} | {opt} |", flush=True)

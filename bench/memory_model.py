@@ -188,20 +188,34 @@ class Setup:
     mode: str = "ddp"
     world: int = 1
     layout: OptimizerLayout = MASKED_ADAMW_BOOL
+    checkpointing: bool = False  # gradient checkpointing in training (--gradient-checkpointing)
+
+
+def _layer_bytes(shape: LlamaShape, w: int) -> int:
+    """``a = 8h + w·(4h + 2h_kv + 4i)``: what one decoder layer saves per token."""
+    h, i, kv = shape.hidden, shape.intermediate, shape.kv_hidden
+    return 8 * h + w * (4 * h + 2 * kv + 4 * i)
 
 
 def saved_activations(shape: LlamaShape, tokens: int, w: int) -> float:
-    """Bytes autograd saves in the forward pass: ``t·(L·(8h + w·(4h + 2h_kv + 4i)) + 4h + w·h + 4V)``."""
-    h, i, kv = shape.hidden, shape.intermediate, shape.kv_hidden
-    layer = 8 * h + w * (4 * h + 2 * kv + 4 * i)
-    return tokens * (shape.layers * layer + 4 * h + w * h + 4 * shape.vocab)
+    """Bytes autograd saves in the forward pass: ``t·(L·a + 4h + w·h + 4V)``."""
+    h = shape.hidden
+    return tokens * (shape.layers * _layer_bytes(shape, w) + 4 * h + w * h + 4 * shape.vocab)
 
 
-def activations(shape: LlamaShape, tokens: int, w: int) -> float:
-    """Peak bytes of one forward + backward: the saved activations plus the log-prob head's backward
-    buffers ``t·V·(4 + 2w + [w < 4]·w)`` (formula in the module docstring)."""
+def activations(shape: LlamaShape, tokens: int, w: int, checkpointing: bool = False) -> float:
+    """Peak bytes of one forward + backward (formula in the module docstring): the saved activations
+    plus the log-prob head's backward buffers ``t·V·(4 + 2w + [w < 4]·w)``, which come first in backward.
+
+    With gradient checkpointing each layer keeps only its input (``w·h`` per token); backward first
+    runs the head (its saved ``4V`` and buffers), then rebuilds one layer's ``a`` at a time, so the peak
+    is ``t·(L·w·h + 4h + w·h + max(4V + head, a))``.
+    """
+    h = shape.hidden
     head = shape.vocab * (4 + 2 * w + (w if w < 4 else 0))
-    return saved_activations(shape, tokens, w) + tokens * head
+    if not checkpointing:
+        return saved_activations(shape, tokens, w) + tokens * head
+    return tokens * (shape.layers * w * h + 4 * h + w * h + max(4 * shape.vocab + head, _layer_bytes(shape, w)))
 
 
 def predict(shape: LlamaShape, setup: Setup) -> dict[str, float]:
@@ -217,7 +231,7 @@ def predict(shape: LlamaShape, setup: Setup) -> dict[str, float]:
     else:
         weights, transient = w * shape.params, 0
     act_s = activations(shape, setup.score_tokens, w)
-    act_t = activations(shape, setup.train_tokens, w)
+    act_t = activations(shape, setup.train_tokens, w, setup.checkpointing)
     accumulators, scores, masks = 8 * E / n, 4 * E / n, E / n
     chunk = min(SELECT_CHUNK, shape.largest_eligible)
     select_scratch = 4 * 4 * chunk  # int32 keys of a chunk and its shifted / masked / compared copies
@@ -257,13 +271,14 @@ def table(names=("7b", "13b", "70b"), worlds=(2, 4, 8), ratio: float = 0.4) -> s
     """Markdown table of the predicted per-GPU peaks (GiB), bf16, default batch sizes."""
     rows = ["| model | P | E | mode | weights | G_f+G_r | scores+masks | masked AdamW state | activations "
             "(score / train) | **scoring** | scoring, accumulators on CPU | **masked training** "
-            "| full fine-tuning, AdamW |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| masked training, checkpointing | full fine-tuning, AdamW |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         shape = SHAPES[name]
         modes = [("ddp", 2)] + [("fsdp2", n) for n in worlds]
         for mode, world in modes:
             pred = predict(shape, Setup(ratio=ratio, mode=mode, world=world))
+            ckpt = predict(shape, Setup(ratio=ratio, mode=mode, world=world, checkpointing=True))
             label = "DDP, any N ≥ 2" if mode == "ddp" else f"FSDP2, N={world}"
             offload = f"{pred['scoring_offload'] / GIB:.1f}" if mode == "ddp" else "—"
             rows.append(
@@ -272,7 +287,7 @@ def table(names=("7b", "13b", "70b"), worlds=(2, 4, 8), ratio: float = 0.4) -> s
                 f"| {(pred['scores'] + pred['masks']) / GIB:.1f} | {pred['optimizer'] / GIB:.1f} "
                 f"| {pred['act_scoring'] / GIB:.1f} / {pred['act_training'] / GIB:.1f} "
                 f"| **{pred['scoring'] / GIB:.1f}** | {offload} | **{pred['training'] / GIB:.1f}** "
-                f"| {pred['adamw_training'] / GIB:.1f} |")
+                f"| {ckpt['training'] / GIB:.1f} | {pred['adamw_training'] / GIB:.1f} |")
     return "\n".join(rows)
 
 
