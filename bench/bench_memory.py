@@ -82,7 +82,8 @@ def token_examples(vocab: int, rows: int, seq: int, seed: int) -> list[dict]:
 def make_optimizer(model, masks: dict[str, torch.Tensor], lr: float = 1e-4, weight_decay: float = 0.01):
     """The pipeline's masked optimizer: frozen unselected tensors, gradient-mask hooks, masked AdamW.
 
-    Uses ``make_masked_optimizer`` when the library has it, else the three calls ``unlearn`` makes."""
+    Uses ``make_masked_optimizer`` when the library has it, else the three calls ``unlearn`` makes.
+    The hooks' handles are in ``optimizer.gradient_hooks`` either way."""
     from grin_unlearn.training import masked_optim
 
     if hasattr(masked_optim, "make_masked_optimizer"):
@@ -90,9 +91,11 @@ def make_optimizer(model, masks: dict[str, torch.Tensor], lr: float = 1e-4, weig
     all_params = dict(model.named_parameters())
     params = {name: all_params[name] for name in masks}
     trainable = masked_optim.freeze_unselected(params, masks, all_params)
-    masked_optim.register_gradient_masks(trainable, masks)
-    return masked_optim.MaskedAdamW(list(trainable.values()), {p: masks[n] for n, p in trainable.items()},
-                                    lr=lr, weight_decay=weight_decay)
+    hooks = masked_optim.register_gradient_masks(trainable, masks)
+    optimizer = masked_optim.MaskedAdamW(list(trainable.values()), {p: masks[n] for n, p in trainable.items()},
+                                         lr=lr, weight_decay=weight_decay)
+    optimizer.gradient_hooks = hooks  # as make_masked_optimizer does: the caller can remove them
+    return optimizer
 
 
 def mask_counts(masks: dict[str, torch.Tensor]) -> dict[str, int]:
