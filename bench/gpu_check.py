@@ -16,9 +16,9 @@ weights, fed random tokens. It measures, in one run, and prints one table (also 
 3. **peak memory** of scoring (passes, scorer, selection) and of two masked training steps:
    ``torch.cuda.max_memory_allocated`` (on the CPU: the allocator peak of ``torch.profiler``) over what
    was allocated before, against :func:`memory_model.predict`;
-4. with several GPUs, the same scoring, selection and masked step under FSDP2 (``fully_shard`` per
-   decoder layer and at the root) over all of them via ``torchrun``, if the library supports FSDP2
-   (probed first on a tiny model in one CPU process; otherwise the reason is printed and it is skipped).
+4. with several GPUs, the same scoring, selection and masked step under FSDP2 over all of them
+   (``bench/gpu_check_fsdp2.py``, via ``torchrun``) if the library supports FSDP2; otherwise the
+   table says it is skipped and why.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +39,7 @@ from bench_memory import (AllocatedPeak, build_model, expected_state_bytes, make
                           token_examples)
 
 RATIOS = (0.1, 0.2, 0.4)
+DTYPE = torch.bfloat16
 NO_CUDA_EXIT = 2
 
 
@@ -161,7 +160,6 @@ def check_optimizer(model, params: dict, masks_by_ratio: dict, device, steps: in
                     "fused_adamw_step_ms": 1e3 * plain, "slowdown": masked / plain,
                     "state_bytes": held, "state_bytes_formula": formula, "fused_adamw_state_bytes": mm.held_bytes(fused),
                     "layout": mm.layout_of(optimizer).name})
-        del fused
         for p in trainable:
             p.grad = None
     return out
@@ -209,98 +207,6 @@ def single_device(args, device: torch.device, dtype: torch.dtype) -> dict:
             "optimizer": optim, "memory": memory}
 
 
-# --- FSDP2 over every GPU (torchrun), probed first on a tiny model in one CPU process ---------------
-
-
-def fsdp2_steps(shape_name: str, device: torch.device, dtype: torch.dtype, batch: int, seq: int,
-                batches: int) -> dict:
-    """Scoring, selection and two masked steps of a ``fully_shard``-ed model (process group initialised)."""
-    import torch.distributed as dist
-    from torch.distributed.fsdp import fully_shard
-
-    from grin_unlearn.data.formatting import PadCollator
-    from grin_unlearn.scoring import eligible_parameters
-
-    world = dist.get_world_size()
-    shape = mm.SHAPES[shape_name]
-    model = build_model(shape, seq, dtype, device=device.type)
-    for layer in model.model.layers:
-        fully_shard(layer)
-    fully_shard(model)
-    params = eligible_parameters(model)
-    per_pass = -(-batches // world) * world  # every rank runs as many forwards (FSDP2 all-gathers in them)
-    forget = token_examples(shape.vocab, batch * per_pass, seq, 1)
-    retain = token_examples(shape.vocab, batch * per_pass, seq, 2)
-    collator = PadCollator(0)
-    with PeakMemory(device) as score_peak:
-        masks, passes, select = score_and_select(model, params, forget, retain, collator, batch, RATIOS[-1], device)
-    rows = {k: v.to(device) for k, v in collator(forget[:batch] + retain[:batch]).items()}
-    with PeakMemory(device) as train_peak:
-        optimizer = train_steps(model, masks, rows)
-    setup = mm.Setup(w=torch.tensor([], dtype=dtype).element_size(), score_tokens=batch * seq,
-                     train_tokens=2 * batch * seq, ratio=RATIOS[-1], mode="fsdp2", world=world,
-                     layout=mm.layout_of(optimizer))
-    pred = mm.predict(shape, setup)
-    return {"world": world, "passes_seconds": passes, "score_select_seconds": select,
-            "scoring_peak": score_peak.peak, "scoring_predicted": mm.peak_over_start(pred, "scoring"),
-            "training_peak": train_peak.peak, "training_predicted": mm.peak_over_start(pred, "training")}
-
-
-def fsdp2_probe() -> None:
-    """Exit 0 if :func:`fsdp2_steps` runs on a tiny model in one gloo process; else print why, exit 1."""
-    import torch.distributed as dist
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=0, world_size=1)
-    try:
-        fsdp2_steps("tiny", torch.device("cpu"), torch.float32, batch=2, seq=16, batches=1)
-    except Exception as error:  # any failure means: not supported by this version of the library
-        print(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300])
-        sys.exit(1)
-    finally:
-        dist.destroy_process_group()
-
-
-def fsdp2_child(args) -> None:
-    """One torchrun process: initialise, run :func:`fsdp2_steps`, rank 0 writes every rank's numbers."""
-    import torch.distributed as dist
-
-    cuda = args.device == "cuda"
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if cuda else "gloo")
-    result = fsdp2_steps(args.shape, device, DTYPE, args.batch, args.seq, args.batches)
-    ranks = [None] * dist.get_world_size()
-    dist.all_gather_object(ranks, result)
-    if dist.get_rank() == 0:
-        Path(args.fsdp_child).write_text(json.dumps(ranks))
-    dist.destroy_process_group()
-
-
-def run_fsdp2(args, procs: int) -> dict:
-    """Probe, then ``torchrun`` the FSDP2 check over ``procs`` processes; ``{"skipped": why}`` if it cannot."""
-    here = Path(__file__).resolve()
-    probe = subprocess.run([sys.executable, str(here), "--fsdp-probe"], capture_output=True, text=True, timeout=300)
-    if probe.returncode != 0:
-        why = (probe.stdout.strip().splitlines() or probe.stderr.strip().splitlines() or ["unknown"])[-1]
-        return {"skipped": f"the library cannot score/select/train a fully_shard-ed model yet ({why})"}
-    out = Path(args.out).with_suffix(".fsdp2.json")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", str(here),
-               "--fsdp-child", str(out), "--device", args.device, "--shape", args.shape, "--batch", str(args.batch),
-               "--seq", str(args.seq), "--batches", str(args.batches)]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    if run.returncode != 0:
-        return {"failed": (run.stderr.strip().splitlines() or ["no output"])[-1][:300]}
-    ranks = json.loads(out.read_text())
-    out.unlink()
-    return {"world": procs, "ranks": ranks}
-
-
 # --- report ----------------------------------------------------------------------------------------
 
 
@@ -333,9 +239,6 @@ def rows(result: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
-DTYPE = torch.bfloat16
-
-
 def _count(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
@@ -352,11 +255,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="timed optimizer steps (default 10; tiny 2)")
     parser.add_argument("--fsdp-procs", type=int, help="FSDP2 processes (default: every GPU when there are 2+)")
     parser.add_argument("--shape", help=argparse.SUPPRESS)
-    parser.add_argument("--fsdp-child", help=argparse.SUPPRESS)
-    parser.add_argument("--fsdp-probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.fsdp_probe:
-        return fsdp2_probe()
     if args.dry_run:
         args.device, args.tiny = "cpu", True
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -369,8 +268,6 @@ def main() -> None:
     for name, big, small in (("batch", 8, 2), ("seq", 512, 32), ("batches", 4, 2), ("steps", 10, 2)):
         if getattr(args, name) is None:
             setattr(args, name, small if tiny else big)
-    if args.fsdp_child:
-        return fsdp2_child(args)
     torch.manual_seed(0)
     device = torch.device(args.device)
     start = time.perf_counter()
@@ -379,7 +276,12 @@ def main() -> None:
               "shape": {"name": args.shape, **vars(mm.SHAPES[args.shape])}, "dtype": "bf16",
               **single_device(args, device, DTYPE)}
     procs = args.fsdp_procs if args.fsdp_procs is not None else (result["gpus"] if result["gpus"] > 1 else 0)
-    result["fsdp2"] = run_fsdp2(args, procs) if procs > 1 else {"skipped": "fewer than 2 GPUs"}
+    if procs > 1:
+        from gpu_check_fsdp2 import run_fsdp2
+
+        result["fsdp2"] = run_fsdp2(args, procs)
+    else:
+        result["fsdp2"] = {"skipped": "fewer than 2 GPUs"}
     result["seconds"] = time.perf_counter() - start
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"GRIN GPU check on {result['device']} (torch {result['torch']}), {args.shape} Llama "
