@@ -243,7 +243,7 @@ def _count(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--tiny", action="store_true", help="the tiny model and small batches (seconds on a CPU)")
@@ -255,7 +255,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="timed optimizer steps (default 10; tiny 2)")
     parser.add_argument("--fsdp-procs", type=int, help="FSDP2 processes (default: every GPU when there are 2+)")
     parser.add_argument("--shape", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.dry_run:
         args.device, args.tiny = "cpu", True
     if args.device == "cuda" and not torch.cuda.is_available():

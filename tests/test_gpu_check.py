@@ -10,7 +10,7 @@ What is asserted:
   weights requiring gradients (trainable RMSNorm weights would add their normalised inputs), within 2 % (what it
   leaves out: the first token of each row, which has no label, and RMSNorm's per-token rsqrt and the
   attention's log-sum-exp, a few bytes per token and layer);
-* ``gpu_check.py --dry-run`` exits 0 and its JSON is consistent: the model has the predicted ``P`` and
+* ``gpu_check.py --dry-run`` (run in this process, as ``main(argv)``) exits 0 and its JSON is consistent: the model has the predicted ``P`` and
   ``E``; each p selected exactly ``round(p·E)`` weights; the bytes the masked optimizer holds (every
   tensor it references, counted by storage) equal the layout formula on the masks' counts; torch's fused AdamW holds ``2·2`` bytes (bf16 moments) per trainable weight plus a
   4-byte step per tensor; every ratio is its measured / reference; the measured peaks are within
@@ -21,9 +21,9 @@ What is asserted:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,14 +32,22 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+import gpu_check  # noqa: E402
 import memory_model as mm  # noqa: E402
 
 from grin_unlearn.scoring import eligible_parameters  # noqa: E402
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "OMP_NUM_THREADS": "1", "GRIN_UNLEARN_QUIET": "1"}
+def _run(argv: list[str]) -> tuple[int, str, str]:
+    """``bench/gpu_check.py ARGV`` in this process (its imports are already paid): exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            gpu_check.main(argv)
+        except SystemExit as stop:
+            code = stop.code
+    return code, out.getvalue(), err.getvalue()
 
 
 def _llama(shape: mm.LlamaShape):
@@ -89,10 +97,9 @@ def test_saved_activations_match_what_autograd_saves():
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("gpu_check") / "gpu_check.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--dry-run", "--out", str(out)],
-                          capture_output=True, text=True, env=_env(), timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| masked AdamW step, p=0.4 (ms) |" in proc.stdout  # the table was printed
+    code, stdout, stderr = _run(["--dry-run", "--out", str(out)])
+    assert code == 0, stderr[-2000:]
+    assert "| masked AdamW step, p=0.4 (ms) |" in stdout  # the table was printed
     return json.loads(out.read_text())
 
 
@@ -132,8 +139,7 @@ def test_dry_run_ratios_are_measured_over_reference(dry_run):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
 def test_no_cuda_exits_2_with_a_message(tmp_path):
     out = tmp_path / "gpu_check.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--out", str(out)],
-                          capture_output=True, text=True, env=_env(), timeout=300)
-    assert proc.returncode == 2
-    assert "no CUDA device" in proc.stderr and "--dry-run" in proc.stderr
-    assert not out.exists()
+    code, stdout, stderr = _run(["--out", str(out)])
+    assert code == 2
+    assert "no CUDA device" in stderr and "--dry-run" in stderr
+    assert not out.exists() and stdout == ""
