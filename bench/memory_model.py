@@ -1,6 +1,6 @@
 """Memory model of GRIN per device: scoring and masked training, one process, DDP or FSDP2 on N GPUs.
 
-    PYTHONPATH=src .venv/bin/python bench/memory_model.py [--ratio 0.4] [--world 1 2 4 8]
+    PYTHONPATH=src .venv/bin/python bench/memory_model.py [--ratio 0.4] [--world 2 4 8]
 
 Prints the predicted peak per device for Llama-2 7B / 13B / 70B (docs/distributed.md). Importable:
 ``bench/bench_memory.py`` checks it against measured CPU peaks, ``bench/gpu_check.py`` against
@@ -37,8 +37,8 @@ shifted logits (``2·w·V``)::
     A = t·(L·(8h + w·(4h + 2h_kv + 4i)) + 4h + w·h + V·(8 + 2w + [w < 4]·w))
 
 This is smaller than the 34·h·w/2 per layer of Korthikanti et al. (arXiv 2205.05198) because Llama
-has no dropout masks and SDPA stores no attention scores; it does not include gradient checkpointing
-(which keeps one layer's activations plus the layer inputs).
+has no dropout masks and SDPA stores no attention scores. With gradient checkpointing see
+:func:`activations`.
 """
 
 from __future__ import annotations
@@ -219,7 +219,9 @@ def activations(shape: LlamaShape, tokens: int, w: int, checkpointing: bool = Fa
 
 
 def predict(shape: LlamaShape, setup: Setup) -> dict[str, float]:
-    """Per-device bytes of each component and the two peaks (formulas in the module docstring)."""
+    """Per-device bytes of each component and of the peaks ``scoring``, ``scoring_offload``,
+    ``training``, ``backward`` and ``adamw_training`` (full fine-tuning with torch's AdamW, moments in
+    the weights' dtype: the unmasked baseline). Formulas in the module docstring."""
     w, n = setup.w, setup.world if setup.mode == "fsdp2" else 1
     E = shape.eligible
     selected = round(setup.ratio * E)
