@@ -1,120 +1,134 @@
-"""Benchmark: peak memory of GRIN scoring and masked training, predicted vs measured.
+"""Benchmark: the memory model (bench/memory_model.py) against measured peaks on this machine's CPU.
 
-    PYTHONPATH=src .venv/bin/python bench/bench_memory.py [--sizes 10m 50m] [--batch 4] [--seq 64]
+    PYTHONPATH=src .venv/bin/python bench/bench_memory.py [--sizes 10m 50m 100m] [--batch 4] [--seq 64]
 
-Prints two tables.
+Prints the predicted per-GPU table for Llama-2 7B / 13B / 70B under DDP and FSDP2, then, for random-init
+Llamas of about 10M, 50M and 100M parameters (fp32, and 10M also in bf16), each step in its own
+subprocess:
 
-1. **Predicted per GPU** for Llama-shaped models of 1B / 7B / 70B parameters in bf16 (parameter counts
-   taken from a ``LlamaForCausalLM`` built on the ``meta`` device, so no memory is used), for scoring
-   and for masked training with DDP, with the formulas of :func:`predict` (also in docs/distributed.md).
-2. **Measured on this machine** (CPU, fp32) for random-init Llamas of ~10M and ~50M parameters, each
-   step in its own subprocess: the peak RSS (``ru_maxrss``) minus the RSS once the model and batches
-   are built ("over model"), against the prediction of the same formula with 4-byte weights.
+* **allocated**: the peak of the bytes held by torch's CPU allocator over the step (the sum of the
+  allocation and free events of ``torch.profiler`` with ``profile_memory=True``, the CPU counterpart of
+  ``torch.cuda.max_memory_allocated``) minus what was held before it (model, batches, masks);
+* **RSS** (``--rss``, a second run of the step without the profiler, whose own buffers would count):
+  peak resident memory (``ru_maxrss``) minus the resident memory before the step. It adds the
+  allocator's caching, numpy's scratch and the first use of kernels and thread pools, so it is an
+  upper reference, not what the model predicts;
+* **optimizer state**: the bytes the masked optimizer holds after two steps
+  (:func:`memory_model.held_bytes`) against :meth:`memory_model.OptimizerLayout.state_bytes`.
 
-``scoring`` runs exactly what :func:`grin_unlearn.influence.score_influence` and the selection do:
-``G_f`` over 2 batches, ``G_r`` over 2 batches (both fp32 accumulators kept), the registered ``grin``
-scorer, then :func:`select_top_fraction`. ``training`` runs two steps of masked training the way
-:class:`UnlearningTrainer` does: a random top-p mask, unselected tensors frozen, gradient-mask hooks,
-:class:`MaskedAdamW` with weight decay, a forward/backward over a forget + retain batch (2·B rows).
-No DDP here, so no gradient buckets (the prediction leaves them out for the measured rows).
+**FSDP2** (``--fsdp2``, default 10m 50m): ``torchrun`` with 2 gloo processes on the CPU, each model
+``fully_shard``-ed per decoder layer and at the root (torch's FSDP2), only the eligible weights
+requiring gradients, one forward + backward over a 4x64-token batch per process that keeps the
+(reduce-scattered, sharded) gradients: the allocated peak of each process against the ``backward`` row
+of the model (sharded weights, the unsharded root, two gathered layers, activations, sharded
+gradients). GRIN's own steps under FSDP2 (scoring into local shards, sharded selection and optimizer)
+are not measured here until the library supports them; their prediction is in the table above.
+
+``scoring`` runs what :func:`grin_unlearn.scoring.score_influence` and the selection do: ``G_f`` over 2
+batches, ``G_r`` over 2 batches (both kept), the registered ``grin`` scorer, then
+:func:`select_top_fraction`. ``training`` runs two steps of masked training the way the pipeline does:
+a random top-p mask (made before the measured window), unselected tensors frozen, gradient-mask hooks,
+the masked AdamW with weight decay, one forward/backward over forget + retain rows (2·B) with the
+answer log-probs of :func:`grin_unlearn.scoring.gradients.batch_loss`. One process, so no DDP buckets.
+``training-ckpt`` is the same with gradient checkpointing (``use_reentrant=False``, as
+``--gradient-checkpointing`` sets it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import memory_model as mm  # noqa: E402
+
 MIB = 1024 * 1024
-GIB = 1024**3
-
-# name: (hidden, intermediate, layers, heads, kv_heads, vocab, tied) -- public Llama shapes for the
-# predictions, small random-init shapes for the measurements.
-SHAPES = {
-    "1b": (2048, 8192, 16, 32, 8, 128256, True),  # Llama-3.2-1B
-    "7b": (4096, 11008, 32, 32, 32, 32000, False),  # Llama-2-7B
-    "70b": (8192, 28672, 80, 64, 8, 128256, False),  # Llama-3-70B
-    "10m": (256, 688, 8, 4, 4, 8000, False),
-    "50m": (512, 1376, 10, 8, 8, 16000, False),
-}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def llama_config(name: str, seq: int):
+def llama_config(shape: mm.LlamaShape, seq: int):
     from transformers import LlamaConfig
 
-    hidden, inter, layers, heads, kv, vocab, tied = SHAPES[name]
-    return LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                       num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=max(seq, 128),
-                       tie_word_embeddings=tied)
+    return LlamaConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
+                       num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
+                       num_key_value_heads=shape.kv_heads, max_position_embeddings=max(seq, 128),
+                       tie_word_embeddings=shape.tied)
 
 
-def counts(name: str, seq: int = 128) -> dict:
-    """Parameter counts of the model, from a meta-device build: total P, eligible E, largest eligible."""
+def build_model(shape: mm.LlamaShape, seq: int, dtype: torch.dtype, device: str = "cpu", seed: int = 0):
+    """A random-initialised ``LlamaForCausalLM`` of ``shape`` in ``dtype`` on ``device`` (no download)."""
     from transformers import LlamaForCausalLM
 
-    from grin_unlearn.scoring import eligible_parameters
-
-    with torch.device("meta"):
-        model = LlamaForCausalLM(llama_config(name, seq))
-    eligible = eligible_parameters(model)
-    hidden, inter, layers, *_ , vocab, _ = SHAPES[name]
-    return {"P": sum(p.numel() for p in model.parameters()), "E": sum(p.numel() for p in eligible.values()),
-            "largest": max(p.numel() for p in eligible.values()), "hidden": hidden, "inter": inter,
-            "layers": layers, "vocab": vocab}
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = LlamaForCausalLM(llama_config(shape, seq))
+    return model.to(dtype).eval()
 
 
-BACKWARD_FACTOR = 2  # peak of a forward + backward over the saved activations alone (calibrated, see below)
+def token_examples(vocab: int, rows: int, seq: int, seed: int) -> list[dict]:
+    """``rows`` synthetic examples of ``seq`` random tokens, every token but the first scored."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, vocab, (rows, seq), generator=gen).tolist()
+    return [{"input_ids": row, "labels": [-100] + row[1:]} for row in ids]
 
 
-def activations(c: dict, tokens: int, w: int) -> float:
-    """Peak bytes of a forward + backward: ``2 · tokens · (L·34·h·w/2 + V·(w + 8))``.
+def make_optimizer(model, masks: dict[str, torch.Tensor], lr: float = 1e-4, weight_decay: float = 0.01):
+    """The pipeline's masked optimizer (:func:`grin_unlearn.training.masked_optim.make_masked_optimizer`):
+    frozen unselected tensors, gradient-mask hooks (handles in ``optimizer.gradient_hooks``), masked AdamW."""
+    from grin_unlearn.training.masked_optim import make_masked_optimizer
 
-    The bracket is what autograd saves: per layer ``34·s·b·h`` bytes in 16-bit (Korthikanti et al.,
-    "Reducing Activation Recomputation in Large Transformer Models", arXiv 2205.05198, without the
-    ``5·a·s/h`` attention-score term, which SDPA / FlashAttention do not store), scaled by ``w/2`` for
-    other widths, plus the logits (model dtype), their fp32 log-softmax and its gradient. Counting the
-    saved tensors of the 50M model below (``torch.autograd.graph.saved_tensors_hooks``, weights
-    excluded) gives 106 MiB for 256 tokens against 132 MiB from the bracket; the peak RSS of a
-    gradient pass over that one batch is 2x larger (backward's gradient buffers live alongside the
-    saved tensors), hence ``BACKWARD_FACTOR``: an empirical factor from these CPU runs, not a law.
-    """
-    return BACKWARD_FACTOR * tokens * (c["layers"] * 34 * c["hidden"] * w / 2 + c["vocab"] * (w + 8))
+    return make_masked_optimizer(model, masks, lr=lr, weight_decay=weight_decay)
 
 
-def predict(c: dict, w: int, score_tokens: int, train_tokens: int, ratio: float, ddp: bool = True,
-            over_model: bool = False) -> dict:
-    """Peak bytes of scoring and of masked training (weights excluded when ``over_model``).
-
-    scoring  = W + max(8E + g + A_s, 13E)   gradient passes: fp32 G_f and G_r (8 B per eligible weight),
-                                             one gradient g (largest eligible tensor) and activations A_s;
-                                             scorer + selection: + fp32 scores (4E) + bool masks (1E)
-    offload  = W + g + A_s                   accumulator_device="cpu": the 13E live in host RAM instead
-    training = W + w·E (+ w·E DDP buckets) + 12·p·E + 1·E + A_t
-                                             gradients of the trainable tensors (≈ every eligible one),
-                                             MaskedAdamW's fp32 moments and int32 indices of the p·E
-                                             selected weights, the bool mask, activations of the
-                                             forget + retain batch
-    with W = w·P, w = bytes per weight (2 for bf16, 4 for fp32).
-    """
-    weights = 0 if over_model else w * c["P"]
-    E = c["E"]
-    act_s, act_t = activations(c, score_tokens, w), activations(c, train_tokens, w)
-    grad_one = w * c["largest"]
-    return {
-        "weights": w * c["P"],
-        "scoring": weights + max(8 * E + grad_one + act_s, 13 * E),
-        "scoring_offload": weights + grad_one + act_s,
-        "training": weights + w * E * (2 if ddp else 1) + 12 * ratio * E + E + act_t,
-        "act_scoring": act_s,
-        "act_training": act_t,
-    }
+def mask_counts(masks: dict[str, torch.Tensor]) -> dict[str, int]:
+    """What the optimizer-state formula needs: selected weights, elements and number of the trainable
+    tensors (those with a selected weight), and the most selected in one tensor."""
+    counts = [(int(m.sum()), m.numel()) for m in masks.values() if bool(m.any())]
+    return {"selected": sum(k for k, _ in counts), "trainable_elements": sum(n for _, n in counts),
+            "k_max": max(k for k, _ in counts), "tensors": len(counts)}
 
 
-# --- measurement (one subprocess per step) -------------------------------------------------------
+def expected_state_bytes(optimizer, masks: dict[str, torch.Tensor]) -> int:
+    """:meth:`OptimizerLayout.state_bytes` for this optimizer's layout and the actual mask counts."""
+    c = mask_counts(masks)
+    return mm.layout_of(optimizer).state_bytes(c["selected"], c["trainable_elements"], c["k_max"], c["tensors"])
+
+
+class AllocatedPeak:
+    """Peak bytes held by torch's CPU allocator inside the ``with`` block, over what it held before.
+
+    ``enabled=False`` measures nothing (``peak`` stays 0): for the RSS runs."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.peak = enabled, 0
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        from torch.profiler import ProfilerActivity, profile
+
+        self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self._prof.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if not self.enabled:
+            return False
+        self._prof.__exit__(*exc)
+        events = sorted((e.start_ns(), e.nbytes()) for e in self._prof.profiler.kineto_results.events()
+                        if e.name() == "[memory]")
+        held = self.peak = 0
+        for _, nbytes in events:
+            held += nbytes
+            self.peak = max(self.peak, held)
+        return False
 
 
 def _rss_mib() -> float:
@@ -125,98 +139,151 @@ def _rss_mib() -> float:
     raise RuntimeError("VmRSS not in /proc/self/status")
 
 
-def _examples(vocab: int, batch: int, seq: int, count: int, seed: int) -> list[dict]:
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(4, vocab, (count * batch, seq), generator=gen).tolist()
-    return [{"input_ids": row, "labels": [-100] + row[1:]} for row in ids]
-
-
-def child(step: str, name: str, batch: int, seq: int, ratio: float) -> dict:
-    from transformers import LlamaForCausalLM
-
+def child(step: str, name: str, dtype: str, batch: int, seq: int, ratio: float, profile: bool = True) -> dict:
     from grin_unlearn.data.formatting import PadCollator
-    from grin_unlearn.scoring import ScoringContext, accumulate_example_gradients, get_scorer
-    from grin_unlearn.scoring import eligible_parameters
+    from grin_unlearn.scoring import ScoringContext, accumulate_example_gradients, eligible_parameters, get_scorer
+    from grin_unlearn.scoring.gradients import batch_loss
     from grin_unlearn.selection import select_top_fraction
 
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(llama_config(name, seq)).eval()
-    vocab = SHAPES[name][5]
-    forget, retain = _examples(vocab, batch, seq, 2, 1), _examples(vocab, batch, seq, 2, 2)
+    shape = mm.SHAPES[name]
+    model = build_model(shape, seq, DTYPES[dtype])
+    forget, retain = token_examples(shape.vocab, 2 * batch, seq, 1), token_examples(shape.vocab, 2 * batch, seq, 2)
     collator = PadCollator(0)
-    base = _rss_mib()
+    params = eligible_parameters(model)
+    result: dict = {}
     if step == "scoring":
-        params = eligible_parameters(model)
-        gf = accumulate_example_gradients(model, forget, params, collator, batch_size=batch)
-        gr = accumulate_example_gradients(model, retain, params, collator, batch_size=batch)
-        with torch.no_grad():
-            scores = get_scorer("grin")(ScoringContext(params, gf, gr))
-        masks = select_top_fraction(scores, ratio)
+        base = _rss_mib()
+        with AllocatedPeak(profile) as peak:
+            gf = accumulate_example_gradients(model, forget, params, collator, batch_size=batch)
+            gr = accumulate_example_gradients(model, retain, params, collator, batch_size=batch)
+            with torch.no_grad():
+                scores = get_scorer("grin")(ScoringContext(params, gf, gr))
+            masks = select_top_fraction(scores, ratio)
         del masks
     else:
-        from grin_unlearn.training.masked_optim import make_masked_optimizer
-
-        params = eligible_parameters(model)
+        if step == "training-ckpt":
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         with torch.no_grad():
             masks = select_top_fraction(get_scorer("random")(ScoringContext(params)), ratio)
-        optimizer = make_masked_optimizer(model, masks, lr=1e-4, weight_decay=0.01)
-        model.train()
-        rows = collator(forget[:batch] + retain[:batch])  # forget + retain groups in one forward, as the Trainer does
-        for _ in range(2):
-            out = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"], labels=rows["labels"])
-            out.loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"peak_mib": peak, "over_model_mib": peak - base}
+        rows = collator(forget[:batch] + retain[:batch])  # forget + retain groups in one forward, as the Trainer
+        base = _rss_mib()
+        with AllocatedPeak(profile) as peak:
+            optimizer = make_optimizer(model, masks)
+            model.train()
+            for _ in range(2):
+                batch_loss(model, rows).backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        result.update(optimizer_bytes=mm.held_bytes(optimizer), optimizer_expected=expected_state_bytes(optimizer, masks))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {**result, "allocated_mib": peak.peak / MIB, "rss_mib": rss - base}
 
 
-def measure(step: str, name: str, args) -> dict:
-    command = [sys.executable, __file__, "--child", step, name, "--batch", str(args.batch), "--seq", str(args.seq),
-               "--ratio", str(args.ratio)]
-    proc = subprocess.run(command, capture_output=True, text=True, check=True)
+def fsdp2_child(name: str, batch: int, seq: int) -> None:
+    """One gloo process of the FSDP2 measurement; prints its JSON line (see the module docstring)."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    from grin_unlearn.data.formatting import PadCollator
+    from grin_unlearn.scoring import eligible_parameters
+    from grin_unlearn.scoring.gradients import batch_loss
+
+    dist.init_process_group("gloo")
+    shape = mm.SHAPES[name]
+    model = build_model(shape, seq, torch.float32)
+    model.requires_grad_(False)
+    for param in eligible_parameters(model).values():
+        param.requires_grad_(True)
+    for layer in model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+    rows = PadCollator(0)(token_examples(shape.vocab, batch, seq, 1 + dist.get_rank()))
+    with AllocatedPeak() as peak:
+        batch_loss(model, rows).backward()
+    print(json.dumps({"rank": dist.get_rank(), "world": dist.get_world_size(), "allocated_mib": peak.peak / MIB}))
+    dist.destroy_process_group()
+
+
+def measure_fsdp2(name: str, args, procs: int = 2) -> list[dict]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", __file__,
+               "--fsdp2-child", name, "--batch", str(args.batch), "--seq", str(args.seq)]
+    proc = subprocess.run(command, capture_output=True, text=True, check=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"rank"')]
+
+
+def measure(step: str, name: str, dtype: str, args, profile: bool = True) -> dict:
+    command = [sys.executable, __file__, "--child", step, name, dtype, "--batch", str(args.batch),
+               "--seq", str(args.seq), "--ratio", str(args.ratio)] + ([] if profile else ["--no-profile"])
+    # Fixed mmap threshold: large blocks go back to the OS when freed, so RSS follows the live tensors.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def predicted_over_model(name: str, dtype: str, step: str, args) -> float:
+    """Predicted peak minus what exists before the measured window (weights; for training, the masks)."""
+    w = torch.tensor([], dtype=DTYPES[dtype]).element_size()
+    setup = mm.Setup(w=w, score_tokens=args.batch * args.seq, train_tokens=2 * args.batch * args.seq,
+                     ratio=args.ratio, mode="single", checkpointing=step == "training-ckpt")
+    return mm.peak_over_start(mm.predict(mm.SHAPES[name], setup), step.removesuffix("-ckpt"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="*", default=["10m", "50m"], choices=["10m", "50m"])
-    parser.add_argument("--batch", type=int, default=4, help="measured runs: rows per batch")
-    parser.add_argument("--seq", type=int, default=64, help="measured runs: tokens per row")
+    parser.add_argument("--sizes", nargs="*", default=["10m", "50m", "100m"], choices=["10m", "50m", "100m"])
+    parser.add_argument("--bf16", nargs="*", default=["10m"], choices=["10m", "50m", "100m"],
+                        help="sizes also measured in bf16")
+    parser.add_argument("--batch", type=int, default=4, help="rows per batch")
+    parser.add_argument("--seq", type=int, default=64, help="tokens per row")
     parser.add_argument("--ratio", type=float, default=0.4, help="selected fraction p")
-    parser.add_argument("--gpu-batch", type=int, default=8, help="predictions: rows per batch (score_batch_size)")
-    parser.add_argument("--gpu-seq", type=int, default=128, help="predictions: tokens per row (max_length)")
-    parser.add_argument("--child", nargs=2, metavar=("STEP", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--fsdp2", nargs="*", default=["10m", "50m"], choices=["10m", "50m", "100m"],
+                        help="sizes measured under FSDP2 (2 gloo processes)")
+    parser.add_argument("--fsdp2-child", help=argparse.SUPPRESS)
+    parser.add_argument("--rss", action="store_true", help="also run each step without the profiler for its RSS")
+    parser.add_argument("--no-profile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("STEP", "SIZE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.fsdp2_child:
+        return fsdp2_child(args.fsdp2_child, args.batch, args.seq)
     if args.child:
-        print(json.dumps(child(args.child[0], args.child[1], args.batch, args.seq, args.ratio)))
+        print(json.dumps(child(*args.child, args.batch, args.seq, args.ratio, profile=not args.no_profile)))
         return
 
-    score_tokens, train_tokens = args.gpu_batch * args.gpu_seq, 2 * args.gpu_batch * args.gpu_seq
-    print(f"Predicted peak per GPU, bf16 weights, DDP, p={args.ratio}, scoring batch {args.gpu_batch}x{args.gpu_seq} "
-          f"tokens, training batch 2x{args.gpu_batch}x{args.gpu_seq} (forget + retain). GiB.\n")
-    print("| model | P | eligible E | weights | activations (score) | scoring | scoring, accumulators on CPU "
-          "| host RAM for CPU accumulators | masked training |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name in ("1b", "7b", "70b"):
-        c = counts(name)
-        pred = predict(c, 2, score_tokens, train_tokens, args.ratio)
-        print(f"| {name.upper()} | {c['P'] / 1e9:.2f}B | {c['E'] / 1e9:.2f}B | {pred['weights'] / GIB:.1f} "
-              f"| {pred['act_scoring'] / GIB:.2f} | {pred['scoring'] / GIB:.1f} | {pred['scoring_offload'] / GIB:.1f} "
-              f"| {13 * c['E'] / GIB:.1f} | {pred['training'] / GIB:.1f} |")
-
-    print(f"\nMeasured on this machine: CPU, fp32, random-init Llama, batch {args.batch}x{args.seq}, p={args.ratio}, "
-          "1 thread. MiB over the model (peak RSS minus RSS after building model and batches).\n")
-    print("| model | P | eligible E | step | predicted | measured | measured / predicted |")
-    print("|---|---|---|---|---|---|---|")
-    for name in args.sizes:
-        c = counts(name, args.seq)
-        pred = predict(c, 4, args.batch * args.seq, 2 * args.batch * args.seq, args.ratio, ddp=False, over_model=True)
-        for step in ("scoring", "training"):
-            got = measure(step, name, args)
-            print(f"| {name.upper()} | {c['P'] / 1e6:.1f}M | {c['E'] / 1e6:.1f}M | {step} | {pred[step] / MIB:.0f} "
-                  f"| {got['over_model_mib']:.0f} | {got['over_model_mib'] * MIB / pred[step]:.2f} |", flush=True)
+    print(mm.table(ratio=args.ratio), "\n")
+    print(f"Measured on this machine: CPU, random-init Llama, batch {args.batch}x{args.seq} tokens (training: "
+          f"forget + retain, 2x), p={args.ratio}, 1 thread. MiB over what exists before the step.\n")
+    print("| model | P | E | dtype | step | predicted | allocated | allocated / predicted | RSS / predicted "
+          "| optimizer state: held / formula |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    runs = [(name, "fp32") for name in args.sizes] + [(name, "bf16") for name in args.bf16]
+    for name, dtype in runs:
+        shape = mm.SHAPES[name]
+        for step in ("scoring", "training", "training-ckpt"):
+            pred = predicted_over_model(name, dtype, step, args) / MIB
+            got = measure(step, name, dtype, args)
+            rss = f"{measure(step, name, dtype, args, profile=False)['rss_mib'] / pred:.2f}" if args.rss else "—"
+            opt = (f"{got['optimizer_bytes'] / MIB:.2f} / {got['optimizer_expected'] / MIB:.2f}"
+                   if step != "scoring" else "")
+            print(f"| {name.upper()} | {shape.params / 1e6:.1f}M | {shape.eligible / 1e6:.1f}M | {dtype} | {step} "
+                  f"| {pred:.0f} | {got['allocated_mib']:.0f} | {got['allocated_mib'] / pred:.2f} "
+                  f"| {rss} | {opt} |", flush=True)
+    if args.fsdp2:
+        print(f"\nFSDP2 (torch fully_shard), 2 gloo processes on the CPU, fp32, one forward + backward over "
+              f"{args.batch}x{args.seq} tokens per process keeping the eligible weights' sharded gradients. "
+              "MiB over the local shards.\n")
+        print("| model | P | E | predicted per process | allocated, rank 0 / rank 1 | allocated / predicted |")
+        print("|---|---|---|---|---|---|")
+    for name in args.fsdp2:
+        shape = mm.SHAPES[name]
+        setup = mm.Setup(w=4, score_tokens=args.batch * args.seq, ratio=args.ratio, mode="fsdp2", world=2)
+        pred = mm.peak_over_start(mm.predict(shape, setup), "backward") / MIB
+        ranks = sorted(measure_fsdp2(name, args), key=lambda r: r["rank"])
+        got = " / ".join(f"{r['allocated_mib']:.0f}" for r in ranks)
+        ratios = " / ".join(f"{r['allocated_mib'] / pred:.2f}" for r in ranks)
+        print(f"| {name.upper()} | {shape.params / 1e6:.1f}M | {shape.eligible / 1e6:.1f}M | {pred:.0f} | {got} "
+              f"| {ratios} |", flush=True)
 
 
 if __name__ == "__main__":
