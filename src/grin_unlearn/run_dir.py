@@ -141,20 +141,25 @@ def stopped_message(err: Exception, out_dir: Path, completed_steps: int) -> str:
     return f"{err}; training stopped, the run is unfinished: {where}"
 
 
-def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing) -> None:
+def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, auto: dict | None = None) -> None:
     """Write every artifact atomically; ``run.json`` last marks the run finished.
+
+    ``auto``: the evidence of automatic choices (``--ratio auto``, ``--noise-var auto``), written under
+    ``"auto"`` in ``config.json`` beside the resolved ``config`` that holds the values chosen.
 
     Distributed: only the main process writes (every process holds the same weights and mask after a
     DDP run); the others wait at a barrier, so the folder is complete when ``unlearn`` returns anywhere.
     """
     if is_main_process():
-        _write_run(out_dir, model, tokenizer, config, masks, log_history, timing)
+        _write_run(out_dir, model, tokenizer, config, masks, log_history, timing, auto)
     wait_for_everyone()
 
 
-def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing) -> None:
+def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, auto=None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"config": config.to_dict(), "environment": environment()}
+    if auto:
+        resolved["auto"] = auto
     atomic_write_json(out_dir / CONFIG_FILE, resolved)
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".model."))
     try:

@@ -35,7 +35,9 @@ from pathlib import Path
 
 import torch
 
-from .config import SelectionConfig, UnlearnConfig
+from .auto_noise import probe_noise_var
+from .auto_ratio import knee_ratio
+from .config import AUTO, SelectionConfig, UnlearnConfig
 from .data.formatting import PromptFormat
 from .data.unlearning import UnlearningCollator, UnlearningDataset, check_objective_accepts
 from .distributed import check_launch_mode, is_main_process
@@ -63,10 +65,13 @@ class UnlearnResult:
 
 
 def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, seed: int, fmt, mask_path=None,
-                log=print):
+                log=print, auto: dict | None = None):
     """Masks from a saved file, from the scorer, or None for full fine-tuning; plus timing.
 
     ``seed`` seeds the ``random`` scorer and the retain subsample of ``selection.retain_samples``.
+    ``selection.ratio == "auto"`` takes p at the knee of the score-mass curve
+    (:func:`~grin_unlearn.auto_ratio.knee_ratio`); its evidence is stored in ``auto["ratio"]`` when
+    ``auto`` is a dict.
     """
     sel = selection
     params = eligible_parameters(model, sel.include or None, sel.exclude or None)
@@ -83,7 +88,15 @@ def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, se
                              seed=seed, wagle_mu=sel.wagle_mu,
                              accumulator_device=sel.accumulator_device, params=params)
     start = time.perf_counter()
-    masks = select_top_fraction(result.scores, sel.ratio)
+    ratio = sel.ratio
+    if ratio == AUTO:
+        knee = knee_ratio(result.scores, seed)
+        ratio = knee.ratio
+        log(f"ratio auto: p = {ratio:.4f} ({knee.selected:,} weights above the mean score hold "
+            f"{knee.mass_at_knee:.1%} of the score mass)")
+        if auto is not None:
+            auto["ratio"] = {"requested": AUTO, **knee.evidence()}
+    masks = select_top_fraction(result.scores, ratio)
     timing = {f"score_{k}": v for k, v in result.timing.items()}
     timing["select"] = time.perf_counter() - start
     return masks, timing
@@ -129,9 +142,13 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         total = len(dataset.forget) + len(dataset.refusal) + len(dataset.retain)
         logger.warning("%d of %d training examples (forget, refusal and retain) were longer than %d tokens "
                        "and were truncated", dataset.truncated, total, fmt.max_length)
+    auto: dict = {}  # evidence of automatic choices (--ratio auto, --noise-var auto) -> config.json
     masks, select_timing = build_masks(model, tokenizer, forget, retain, config.selection, config.train.seed,
-                                      fmt, mask_path, log)
+                                      fmt, mask_path, log, auto)
     timing.update(select_timing)
+    if "ratio" in auto:  # the run records the p it used; the request and evidence go under "auto"
+        config = dataclasses.replace(config, selection=dataclasses.replace(config.selection,
+                                                                           ratio=auto["ratio"]["ratio"]))
     # Every input is valid from here on: only now may an old run in out_dir be retired.
     prepare_out_dir(out_dir, overwrite, resume)
     collator = UnlearningCollator(tokenizer.pad_token_id)
@@ -144,6 +161,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     all_params = dict(model.named_parameters())
     if masks is not None:
         params = {name: all_params[name] for name in masks}
+        if config.noise.noise_var == AUTO:
+            config = _resolve_noise_var(model, tokenizer, retain, params, masks, config, fmt, auto, log)
         if config.noise.noise_var > 0:
             noise = inject_noise(params, masks, config.noise.noise_var, config.noise.noise_mode, config.train.seed)
             log(f"noise σ²={config.noise.noise_var} ({config.noise.noise_mode}) on {noise.get('perturbed', 'the')} selected weights")
@@ -154,6 +173,9 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     else:
         hooks, masks_by_param = [], None
         model.requires_grad_(True)
+        if config.noise.noise_var == AUTO:
+            config = dataclasses.replace(config, noise=dataclasses.replace(config.noise, noise_var=0.0))
+            auto["noise_var"] = {"requested": AUTO, "noise_var": 0.0, "reason": "no mask: no noise"}
         if config.noise.noise_var > 0:
             log("scorer 'none' selects no weights, so no noise is added (full fine-tuning)")
 
@@ -177,8 +199,18 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         model.requires_grad_(True)
     timing["train"] = time.perf_counter() - train_start
     timing["total"] = time.perf_counter() - start
-    save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing)
+    save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing, auto=auto or None)
     return UnlearnResult(out_dir, masks, timing, result.training_loss)
+
+
+def _resolve_noise_var(model, tokenizer, retain, params, masks, config: UnlearnConfig, fmt, auto: dict,
+                       log) -> UnlearnConfig:
+    """``--noise-var auto``: σ² from :func:`~grin_unlearn.auto_noise.probe_noise_var`, recorded in ``auto``."""
+    probe = probe_noise_var(model, tokenizer, retain, params, masks, config.noise.noise_mode, config.train.seed, fmt)
+    log(f"noise-var auto: σ² = {probe.noise_var:.3g} ({config.noise.noise_mode}; retain NLL "
+        f"{probe.base_loss:.3f} + at most {probe.tolerance:.3f}; {probe.reason})")
+    auto["noise_var"] = {"requested": AUTO, **probe.evidence()}
+    return dataclasses.replace(config, noise=dataclasses.replace(config.noise, noise_var=probe.noise_var))
 
 
 def _silent(*_args, **_kwargs) -> None:

@@ -41,10 +41,13 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
     model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     fmt = PromptFormat(chat_template=args.chat_template, max_length=args.max_length)
-    masks, timing = build_masks(model, tokenizer, forget, retain, selection, args.seed, fmt)
+    auto: dict = {}
+    masks, timing = build_masks(model, tokenizer, forget, retain, selection, args.seed, fmt, auto=auto)
+    if "ratio" in auto:  # record the p used; the request and its evidence go under "auto"
+        selection = dataclasses.replace(selection, ratio=auto["ratio"]["ratio"])
     resolved = {"selection": dataclasses.asdict(selection), "seed": args.seed, "model": args.model,
                 "benchmark": args.benchmark, "data": sets.data, "forget": sets.forget_name, "retain": sets.retain_name,
-                "environment": environment()}
+                "environment": environment(), **({"auto": auto} if auto else {})}
     report = save_mask_with_report(out / MASK_FILE, masks, metadata=resolved,
                                    title=f"{selection.scorer}, p={selection.ratio}")
     atomic_write_json(out / CONFIG_FILE, resolved)
