@@ -74,6 +74,15 @@ def _train(base_dir: Path, records: list[dict], config: EmbeddedConfig, out: Pat
     finetune(model, tokenizer, records, config.finetune, out)
 
 
+def train_from_base(assets: EmbeddedAssets, records: list[dict], out: Path, log=print) -> Path:
+    """Fine-tune the base on ``records`` with the benchmark's recipe into ``out`` (reused when present):
+    the oracle of another forget split, e.g. the tuner's validation authors."""
+    if not (out / "config.json").is_file():
+        log(f"fine-tuning a model on {len(records)} records into {out}")
+        _train(assets.base, records, assets.config, out)
+    return out
+
+
 def prepare_embedded(config: EmbeddedConfig | None = None, cache_dir: str | Path | None = None,
                      log=print) -> EmbeddedAssets:
     """Build (or reuse) the world, base, target and oracle for ``config``; return their folders."""
