@@ -135,10 +135,12 @@ def recover_interrupted(study) -> list[int]:
     from optuna.trial import Trial, TrialState
 
     numbers = []
+    waiting = [t.system_attrs.get("fixed_params") for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         Trial(study, frozen._trial_id).set_user_attr(INTERRUPTED, True)
         study.tell(frozen.number, state=TrialState.FAIL)
-        study.enqueue_trial(frozen.params, skip_if_exists=True)
+        if frozen.params not in waiting:  # (Optuna's skip_if_exists would also match the failed trial itself)
+            study.enqueue_trial(frozen.params)
         numbers.append(frozen.number)
     return numbers
 
