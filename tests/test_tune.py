@@ -160,3 +160,10 @@ def test_micro_tuner_run_completes_and_resumes(tmp_path):
                                                    for n, e in state["methods"].items()}
     assert {p: p.stat().st_mtime_ns for p in out.glob("trials/*/*/eval.json")} == before
     assert len(again["invocations"]) == 2
+    # A file that changes what a stored trial means (here the base config) is refused, nothing written.
+    import yaml
+    changed = yaml.safe_load((CONFIGS / "micro_test.yaml").read_text())
+    changed["base"]["train"]["epochs"] = 2
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
+    assert main(["tune", str(tmp_path / "changed.yaml"), "--out", str(out), "--cache-dir", str(cache)]) == 2
+    assert json.loads((out / "tune.json").read_text()) == again

@@ -49,7 +49,9 @@ from .tune_spec import Method, TuneSpec, asdict, load_tune_spec, params_key, tri
 STATE_FILE = "tune.json"
 STORAGE_FILE = "study.db"
 OBJECTIVES = ("forget_quality", "model_utility")  # what each study maximises
-INTERRUPTED = "interrupted"  # user attribute of a trial a killed process left running
+INTERRUPTED = "interrupted"
+# Tuner-file keys a resumed run may change: more trials or seeds, other methods, another selection rule.
+RESUMABLE_CHANGES = ("trials", "seeds", "objectives", "scorers", "select")  # user attribute of a trial a killed process left running
 
 
 @dataclass
@@ -277,8 +279,13 @@ def run_tune(spec_path: str | Path, out_dir: str | Path, cache_dir=None, log=pri
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / STATE_FILE
     previous = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    if previous and previous.get("resolved", {}).get("space") != asdict(spec)["space"]:
-        raise UserInputError(f"{out_dir} holds a tuner run with another search space: tune into a new --out")
+    if previous:  # trials are stored by method and params only: what else shapes a result must not change
+        fixed = lambda raw: {k: v for k, v in raw.items() if k not in RESUMABLE_CHANGES}  # noqa: E731
+        changed = sorted(k for k in set(fixed(spec.raw)) | set(fixed(previous.get("spec", {})))
+                         if spec.raw.get(k) != previous["spec"].get(k))
+        if changed:
+            raise UserInputError(f"{out_dir} holds a tuner run whose file differs in {', '.join(changed)} "
+                                 "(only trials, seeds, methods and the rule may change on a resume): tune into a new --out")
     quiet = lambda *a, **k: None  # noqa: E731
     evaluation = spec.setting.eval
     validation = (embedded_validation(spec, out_dir, cache_dir, evaluation, log) if spec.setting.embedded
