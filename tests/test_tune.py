@@ -155,9 +155,11 @@ def test_micro_tuner_run_completes_and_resumes(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in out.glob("trials/*/*/eval.json")}
     assert main(args) == 0
     again = json.loads((out / "tune.json").read_text())
-    assert again["methods"] == state["methods"] | {n: {**e, "finals": [{**f, "seconds": 0.0, "reused": True}
-                                                                       for f in e["finals"]]}
-                                                   for n, e in state["methods"].items()}
+    timing = ("seconds", "cpu_seconds", "reused")
+    untimed = lambda methods: {n: {**e, "finals": [{k: v for k, v in f.items() if k not in timing}  # noqa: E731
+                                                   for f in e["finals"]]} for n, e in methods.items()}
+    assert untimed(again["methods"]) == untimed(state["methods"])  # trials, choice and results unchanged
+    assert all(f["reused"] for e in again["methods"].values() for f in e["finals"])
     assert {p: p.stat().st_mtime_ns for p in out.glob("trials/*/*/eval.json")} == before
     assert len(again["invocations"]) == 2
     # A file that changes what a stored trial means (here the base config) is refused, nothing written.
@@ -167,3 +169,15 @@ def test_micro_tuner_run_completes_and_resumes(tmp_path):
     (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
     assert main(["tune", str(tmp_path / "changed.yaml"), "--out", str(out), "--cache-dir", str(cache)]) == 2
     assert json.loads((out / "tune.json").read_text()) == again
+
+    # Auto p against a one-value grid around the chosen GRIN config: each variant uses the p it reports.
+    assert main(args + ["--report-only", "--compare-auto", "npo_grin", "--grid-ratios", "0.5"]) == 0
+    compared = json.loads((out / "auto_npo_grin.json").read_text())
+    rows = {r["variant"]: r for r in compared["rows"]}
+    assert set(rows) == {f"tuned (p = {state['methods']['npo_grin']['chosen']['params']['selection.ratio']:.3g})",
+                         "auto p", "auto p + auto σ²", "p = 0.5"}
+    assert rows["p = 0.5"]["ratio_used"] == 0.5 and compared["best_grid"] == "p = 0.5"
+    for cell in rows["auto p"]["cells"]:
+        saved = json.loads((out / cell["dir"] / "config.json").read_text())
+        assert saved["config"]["selection"]["ratio"] == saved["auto"]["ratio"]["ratio"] == cell["ratio_used"] < 1
+    assert (out / "auto_npo_grin.md").is_file()

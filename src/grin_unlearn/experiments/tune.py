@@ -204,6 +204,7 @@ def suggest_params(trial, space) -> dict:
 # --- phases --------------------------------------------------------------------------------------
 
 def _phase_from(setting, info: dict) -> Phase:
+    """A :class:`Phase` from what :func:`grin_unlearn.experiments.sweep._prepare` returns."""
     return Phase(Path(setting.model_dir), Path(setting.data), setting.forget, setting.retain, setting.roles,
                  setting.oracle, info)
 
@@ -271,6 +272,28 @@ def _cell_metrics(result) -> dict:
     return row
 
 
+def run_method_cell(spec: TuneSpec, phase: Phase, method: Method, params: dict, seed: int, folder: Path,
+                    out_dir: Path) -> dict:
+    """Run (or reuse) one cell of ``method`` with ``params`` and ``seed`` in ``phase``; its metrics,
+    wall time and folder (relative to ``out_dir``)."""
+    mapping = trial_mapping(spec, method, params)
+    mapping.setdefault("train", {})["seed"] = seed
+    config = config_from_mapping(mapping, f"{spec.source}: {method.name} {params}")
+    cpu = time.process_time()  # CPU seconds of this process, all threads: robust to a shared machine
+    result = run_cell(phase.model_dir, phase.data, phase.forget, phase.retain, phase.roles, config, folder,
+                      spec.setting.eval, phase.oracle, log=lambda *a, **k: None)
+    return {**_cell_metrics(result), "cpu_seconds": round(time.process_time() - cpu, 2),
+            "dir": str(folder.relative_to(out_dir))}
+
+
+def reported_phase(spec: TuneSpec, out_dir: Path, cache_dir, log) -> Phase:
+    """The reported split (target and oracle evaluated under ``<out>/reported``)."""
+    setting = _prepare(spec.setting, out_dir / "reported", cache_dir, log)
+    return _phase_from(setting, {"forget": setting.forget, "retain": setting.retain,
+                                 "target_eval": "reported/target/eval.json",
+                                 "oracle_eval": setting.oracle_eval and f"reported/{setting.oracle_eval}"})
+
+
 def run_tune(spec_path: str | Path, out_dir: str | Path, cache_dir=None, log=print) -> dict:
     """Tune every method of ``spec_path`` into ``out_dir``, rerun the chosen configs; return the state."""
     start = time.perf_counter()
@@ -286,28 +309,19 @@ def run_tune(spec_path: str | Path, out_dir: str | Path, cache_dir=None, log=pri
         if changed:
             raise UserInputError(f"{out_dir} holds a tuner run whose file differs in {', '.join(changed)} "
                                  "(only trials, seeds, methods and the rule may change on a resume): tune into a new --out")
-    quiet = lambda *a, **k: None  # noqa: E731
     evaluation = spec.setting.eval
     validation = (embedded_validation(spec, out_dir, cache_dir, evaluation, log) if spec.setting.embedded
                   else user_validation(spec, out_dir, evaluation))
-    reported = _prepare(spec.setting, out_dir / "reported", cache_dir, log)
+    reported = reported_phase(spec, out_dir, cache_dir, log)
     state = {"spec_path": str(spec_path), "spec": spec.raw, "resolved": asdict(spec), "status": "running",
-             "validation": validation.info, "reported": {"forget": reported.forget, "retain": reported.retain,
-                                                         "target_eval": "reported/target/eval.json",
-                                                         "oracle_eval": reported.oracle_eval and
-                                                         f"reported/{reported.oracle_eval}"},
+             "validation": validation.info, "reported": reported.info,
              "methods": previous.get("methods", {}), "invocations": previous.get("invocations", [])}
     invocation = {"setup_seconds": round(time.perf_counter() - start, 1)}
     state["invocations"].append(invocation)
     save = lambda: atomic_write_json(state_path, state)  # noqa: E731
 
     def cell(phase: Phase, method: Method, params: dict, seed: int, folder: Path) -> dict:
-        mapping = trial_mapping(spec, method, params)
-        mapping.setdefault("train", {})["seed"] = seed
-        config = config_from_mapping(mapping, f"{spec.source}: {method.name} {params}")
-        result = run_cell(phase.model_dir, phase.data, phase.forget, phase.retain, phase.roles, config, folder,
-                          evaluation, phase.oracle, log=quiet)
-        return {**_cell_metrics(result), "dir": str(folder.relative_to(out_dir))}
+        return run_method_cell(spec, phase, method, params, seed, folder, out_dir)
 
     tuning_start = time.perf_counter()
     base_seed = (spec.setting.base.get("train") or {}).get("seed", 0)

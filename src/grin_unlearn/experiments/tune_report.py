@@ -59,6 +59,11 @@ def _cell(row: dict, key: str) -> str:
     return "–" if mean is None else f"{_fmt(mean)} ± {_fmt(std or 0.0)}"
 
 
+def _times(cells: list[dict]) -> str:
+    """Summed wall and CPU seconds of cells (CPU: this process, all threads; robust to a shared machine)."""
+    return f"{sum(c.get('seconds') or 0 for c in cells):.0f} / {sum(c.get('cpu_seconds') or 0 for c in cells):.0f}"
+
+
 def _references(out_dir: Path, state: dict) -> list[dict]:
     rows = []
     reported = state.get("reported") or {}
@@ -140,7 +145,7 @@ def write_tune_report(out_dir: str | Path) -> Path:
     for name, entry in state["methods"].items():
         by_objective.setdefault(name.split("_", 1)[0], {})[name] = entry
     header = ["method", "chosen params", "validation FQ", "validation MU"] + [t for _, t in SHOWN] + \
-             ["trials time (s)", "reruns time (s)"]
+             ["trials wall / CPU (s)", "reruns wall / CPU (s)"]
     for objective, methods in by_objective.items():
         png = plot_objective(objective, methods, references, rule, out_dir / f"pareto_{objective}.png")
         lines += [f"## {objective}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -154,8 +159,7 @@ def write_tune_report(out_dir: str | Path) -> Path:
             summary = _summary(finals)
             cells = [name, _params_text(chosen.get("params", {})) or "–", _fmt(trial.get("forget_quality")),
                      _fmt(trial.get("model_utility"))] + [_cell(summary, k) for k, _ in SHOWN]
-            cells += [f"{sum(t.get('seconds') or 0 for t in entry.get('trials', [])):.0f}",
-                      f"{sum(f.get('seconds') or 0 for f in finals):.0f}"]
+            cells += [_times(entry.get("trials", [])), _times(finals)]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "Choices: " + "; ".join(f"{n}: trial {e['chosen']['number']} ({e['chosen']['reason']})"
                                               for n, e in methods.items() if e.get("chosen")), "",
