@@ -137,6 +137,10 @@ def test_micro_tuner_run_completes_and_resumes(tmp_path):
         assert entry["chosen"]["number"] in {t["number"] for t in entry["trials"]}
         assert [f["seed"] for f in entry["finals"]] == [0]
         assert all((out / f["dir"] / "eval.json").is_file() for f in entry["finals"])
+    # Round robin: trial r of every method runs before trial r + 1 of any.
+    trials = [(out / t["dir"] / "eval.json", name) for name, e in state["methods"].items() for t in e["trials"]]
+    order = [name for path, name in sorted(trials, key=lambda item: item[0].stat().st_mtime_ns)]
+    assert order == ["npo_none", "npo_grin", "npo_none", "npo_grin"]
     assert all("selection.ratio" not in t["params"] for t in state["methods"]["npo_none"]["trials"])
     assert all("selection.ratio" in t["params"] for t in state["methods"]["npo_grin"]["trials"])
     # The validation authors are the one just before the reported forget10 author, and nowhere else.

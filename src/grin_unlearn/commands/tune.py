@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default runs/tune_<config file stem>); rerun to resume")
     parser.add_argument("--cache-dir", help="where the embedded world and models are cached "
                                             "(default $GRIN_UNLEARN_CACHE or ~/.cache/grin-unlearn)")
+    parser.add_argument("--trials", type=int, help="trials per method (overrides the file; raise it to extend a run)")
+    parser.add_argument("--scorers", nargs="+", help="scorers (overrides the file; a resumed run may add some)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds of the reruns (overrides the file)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite report.md from <out>/tune.json")
     parser.add_argument("--compare-auto", metavar="METHOD",
                         help="after tuning, rerun METHOD's chosen config (e.g. npo_grin) with p = auto, with p and σ² "
@@ -31,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out or Path("runs") / f"tune_{Path(args.config).stem}")
     if not args.report_only:
-        run_tune(args.config, out, args.cache_dir, log=lambda *a, **k: print(*a, flush=True))
+        overrides = {k: getattr(args, k) for k in ("trials", "scorers", "seeds") if getattr(args, k) is not None}
+        run_tune(args.config, out, args.cache_dir, log=lambda *a, **k: print(*a, flush=True), overrides=overrides)
     print(f"report: {write_tune_report(out)}")
     if args.compare_auto:
         from ..experiments.auto_compare import run_auto_comparison

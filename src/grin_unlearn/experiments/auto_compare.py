@@ -24,7 +24,7 @@ from .aggregate import mean_std
 from .report import _fmt
 from .tune import STATE_FILE, Method, reported_phase, run_method_cell, select_trial
 from .tune_report import SHOWN
-from .tune_spec import load_tune_spec, params_key
+from .tune_spec import params_key, parse_tune_spec
 
 
 def _variants(chosen: dict, grid: list[float]) -> dict[str, dict]:
@@ -64,7 +64,7 @@ def run_auto_comparison(out_dir: str | Path, method_name: str, grid: list[float]
     objective, scorer = method_name.split("_", 1)
     if scorer == "none":
         raise UserInputError("--compare-auto: a full fine-tune (scorer none) has no p to set")
-    spec = load_tune_spec(state["spec_path"])
+    spec = parse_tune_spec(state["spec"], state["spec_path"])  # as run, CLI overrides included
     method = Method(objective, scorer)
     phase = reported_phase(spec, out_dir, cache_dir, log)
     chosen = entry["chosen"]["params"]

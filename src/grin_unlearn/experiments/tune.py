@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..config import config_from_mapping
+from ..config import config_from_mapping, load_yaml
 from ..data.records import load_qa_split
 from ..errors import TrainingStoppedError, UserInputError
 from ..evaluate import EvalConfig, default_roles
@@ -44,7 +44,7 @@ from .embedded import prepare_embedded, train_from_base
 from .report import metrics_row
 from .runs import evaluate_model_dir, run_cell
 from .sweep import _prepare
-from .tune_spec import Method, TuneSpec, asdict, load_tune_spec, params_key, trial_mapping
+from .tune_spec import Method, TuneSpec, asdict, params_key, parse_tune_spec, trial_mapping
 
 STATE_FILE = "tune.json"
 STORAGE_FILE = "study.db"
@@ -159,7 +159,7 @@ def run_trials(study, budget: int, suggest: Callable, evaluate: Callable[[dict],
     while (done := sum(counted(t) for t in study.get_trials(deepcopy=False))) < budget:
         trial = study.ask()
         params = suggest(trial)
-        log(f"{study.study_name}: trial {done + 1}/{budget} {json.dumps(params)}")
+        log(f"{study.study_name}: trial {done + 1} {json.dumps(params)}")
         try:
             metrics = evaluate(params)
         except TrainingStoppedError as err:  # a diverging config is an outcome, not a crash
@@ -294,10 +294,12 @@ def reported_phase(spec: TuneSpec, out_dir: Path, cache_dir, log) -> Phase:
                                  "oracle_eval": setting.oracle_eval and f"reported/{setting.oracle_eval}"})
 
 
-def run_tune(spec_path: str | Path, out_dir: str | Path, cache_dir=None, log=print) -> dict:
-    """Tune every method of ``spec_path`` into ``out_dir``, rerun the chosen configs; return the state."""
+def run_tune(spec_path: str | Path, out_dir: str | Path, cache_dir=None, log=print, overrides: dict | None = None) -> dict:
+    """Tune every method of ``spec_path`` into ``out_dir``, rerun the chosen configs; return the state.
+
+    ``overrides`` replace top-level keys of the file (the CLI's ``--trials``, ``--scorers``, ``--seeds``)."""
     start = time.perf_counter()
-    spec = load_tune_spec(spec_path)
+    spec = parse_tune_spec({**load_yaml(spec_path), **(overrides or {})}, str(spec_path))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / STATE_FILE
@@ -325,20 +327,26 @@ def run_tune(spec_path: str | Path, out_dir: str | Path, cache_dir=None, log=pri
 
     tuning_start = time.perf_counter()
     base_seed = (spec.setting.base.get("train") or {}).get("seed", 0)
-    for index, method in enumerate(spec.methods):
-        study = open_study(out_dir / STORAGE_FILE, method.name, spec.sampler_seed + index, spec.trials)
-        entry = state["methods"].setdefault(method.name, {})
+    studies = {}
+    for method in spec.methods:
+        seed = spec.sampler_seed + int(params_key(method.name)[:7], 16)  # stable when the method list changes
+        studies[method.name] = open_study(out_dir / STORAGE_FILE, method.name, seed, spec.trials)
+        state["methods"].setdefault(method.name, {})["trials"] = trial_rows(studies[method.name])
+    # Round robin: trial r of every method before trial r + 1 of any, so a run stopped at any point
+    # has spent (within one trial) the same budget on each method.
+    for budget in range(1, spec.trials + 1):
+        for method in spec.methods:
+            study, entry = studies[method.name], state["methods"][method.name]
 
-        def refresh(study=study, entry=entry):
-            entry["trials"] = trial_rows(study)
-            save()
+            def refresh(study=study, entry=entry):
+                entry["trials"] = trial_rows(study)
+                save()
 
-        space = spec.space_for(method)
-        run_trials(study, spec.trials, lambda trial: suggest_params(trial, space),
-                   lambda params: cell(validation, method, params, base_seed,
-                                       out_dir / "trials" / method.name / params_key(params)),
-                   spec.rule, log=log, on_trial=refresh)
-        refresh()
+            space = spec.space_for(method)
+            run_trials(study, budget, lambda trial, space=space: suggest_params(trial, space),
+                       lambda params, method=method: cell(validation, method, params, base_seed,
+                                                          out_dir / "trials" / method.name / params_key(params)),
+                       spec.rule, log=log, on_trial=refresh)
     invocation["tuning_seconds"] = round(time.perf_counter() - tuning_start, 1)
 
     finals_start = time.perf_counter()
