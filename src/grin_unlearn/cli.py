@@ -21,7 +21,7 @@ import sys
 from . import __version__
 from .errors import TrainingStoppedError, UserInputError
 
-COMMAND_MODULES = ("demo", "world", "finetune", "select", "unlearn", "eval", "compare", "sweep", "report")
+COMMAND_MODULES = ("demo", "world", "finetune", "select", "unlearn", "eval", "compare", "sweep", "report", "tune")
 
 
 def build_parser() -> argparse.ArgumentParser:

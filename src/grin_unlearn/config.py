@@ -30,15 +30,30 @@ from .scoring.scorers import DEFAULT_EPS, DEFAULT_WAGLE_MU, SCORERS
 from .training.objectives import ObjectiveHyperparams, get_objective
 
 
-def _help(text: str) -> dict:
-    return {"help": text}
+AUTO = "auto"  # --ratio auto / --noise-var auto: chosen from the model and data (auto_ratio, auto_noise)
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+def number_or_auto(text):
+    """A CLI/YAML value that is a number or the word ``auto``."""
+    if isinstance(text, str) and text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
 @dataclass
 class SelectionConfig:
     scorer: str = field(default="grin", metadata=_help(
         "weight scorer: grin | forget-grad | magnitude | random | wagle | none (none = full fine-tuning)"))
-    ratio: float = field(default=0.4, metadata=_help("fraction p of eligible weights to select, in (0, 1]"))
+    ratio: typing.Union[float, str] = field(default=0.4, metadata=_help(
+        "fraction p of eligible weights to select, in (0, 1], or auto (the knee of the score-mass curve)",
+        type=number_or_auto))
     eps: float = field(default=DEFAULT_EPS, metadata=_help("ε in |G_f| / (|G_r| + ε)"))
     retain_samples: typing.Optional[int] = field(default=None, metadata=_help(
         "subsample the retain set to this many examples for G_r (default: all)"))
@@ -59,8 +74,9 @@ class SelectionConfig:
         valid = sorted(SCORERS) + ["none"]
         if self.scorer not in valid:
             raise UserInputError(f"--scorer: unknown scorer '{self.scorer}' (valid: {', '.join(valid)})")
-        if not 0 < self.ratio <= 1:
-            raise UserInputError(f"--ratio: expected a fraction in (0, 1], got {self.ratio}")
+        self.ratio = _auto_or_number("--ratio", self.ratio)
+        if self.ratio != AUTO and not 0 < self.ratio <= 1:
+            raise UserInputError(f"--ratio: expected a fraction in (0, 1] or 'auto', got {self.ratio}")
         if self.eps <= 0:
             raise UserInputError(f"--eps: expected ε > 0, got {self.eps}")
         if self.retain_samples is not None and self.retain_samples <= 0:
@@ -69,15 +85,28 @@ class SelectionConfig:
 
 @dataclass
 class NoiseConfig:
-    noise_var: float = field(default=1e-3, metadata=_help("σ² of the Gaussian noise added to selected weights (0 = none)"))
+    noise_var: typing.Union[float, str] = field(default=1e-3, metadata=_help(
+        "σ² of the Gaussian noise added to selected weights (0 = none), or auto (the largest σ² the retain "
+        "loss tolerates)", type=number_or_auto))
     noise_mode: str = field(default="absolute", metadata=_help(
         "absolute: N(0, σ²) as in the paper; relative: σ scaled by each tensor's weight std"))
 
     def __post_init__(self):
-        if self.noise_var < 0:
-            raise UserInputError(f"--noise-var: expected σ² >= 0, got {self.noise_var}")
+        self.noise_var = _auto_or_number("--noise-var", self.noise_var)
+        if self.noise_var != AUTO and self.noise_var < 0:
+            raise UserInputError(f"--noise-var: expected σ² >= 0 or 'auto', got {self.noise_var}")
         if self.noise_mode not in NOISE_MODES:
             raise UserInputError(f"--noise-mode: expected one of {', '.join(NOISE_MODES)}, got '{self.noise_mode}'")
+
+
+def _auto_or_number(flag: str, value):
+    """``auto`` stays a word; a number (or a numeric string from YAML) becomes a float."""
+    if isinstance(value, bool):
+        raise UserInputError(f"{flag}: expected a number or 'auto', got {value!r}")
+    try:
+        return number_or_auto(value)
+    except argparse.ArgumentTypeError:
+        raise UserInputError(f"{flag}: expected a number or 'auto', got {value!r}") from None
 
 
 @dataclass
@@ -148,6 +177,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
         kind, item = _field_type(cls, f)
+        kind = f.metadata.get("type", kind)  # a parser of its own (number_or_auto)
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
         if kind is bool:

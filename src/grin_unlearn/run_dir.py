@@ -197,11 +197,14 @@ def stopped_message(err: Exception, out_dir: Path, completed_steps: int) -> str:
     return f"{err}; training stopped, the run is unfinished: {where}"
 
 
-def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, noise: dict | None = None) -> None:
+def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, noise: dict | None = None,
+             auto: dict | None = None) -> None:
     """Write every artifact atomically; ``run.json`` last marks the run finished.
 
     ``noise`` (masked runs) becomes ``noise.json``: the noise summary and the forget-gradient norms over
     the selected weights before and after the noise (:func:`noise_record` reads it back).
+    ``auto``: the evidence of automatic choices (``--ratio auto``, ``--noise-var auto``), written under
+    ``"auto"`` in ``config.json`` beside the resolved ``config`` that holds the values chosen.
 
     Distributed: only the main process writes (every process holds the same weights and mask after a
     DDP run); the others wait at a barrier, so the folder is complete when ``unlearn`` returns anywhere.
@@ -212,13 +215,16 @@ def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing
     if masks is not None:
         masks = full_masks(masks)
     if is_main_process():
-        _write_run(out_dir, model, tokenizer, config, masks, log_history, timing, noise, state_dict)
+        _write_run(out_dir, model, tokenizer, config, masks, log_history, timing, noise, state_dict, auto)
     wait_for_everyone()
 
 
-def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, noise, state_dict=None) -> None:
+def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, noise, state_dict=None,
+               auto=None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"config": config.to_dict(), "environment": environment()}
+    if auto:
+        resolved["auto"] = auto
     atomic_write_json(out_dir / CONFIG_FILE, resolved)
     save_model_folder(model, tokenizer, out_dir / MODEL_DIR, state_dict=state_dict)
     if masks is not None:

@@ -50,7 +50,9 @@ from pathlib import Path
 
 import torch
 
-from .config import SelectionConfig, UnlearnConfig
+from .auto_noise import probe_noise_var
+from .auto_ratio import knee_ratio
+from .config import AUTO, SelectionConfig, UnlearnConfig
 from .data.formatting import PromptFormat
 from .data.unlearning import UnlearningCollator, UnlearningDataset, check_objective_accepts
 from .distributed import check_launch_mode, fsdp2_requested, is_main_process
@@ -82,11 +84,14 @@ class UnlearnResult:
 
 
 def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, seed: int, fmt, mask_path=None,
-                log=print):
+                log=print, auto: dict | None = None):
     """Masks from a saved file, from the scorer, or None for full fine-tuning; plus timing.
 
     ``seed`` seeds the ``random`` scorer and the retain subsample of ``selection.retain_samples``.
     On a model wrapped by ``fully_shard`` the masks are sharded like its weights.
+    ``selection.ratio == "auto"`` takes p at the knee of the score-mass curve
+    (:func:`~grin_unlearn.auto_ratio.knee_ratio`); its evidence is stored in ``auto["ratio"]`` when
+    ``auto`` is a dict.
     """
     sel = selection
     params = eligible_parameters(model, sel.include or None, sel.exclude or None)
@@ -103,7 +108,15 @@ def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, se
                              seed=seed, wagle_mu=sel.wagle_mu,
                              accumulator_device=sel.accumulator_device, params=params)
     start = time.perf_counter()
-    masks = select_top_fraction(result.scores, sel.ratio)
+    ratio = sel.ratio
+    if ratio == AUTO:
+        knee = knee_ratio(result.scores, seed)
+        ratio = knee.ratio
+        log(f"ratio auto: p = {ratio:.4f} ({knee.selected:,} weights above the mean score hold "
+            f"{knee.mass_at_knee:.1%} of the score mass)")
+        if auto is not None:
+            auto["ratio"] = {"requested": AUTO, **knee.evidence()}
+    masks = select_top_fraction(result.scores, ratio)
     timing = {f"score_{k}": v for k, v in result.timing.items()}
     timing["select"] = time.perf_counter() - start
     return masks, timing
@@ -193,9 +206,13 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         total = len(dataset.forget) + len(dataset.refusal) + len(dataset.retain)
         logger.warning("%d of %d training examples (forget, refusal and retain) were longer than %d tokens "
                        "and were truncated", dataset.truncated, total, fmt.max_length)
+    auto: dict = {}  # evidence of automatic choices (--ratio auto, --noise-var auto) -> config.json
     masks, select_timing = build_masks(model, tokenizer, forget, retain, config.selection, config.train.seed,
-                                      fmt, mask_path, log)
+                                      fmt, mask_path, log, auto)
     timing.update(select_timing)
+    if "ratio" in auto:  # the run records the p it used; the request and evidence go under "auto"
+        config = dataclasses.replace(config, selection=dataclasses.replace(config.selection,
+                                                                           ratio=auto["ratio"]["ratio"]))
     # Every input is valid from here on: only now may an old run in out_dir be retired.
     prepare_out_dir(out_dir, overwrite, resume)
     if config.train.save_steps and not (resume and last_complete_checkpoint(out_dir) is not None):
@@ -211,6 +228,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     noise_report = None
     if masks is not None:
         params = {name: all_params[name] for name in masks}
+        if config.noise.noise_var == AUTO:
+            config = _resolve_noise_var(model, tokenizer, retain, params, masks, config, fmt, auto, log)
         probe_start = time.perf_counter()
         before = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection)
         noise = {"variance": 0.0, "perturbed": 0}
@@ -234,6 +253,9 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     else:
         optimizer = None
         model.requires_grad_(True)
+        if config.noise.noise_var == AUTO:
+            config = dataclasses.replace(config, noise=dataclasses.replace(config.noise, noise_var=0.0))
+            auto["noise_var"] = {"requested": AUTO, "noise_var": 0.0, "reason": "no mask: no noise"}
         if config.noise.noise_var > 0:
             log("scorer 'none' selects no weights, so no noise is added (full fine-tuning)")
 
@@ -260,8 +282,19 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         model.requires_grad_(True)
     timing["train"] = time.perf_counter() - train_start
     timing["total"] = time.perf_counter() - start
-    save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing, noise_report)
+    save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing, noise_report,
+             auto=auto or None)
     return UnlearnResult(out_dir, masks, timing, train_loss)
+
+
+def _resolve_noise_var(model, tokenizer, retain, params, masks, config: UnlearnConfig, fmt, auto: dict,
+                       log) -> UnlearnConfig:
+    """``--noise-var auto``: σ² from :func:`~grin_unlearn.auto_noise.probe_noise_var`, recorded in ``auto``."""
+    probe = probe_noise_var(model, tokenizer, retain, params, masks, config.noise.noise_mode, config.train.seed, fmt)
+    log(f"noise-var auto: σ² = {probe.noise_var:.3g} ({config.noise.noise_mode}; retain NLL "
+        f"{probe.base_loss:.3f} + at most {probe.tolerance:.3f}; {probe.reason})")
+    auto["noise_var"] = {"requested": AUTO, **probe.evidence()}
+    return dataclasses.replace(config, noise=dataclasses.replace(config.noise, noise_var=probe.noise_var))
 
 
 def _silent(*_args, **_kwargs) -> None:

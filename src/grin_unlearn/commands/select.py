@@ -53,13 +53,16 @@ def run(args: argparse.Namespace) -> int:
     if sharded:
         shard_model(model, device)
     fmt = PromptFormat(chat_template=args.chat_template, max_length=args.max_length)
+    auto: dict = {}
     masks, timing = build_masks(model, tokenizer, forget, retain, selection, args.seed, fmt,
-                                log=print if is_main_process() else lambda *_: None)
+                                log=print if is_main_process() else lambda *_: None, auto=auto)
+    if "ratio" in auto:  # record the p used; the request and its evidence go under "auto"
+        selection = dataclasses.replace(selection, ratio=auto["ratio"]["ratio"])
     masks = full_masks(masks)  # FSDP2: gathered onto the main process (every process takes part)
     if is_main_process():
         resolved = {"selection": dataclasses.asdict(selection), "seed": args.seed, "model": args.model,
                     "benchmark": args.benchmark, "data": sets.data, "forget": sets.forget_name,
-                    "retain": sets.retain_name, "environment": environment()}
+                    "retain": sets.retain_name, "environment": environment(), **({"auto": auto} if auto else {})}
         report = save_mask_with_report(out / MASK_FILE, masks, metadata=resolved,
                                        title=f"{selection.scorer}, p={selection.ratio}")
         atomic_write_json(out / CONFIG_FILE, resolved)

@@ -89,6 +89,15 @@ def builtin_base(world_dir: str | Path, model_config: TinyModelConfig, vocab_siz
     return build_tiny_model(model_config, tokenizer, seed=seed), tokenizer
 
 
+def train_from_base(assets: EmbeddedAssets, records: list[dict], out: Path, log=print) -> Path:
+    """Fine-tune the base on ``records`` with the benchmark's recipe into ``out`` (reused when present):
+    the oracle of another forget split, e.g. the tuner's validation authors."""
+    if not (out / "config.json").is_file():
+        log(f"fine-tuning a model on {len(records)} records into {out}")
+        _train(assets.base, records, assets.config, out)
+    return out
+
+
 def prepare_embedded(config: EmbeddedConfig | None = None, cache_dir: str | Path | None = None,
                      log=print) -> EmbeddedAssets:
     """Build (or reuse) the world, base, target and oracle for ``config``; return their folders."""

@@ -25,6 +25,7 @@ sweep is finished by running the same command again.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import itertools
@@ -119,6 +120,12 @@ def _coerce(key: str, value, source: str):
     fields = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
     if name not in fields:
         return value
+    parse = fields[name].metadata.get("type")  # a field with its own parser (number or 'auto')
+    if parse is not None:
+        try:
+            return parse(value)
+        except argparse.ArgumentTypeError as err:
+            raise UserInputError(f"{source}: '{key}' {err}") from None
     kind, _ = _field_type(cls, fields[name])
     if kind in (int, float):
         try:

@@ -1,0 +1,112 @@
+"""Automatic p (and σ²) against a grid of p, around a tuned config: ``auto_<method>.md`` / ``.json``.
+
+Takes the config the tuner chose for a masked method (:mod:`grin_unlearn.experiments.tune`) and reruns
+it on the reported split, over the tuner's seeds, with only the selection changed:
+
+* ``auto p`` — ``selection.ratio = auto`` (:mod:`grin_unlearn.auto_ratio`);
+* ``auto p + auto σ²`` — also ``noise.noise_var = auto`` (:mod:`grin_unlearn.auto_noise`);
+* ``p = x`` for every ``x`` of the grid (the paper's greedy search over p, the other settings fixed).
+
+The tuned config itself (its reruns) is the reference row. Compute is the wall time of the runs (each is
+scoring + training + evaluation): a grid spends one run per value and seed and then picks, auto p spends
+one run per seed. Which grid value is "best" is decided by the tuner's own rule over the grid's seed means.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..config import AUTO
+from ..errors import UserInputError
+from ..io_utils import atomic_write_json, atomic_write_text
+from .aggregate import mean_std
+from .report import _fmt
+from .tune import STATE_FILE, Method, reported_phase, run_method_cell, select_trial
+from .tune_report import SHOWN
+from .tune_spec import params_key, parse_tune_spec
+
+
+def _variants(chosen: dict, grid: list[float]) -> dict[str, dict]:
+    variants = {"auto p": {**chosen, "selection.ratio": AUTO},
+                "auto p + auto σ²": {**chosen, "selection.ratio": AUTO, "noise.noise_var": AUTO}}
+    for ratio in grid:
+        variants[f"p = {ratio:g}"] = {**chosen, "selection.ratio": float(ratio)}
+    return variants
+
+
+def _used(out_dir: Path, cell: dict) -> dict:
+    """The p and σ² a finished cell actually used (resolved values in its config.json)."""
+    config = json.loads((out_dir / cell["dir"] / "config.json").read_text())["config"]
+    return {"ratio_used": config["selection"]["ratio"], "noise_var_used": config["noise"]["noise_var"]}
+
+
+def _summarise(label: str, cells: list[dict]) -> dict:
+    row = {"variant": label, "n": len(cells), "seconds_total": sum(c.get("seconds") or 0 for c in cells),
+           "cpu_seconds_total": sum(c.get("cpu_seconds") or 0 for c in cells)}
+    for key in [k for k, _ in SHOWN] + ["ratio_used", "noise_var_used", "seconds", "cpu_seconds"]:
+        row[key], row[f"{key}_std"] = mean_std([c.get(key) for c in cells])
+    return row
+
+
+def run_auto_comparison(out_dir: str | Path, method_name: str, grid: list[float], cache_dir=None,
+                        log=print) -> Path:
+    """Run the variants of the module docstring for ``method_name`` of the tuner folder ``out_dir``;
+    write ``auto_<method>.json`` and ``auto_<method>.md``; return the markdown's path."""
+    out_dir = Path(out_dir)
+    if not (out_dir / STATE_FILE).is_file():
+        raise UserInputError(f"{out_dir}: no {STATE_FILE} (run `grin-unlearn tune` into it first)")
+    state = json.loads((out_dir / STATE_FILE).read_text())
+    entry = state["methods"].get(method_name)
+    if not entry or not entry.get("chosen") or not entry.get("finals"):
+        raise UserInputError(f"--compare-auto: '{method_name}' has no chosen and rerun config in {out_dir} "
+                             f"(methods: {', '.join(state['methods'])})")
+    objective, scorer = method_name.split("_", 1)
+    if scorer == "none":
+        raise UserInputError("--compare-auto: a full fine-tune (scorer none) has no p to set")
+    spec = parse_tune_spec(state["spec"], state["spec_path"])  # as run, CLI overrides included
+    method = Method(objective, scorer)
+    phase = reported_phase(spec, out_dir, cache_dir, log)
+    chosen = entry["chosen"]["params"]
+    rows = [_summarise(f"tuned (p = {chosen.get('selection.ratio', float('nan')):.3g})",
+                       [{**f, **_used(out_dir, f)} for f in entry["finals"]])]
+    for label, params in _variants(chosen, grid).items():
+        folder = out_dir / "auto_compare" / method_name / params_key(params)
+        cells = []
+        for seed in spec.seeds:
+            log(f"{method_name} {label}: seed {seed}")
+            cell = run_method_cell(spec, phase, method, params, seed, folder / f"seed{seed}", out_dir)
+            cells.append({**cell, **_used(out_dir, cell)})
+        rows.append({**_summarise(label, cells), "cells": cells})
+    grid_rows = [r for r in rows if r["variant"].startswith("p = ")]
+    best, reason = select_trial([{**r, "number": i} for i, r in enumerate(grid_rows)], spec.rule)
+    result = {"method": method_name, "chosen_params": chosen, "seeds": spec.seeds, "rule": spec.rule,
+              "best_grid": best and best["variant"], "best_grid_reason": reason, "rows": rows}
+    atomic_write_json(out_dir / f"auto_{method_name}.json", result)
+    return _write_markdown(out_dir, result, grid_rows)
+
+
+def _write_markdown(out_dir: Path, result: dict, grid_rows: list[dict]) -> Path:
+    header = ["variant", "p used", "σ² used"] + [t for _, t in SHOWN] + ["wall s per run", "CPU s per run", "runs"]
+    lines = [f"# Automatic p and σ² vs a grid of p: {result['method']}", "",
+             f"Tuned config (from `{STATE_FILE}`): `{json.dumps(result['chosen_params'])}`; only p (and σ²) change. "
+             f"Reported split, seeds {result['seeds']}, mean ± std.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in result["rows"]:
+        cells = [row["variant"], _ms(row, "ratio_used"), _ms(row, "noise_var_used")]
+        cells += [_ms(row, key) for key, _ in SHOWN] + [_ms(row, "seconds", 1), _ms(row, "cpu_seconds", 1), str(row["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    grid_cpu = sum(r["cpu_seconds_total"] for r in grid_rows)
+    auto = next(r for r in result["rows"] if r["variant"] == "auto p")
+    lines += ["", f"Best grid value by the tuner's rule (over seed means): **{result['best_grid']}** "
+              f"({result['best_grid_reason']}).", "",
+              f"Compute (CPU seconds of the runs: scoring, training, evaluation): the grid of {len(grid_rows)} values ran "
+              f"{sum(r['n'] for r in grid_rows)} runs in {grid_cpu:.0f} CPU s; auto p ran {auto['n']} runs in "
+              f"{auto['cpu_seconds_total']:.0f} CPU s" + (f" ({auto['cpu_seconds_total'] / grid_cpu:.2f} of the grid)."
+                                                          if grid_cpu else "."), ""]
+    return atomic_write_text(out_dir / f"auto_{result['method']}.md", "\n".join(lines))
+
+
+def _ms(row: dict, key: str, digits: int = 3) -> str:
+    mean, std = row.get(key), row.get(f"{key}_std")
+    return "–" if mean is None else f"{_fmt(mean, digits)} ± {_fmt(std or 0.0, digits)}"

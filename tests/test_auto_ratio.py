@@ -1,0 +1,151 @@
+"""Automatic p (Kneedle knee of the score-mass curve) and σ² (retain-loss probe), and their record.
+
+Formulas: :mod:`grin_unlearn.auto_ratio` and :mod:`grin_unlearn.auto_noise`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grin_unlearn.auto_noise import probe_noise_var
+from grin_unlearn.auto_ratio import knee_ratio, mass_curve
+from grin_unlearn.cli import main
+from grin_unlearn.config import NoiseConfig, SelectionConfig, config_from_mapping
+from grin_unlearn.data.formatting import PadCollator, PromptFormat, encode_training_records
+from grin_unlearn.errors import UserInputError
+from grin_unlearn.models import pad_token_id
+from grin_unlearn.scoring.gradients import batch_loss
+from grin_unlearn.selection import select_top_fraction
+
+
+def _brute_force_knee(scores: dict[str, torch.Tensor]) -> int:
+    """argmax_k of d_k = y_k − x_k over the sorted curve (k = 0..N); the first maximum."""
+    flat = torch.cat([s.reshape(-1) for s in scores.values()]).double().sort(descending=True).values
+    n = flat.numel()
+    y = torch.cat([torch.zeros(1, dtype=torch.float64), flat.cumsum(0) / flat.sum()])
+    x = torch.arange(n + 1, dtype=torch.float64) / n
+    return int((y - x).argmax())
+
+
+def test_two_level_scores_put_the_knee_at_the_corner():
+    """k = 137 weights score 5, the other 863 score 1 (over two tensors): the mass curve is two straight
+    pieces meeting at x = 0.137, y = 685/1548, so the knee is exactly there."""
+    high = torch.full((137,), 5.0)
+    low = torch.ones(863)
+    values = torch.cat([high, low])[torch.randperm(1000, generator=torch.Generator().manual_seed(0))]
+    scores = {"a": values[:400].reshape(20, 20), "b": values[400:].reshape(30, 20)}
+    knee = knee_ratio(scores)
+    assert knee.selected == 137 and knee.ratio == pytest.approx(0.137)
+    assert knee.mean_score == pytest.approx(1.548)
+    assert knee.mass_at_knee == pytest.approx(685 / 1548)
+    assert knee.distance == pytest.approx((685 / 1548 - 0.137) / math.sqrt(2))
+    masks = select_top_fraction(scores, knee.ratio)  # the selection at p* is exactly the high group
+    assert all(bool((masks[n] == (scores[n] == 5.0)).all()) for n in scores)
+
+
+def test_exponential_scores_knee_at_one_over_e():
+    """For Exp(1) scores the share above the mean is P(S > 1) = e^-1; 10^6 draws put it within 0.002."""
+    generator = torch.Generator().manual_seed(1)
+    scores = {"w": torch.empty(1000, 1000).exponential_(generator=generator)}
+    assert knee_ratio(scores).ratio == pytest.approx(math.exp(-1), abs=2e-3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 1e3, allow_nan=False, allow_infinity=False), min_size=2, max_size=60),
+       st.integers(1, 3))
+def test_knee_is_the_farthest_point_from_the_chord(values, pieces):
+    """The closed form k* = #{s > mean} equals the brute-force argmax of y_k − x_k on the sorted curve."""
+    tensor = torch.tensor(values, dtype=torch.float32)
+    if bool((tensor == tensor[0]).all()):
+        with pytest.raises(UserInputError, match="no knee"):
+            knee_ratio({"w": tensor})
+        return
+    scores = {f"t{i}": chunk for i, chunk in enumerate(tensor.chunk(pieces))}
+    knee = knee_ratio(scores)
+    flat = torch.cat(list(scores.values())).double().sort(descending=True).values
+    d = lambda k: float(flat[:k].sum() / flat.sum()) - k / flat.numel()  # noqa: E731
+    assert d(knee.selected) == pytest.approx(d(_brute_force_knee(scores)), abs=1e-9)
+
+
+def test_mass_curve_is_exact_and_rejects_bad_scores():
+    scores = {"w": torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])}
+    curve, sampled = mass_curve(scores, points=(0.2, 0.4, 1.0))
+    assert not sampled and curve == [[0.2, 0.4], [0.4, 0.7], [1.0, 1.0]]
+    with pytest.raises(UserInputError, match="no knee"):
+        knee_ratio({"w": torch.ones(10)})
+    with pytest.raises(UserInputError, match=">= 0"):
+        knee_ratio({"w": torch.tensor([1.0, -2.0, 3.0])})
+    with pytest.raises(UserInputError, match="NaN"):
+        knee_ratio({"w": torch.tensor([1.0, float("nan")])})
+
+
+def test_configs_accept_auto_and_reject_other_words():
+    assert SelectionConfig(ratio="auto").ratio == "auto"
+    assert NoiseConfig(noise_var="AUTO").noise_var == "auto"
+    assert config_from_mapping({"selection": {"ratio": "0.25"}}).selection.ratio == 0.25
+    with pytest.raises(UserInputError, match="--ratio"):
+        SelectionConfig(ratio="half")
+    with pytest.raises(UserInputError, match="--noise-var"):
+        NoiseConfig(noise_var="lots")
+
+
+def _fit(model, tokenizer, records, steps=60):
+    """A few Adam steps on ``records`` so the blocks hold knowledge that noise can damage."""
+    examples = encode_training_records(tokenizer, records[:64], PromptFormat(max_length=48))
+    batch = PadCollator(pad_token_id(tokenizer))(examples)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        batch_loss(model, batch).backward()
+        optimizer.step()
+    return model
+
+
+def test_noise_probe_picks_the_largest_tolerated_variance(micro_model, micro_tokenizer, micro_world):
+    """The chosen σ² keeps the retain NLL within L0 + τ, a bracket point just above it does not, and
+    the weights come back bit-identical."""
+    _fit(micro_model, micro_tokenizer, micro_world["retain90"])
+    params = {n: p for n, p in micro_model.named_parameters() if "layers" in n and p.dim() == 2}
+    masks = select_top_fraction({n: torch.rand(p.shape, generator=torch.Generator().manual_seed(0))
+                                 for n, p in params.items()}, 0.5)
+    before = {n: p.detach().clone() for n, p in micro_model.named_parameters()}
+    result = probe_noise_var(micro_model, micro_tokenizer, micro_world["retain90"], params, masks,
+                             mode="absolute", seed=3, tolerance=0.05)
+    assert all(torch.equal(p, before[n]) for n, p in micro_model.named_parameters())
+    bound = result.base_loss + result.tolerance
+    losses = dict((v, loss) for v, loss in result.points)
+    assert 0 < result.noise_var < 1.0 and losses[result.noise_var] <= bound
+    above = [v for v, loss in result.points if v > result.noise_var]
+    assert above and losses[min(above)] > bound  # the bisection bracket's upper end was not tolerated
+    assert min(above) / result.noise_var < 10 ** (8.0 / 2 ** 10) * 1.001  # 10 halvings of 8 decades
+    generous = probe_noise_var(micro_model, micro_tokenizer, micro_world["retain90"], params, masks,
+                               mode="absolute", seed=3, tolerance=100.0)
+    assert generous.noise_var == 1.0  # the whole range is tolerated: the top of it
+
+
+def test_auto_values_land_in_config_json(tmp_path, micro_model_dir, micro_world_dir):
+    out = tmp_path / "run"
+    code = main(["unlearn", "--model", str(micro_model_dir), "--data", str(micro_world_dir), "--forget", "forget10",
+                 "--retain", "retain90", "--out", str(out), "--epochs", "1", "--batch-size", "8",
+                 "--ratio", "auto", "--noise-var", "auto", "--noise-mode", "relative", "--max-length", "48",
+                 "--score-batch-size", "16"])
+    assert code == 0
+    saved = json.loads((out / "config.json").read_text())
+    ratio, noise = saved["auto"]["ratio"], saved["auto"]["noise_var"]
+    assert ratio["requested"] == "auto" and 0 < ratio["ratio"] < 1
+    assert saved["config"]["selection"]["ratio"] == ratio["ratio"]  # the p that was used
+    assert ratio["selected"] == round(ratio["ratio"] * ratio["weights"])
+    density = json.loads((out / "density.json").read_text())["overall"]
+    assert density["selected"] == ratio["selected"]  # the mask holds exactly the weights above the mean
+    assert saved["config"]["noise"]["noise_var"] == noise["noise_var"] and noise["probe"]
+    assert noise["noise_mode"] == "relative" and noise["retain_nll_before_noise"] > 0
+    with pytest.raises(SystemExit) as exit_info:  # argparse rejects the word before anything runs
+        main(["unlearn", "--model", str(micro_model_dir), "--data", str(micro_world_dir), "--out",
+              str(tmp_path / "bad"), "--ratio", "most"])
+    assert exit_info.value.code == 2 and not (tmp_path / "bad").exists()
