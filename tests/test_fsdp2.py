@@ -38,6 +38,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+import transformers
+from packaging.version import Version
 from safetensors.torch import load_file
 
 from grin_unlearn.cli import main as cli_main
@@ -69,15 +71,32 @@ def _accelerate() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "accelerate.commands.launch"]
 
 
+def _accelerate_passes_fsdp_version() -> bool:
+    """accelerate >= 1.6 exports FSDP_VERSION from `fsdp_version: 2`; older ones (our floor, 0.34) do not."""
+    import inspect
+
+    import accelerate.commands.launch as launch_module
+
+    return "fsdp_version" in inspect.getsource(launch_module)
+
+
 @pytest.fixture(scope="module")
 def launch(tmp_path_factory, micro_model_dir, micro_world_dir):
+    """``accelerate launch --config_file configs/accelerate/fsdp2.yaml``; with an accelerate too old to
+    pass ``fsdp_version``, the other documented launch: ``torchrun`` with the two variables set by hand."""
     out = tmp_path_factory.mktemp("fsdp2")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRIN_UNLEARN_QUIET": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    command = [*_accelerate(), *(["launch"] if _accelerate()[0].endswith("accelerate") else []),
-               "--config_file", str(REPO / "configs" / "accelerate" / "fsdp2.yaml"), "--num_processes", str(WORLD),
-               "--mixed_precision", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
-               str(REPO / "tests" / "fsdp2_worker.py"), str(out), str(micro_model_dir), str(micro_world_dir)]
+    worker = [str(REPO / "tests" / "fsdp2_worker.py"), str(out), str(micro_model_dir), str(micro_world_dir)]
+    if _accelerate_passes_fsdp_version():
+        command = [*_accelerate(), *(["launch"] if _accelerate()[0].endswith("accelerate") else []),
+                   "--config_file", str(REPO / "configs" / "accelerate" / "fsdp2.yaml"), "--num_processes",
+                   str(WORLD), "--mixed_precision", "no", "--main_process_ip", "127.0.0.1", "--main_process_port",
+                   str(_free_port()), *worker]
+    else:
+        env.update(ACCELERATE_USE_FSDP="true", FSDP_VERSION="2")
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *worker]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
     if proc.returncode != 0:
@@ -127,6 +146,15 @@ def test_scores_equal_single_process(launch, micro_world, micro_tokenizer, micro
         assert rows == [-(-params[name].shape[0] // WORLD), params[name].shape[0] // WORLD], name
 
 
+# The one-process reference of these two tests is transformers' own Trainer. Before 4.46 it logged the
+# learning rate of the *next* step and scaled accumulated micro-batch losses differently (the
+# gradient-accumulation fix of 4.46), so it is not the reference our FSDP2 loop reproduces there. The
+# FSDP2 scoring, selection and `select` tests above run at every version.
+TRAINER_REFERENCE = pytest.mark.skipif(Version(transformers.__version__) < Version("4.46"),
+                                       reason="the single-process Trainer reference differs before transformers 4.46")
+
+
+@TRAINER_REFERENCE
 def test_pipeline_mask_noise_and_weights(launch, micro_world, micro_tokenizer, micro_model, tmp_path):
     out, saved, infos, _ = launch
     forget, retain = micro_world["forget10"], micro_world["retain90"][:RETAIN]
@@ -173,6 +201,7 @@ def test_pipeline_mask_noise_and_weights(launch, micro_world, micro_tokenizer, m
     assert not list((out / "run").glob(".model.*")), "a staging folder was left behind"
 
 
+@TRAINER_REFERENCE
 def test_mask_file_reference_model_and_accumulation(launch, micro_world, micro_tokenizer, micro_model, tmp_path):
     out, saved, _, _ = launch
     forget, retain = micro_world["forget10"], micro_world["retain90"][:RETAIN]
