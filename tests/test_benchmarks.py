@@ -13,7 +13,7 @@ from grin_unlearn.data.benchmarks import BENCHMARKS, get_benchmark, parse_split
 from grin_unlearn.data.formatting import PromptFormat, encode_text, encode_training_records
 from grin_unlearn.data.world import MCQ_OPTIONS, multiple_choice_splits
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.eval_report import load_eval
+from grin_unlearn.evaluation import load_eval
 from grin_unlearn.metrics import METRICS, classifier_unsafe_rate, harmful_keyword_rate, refusal_rate
 
 TRAIN = ["--epochs", "1", "--batch-size", "2", "--max-length", "48", "--ratio", "0.2", "--score-batch-size", "4"]

@@ -16,8 +16,8 @@ from ..config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
 from ..embedded import EmbeddedConfig, prepare_embedded
 from ..data.records import load_qa_split
 from ..data.world import chance_levels
-from ..eval_report import aggregate
-from ..evaluate import EvalConfig, default_roles
+from ..evaluation import aggregate
+from ..evaluation import EvalConfig, default_roles
 from ..io_utils import atomic_write_text
 from ..objectives import ObjectiveHyperparams
 from .report import markdown_table, metrics_row, plot_metric_bars, plot_quality_utility
