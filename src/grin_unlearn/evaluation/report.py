@@ -85,10 +85,11 @@ def aggregate(sets: dict[str, dict], oracle: dict | OracleView | None = None) ->
         if forget is not None and holdout is not None and key in forget["per_item"] and key in holdout["per_item"]:
             auc = mia_auc(forget["per_item"][key], holdout["per_item"][key]).value
         result[f"mia_auc_{attack}"] = auc
-    reference_auc = (view.mia_auc.get("min_k") if view is not None else None)
-    result["privleak_reference_auc"] = reference_auc if reference_auc is not None else DEFAULT_ORACLE_AUC
-    result["privleak"] = (privleak(result["mia_auc_min_k"], result["privleak_reference_auc"]).value
-                          if result["mia_auc_min_k"] is not None else None)
+    result["privleak"] = result["privleak_reference_auc"] = None
+    if result["mia_auc_min_k"] is not None:
+        reference_auc = view.mia_auc.get("min_k") if view is not None else None
+        result["privleak_reference_auc"] = DEFAULT_ORACLE_AUC if reference_auc is None else reference_auc
+        result["privleak"] = privleak(result["mia_auc_min_k"], result["privleak_reference_auc"]).value
     result["model_utility_components"] = components
     return result
 
