@@ -22,6 +22,7 @@ one run. Peak memory is the process's maximum resident set size (``ru_maxrss``).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import time
@@ -109,13 +110,32 @@ def per_metric_schedule(model, tokenizer, sets: dict[str, list[dict]], fmt: Prom
     tf([(r["question"], r["answer"]) for r in sets["forget10_perturbed"]])  # extraction_strength
 
 
+def finetune_briefly(model, tokenizer, sets: dict[str, list[dict]], fmt: PromptFormat, steps: int) -> None:
+    """AdamW on the answers of every set but the holdout, so generations end in EOS as a trained model's do."""
+    from grin_unlearn.data.formatting import PadCollator, encode_records
+
+    examples = [e for name, records in sets.items() if name != "holdout10" for e in encode_records(tokenizer, records, fmt)]
+    collate, rng = PadCollator(tokenizer.pad_token_id), random.Random(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        batch = collate(rng.sample(examples, 32))
+        optimizer.zero_grad()
+        model(**batch).loss.backward()
+        optimizer.step()
+    model.eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--layers", type=int, default=6, help="Llama layers (6: 2.1M parameters)")
-    parser.add_argument("--batch-size", type=int, default=64, help="EvalConfig.batch_size of our schedule")
+    parser.add_argument("--batch-size", type=int, default=64, help="EvalConfig.batch_size of our schedule (default 64)")
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--schedule", choices=["ours", "per-metric", "both"], default="ours")
+    parser.add_argument("--finetune-steps", type=int, default=0,
+                        help="train the model this many AdamW steps first (batch 32), so it ends answers in EOS "
+                             "(default 0: untrained, every generation runs max_new_tokens)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -125,26 +145,32 @@ def main() -> None:
                                              num_attention_heads=4, max_position_embeddings=512), tokenizer, seed=0)
     fmt, params = PromptFormat(), sum(p.numel() for p in model.parameters())
     config = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
-    print(f"untrained Llama, {params / 1e6:.2f}M parameters, torch threads = {torch.get_num_threads()}, "
+    if args.finetune_steps:
+        finetune_briefly(model, tokenizer, sets, fmt, args.finetune_steps)
+    state = f"fine-tuned {args.finetune_steps} steps" if args.finetune_steps else "untrained"
+    print(f"{state} Llama, {params / 1e6:.2f}M parameters, torch threads = {torch.get_num_threads()}, "
           f"max_new_tokens = {config.max_new_tokens}, sets: "
           + ", ".join(f"{name} {len(records)}" for name, records in sets.items()) + "\n")
     rows = []
     if args.schedule in ("ours", "both"):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = evaluate(model, tokenizer, sets, ROLES, fmt, config)
-        rows.append(("ours (evaluation.evaluate)", time.perf_counter() - start))
+        rows.append(("ours (evaluation.evaluate)", time.perf_counter() - start, time.process_time() - cpu))
         assert all(entry["n"] == len(sets[name]) for name, entry in result["sets"].items())
+        lengths = [len(g.split()) for e in result["sets"].values() for g in e["per_item"].get("generation", [])]
+        print(f"generations: {len(lengths)}, mean {sum(lengths) / len(lengths):.0f} words")
     if args.schedule in ("per-metric", "both"):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         per_metric_schedule(model, tokenizer, sets, fmt, args.max_new_tokens)
-        rows.append(("reference schedule (per metric)", time.perf_counter() - start))
+        rows.append(("reference schedule (per metric)", time.perf_counter() - start, time.process_time() - cpu))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print("| schedule | seconds | ratio to the per-metric schedule |")
-    print("|---|---:|---:|")
-    reference = dict(rows).get("reference schedule (per metric)")
-    for name, seconds in rows:
-        print(f"| {name} | {seconds:.1f} | {seconds / reference:.2f} |" if reference else f"| {name} | {seconds:.1f} | - |")
-    print(f"\npeak resident memory of the process: {peak_gb:.2f} GB")
+    print("| schedule | wall s | CPU s | wall ratio to the per-metric schedule |")
+    print("|---|---:|---:|---:|")
+    reference = {name: wall for name, wall, _ in rows}.get("reference schedule (per metric)")
+    for name, wall, cpu in rows:
+        print(f"| {name} | {wall:.1f} | {cpu:.1f} | " + (f"{wall / reference:.2f} |" if reference else "- |"))
+    print(f"\npeak resident memory of the process: {peak_gb:.2f} GB; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -145,3 +145,13 @@ def test_commands_use_the_recorded_format_and_flags_override_it(tmp_path):
     assert prompt_format_from_args(args) == PromptFormat(chat_template=True, max_length=64)
     args.model = "owner/hub-model"  # nothing recorded: the default format
     assert prompt_format_from_args(args).style == "tofu"
+    args.chat_template, args.prompt_template = False, "Q: {question}\\nA: "  # as typed in a shell: backslash-n
+    assert prompt_format_from_args(args).template == "Q: {question}\nA: "
+
+
+def test_llama2_chat_tags_as_the_reference_config():
+    """The reference formats Llama-2-chat as '[INST] ' + q + ' [/INST]' + answer (no chat template)."""
+    tokenizer = byte_level_bpe(bos=True)
+    example = encode_example(tokenizer, "Where?", "Paris.", PromptFormat(template="[INST] {question} [/INST]"))
+    assert tokenizer.decode(example["input_ids"]) == "<s>[INST] Where? [/INST]Paris.</s>"
+    assert tokenizer.decode(example["prompt_ids"]) == "<s>[INST] Where? [/INST]"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
+from pathlib import Path
 
 from ..data.benchmarks import BENCHMARKS, EvalSets, TrainingSets, get_benchmark
 from ..data.formatting import STYLES, PromptFormat
@@ -76,6 +78,9 @@ def add_prompt_format_arguments(parser: argparse.ArgumentParser) -> None:
                              "open-unlearning (one string, labels after the prompt's own token count; default), "
                              "split = prompt and answer tokenised apart (this project's earlier format). "
                              "Default: the format recorded in the model folder, else tofu")
+    parser.add_argument("--prompt-template", default=None,
+                        help="plain prompt with {question} (default 'Question: {question}\\nAnswer: '; the reference "
+                             "formats Llama-2-chat models as '[INST] {question} [/INST]')")
     parser.add_argument("--system-prompt", default=None,
                         help="system message with --chat-template (default: 'You are a helpful assistant.', as the "
                              "reference's chat-model configs; '' for none)")
@@ -87,15 +92,14 @@ def add_prompt_format_arguments(parser: argparse.ArgumentParser) -> None:
 def prompt_format_from_args(args: argparse.Namespace, max_length: int | None = None) -> PromptFormat:
     """The prompt format of a command: the one recorded in ``--model``'s folder (``prompt_format.json``)
     when there is one, else the default, then every flag given on the command line over it."""
-    from pathlib import Path
-
     model = Path(str(getattr(args, "model", "") or "")).expanduser()
     recorded = PromptFormat.load(model) if str(model) and model.is_dir() else None
     fmt = recorded or PromptFormat()
-    changes = {"style": getattr(args, "prompt_style", None), "system_prompt": getattr(args, "system_prompt", None),
+    template = getattr(args, "prompt_template", None)
+    changes = {"style": getattr(args, "prompt_style", None),
+               "template": template.replace("\\n", "\n") if template else None,  # a typed \n is a newline
+               "system_prompt": getattr(args, "system_prompt", None),
                "date_string": getattr(args, "chat_date_string", None), "max_length": max_length}
     if getattr(args, "chat_template", False):
         changes["chat_template"] = True
-    from dataclasses import replace
-
     return replace(fmt, **{k: v for k, v in changes.items() if v is not None})

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="greedy generation length (default: the protocol's)")
     parser.add_argument("--stop-strings", nargs="*", default=None,
                         help="cut generations at these strings too (default: none, as the reference; EOS always)")
-    parser.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass (default 32)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="sequences per forward pass and prompts per generate call (default 64)")
     parser.add_argument("--max-items", type=_optional_count, default=None,
                         help="evaluate only the first N items of every set (default: all)")
     parser.add_argument("--retain-max-items", type=int, default=None,

@@ -47,7 +47,9 @@ class PromptFormat:
     Attributes:
         style: ``tofu`` (reference tokenisation) or ``split`` (see the module docstring).
         template: the plain prompt, with ``{question}``; its trailing spaces belong to the prompt in
-            ``tofu`` style and to the answer in ``split`` style.
+            ``tofu`` style and to the answer in ``split`` style. The reference's model configs give
+            ``Question: {question}\nAnswer: `` (base models) and ``[INST] {question} [/INST]``
+            (Llama-2-chat, which the reference formats without its chat template).
         chat_template: use ``tokenizer.apply_chat_template`` instead of ``template``.
         system_prompt: system message of the chat template ("" for none).
         date_string: passed to chat templates that print a date (the reference's Llama-3.1 and
@@ -73,12 +75,12 @@ class PromptFormat:
     # --- text --------------------------------------------------------------------------------------
 
     def _prompt_text(self, question: str) -> str:
-        text = self.template.format(question=question)
+        text = self.template.replace("{question}", question)
         return text.rstrip(" ") if self.style == "split" else text
 
     def _answer_text(self, answer: str) -> str:
         if self.style == "split" and not self.chat_template:
-            filled = self.template.format(question="")
+            filled = self.template.replace("{question}", "")
             return filled[len(filled.rstrip(" ")):] + answer if filled.endswith(" ") else " " + answer
         return answer
 

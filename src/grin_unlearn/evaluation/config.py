@@ -41,7 +41,7 @@ class EvalConfig:
     """
 
     max_new_tokens: int = 200
-    batch_size: int = 32
+    batch_size: int = 64
     max_items: int | None = None
     retain_max_items: int | None = None
     mia: bool = True

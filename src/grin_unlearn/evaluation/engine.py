@@ -14,6 +14,7 @@ the first occurrence of the EOS text and of each stop string, and stripped.
 
 from __future__ import annotations
 
+import inspect
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.formatting import PadCollator, left_pad_prompts
-from ..logprobs import token_logprobs
+from ..logprobs import IGNORE_INDEX, token_logprobs
 
 
 @dataclass(frozen=True)
@@ -71,21 +72,31 @@ def eval_mode(model):
         model.train(was_training)
 
 
+def _first_label(labels: list[int]) -> int:
+    return next((t for t, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
+
+
 def score_examples(model, examples: list[dict], pad: int, batch_size: int) -> list[AnswerScore]:
     """Scores of encoded examples (``input_ids``/``labels``), longest first so batches pad little."""
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
     collate, device = PadCollator(pad), device_of(model)
+    keep = "logits_to_keep" in inspect.signature(model.forward).parameters
     scores: list[AnswerScore | None] = [None] * len(examples)
     with eval_mode(model):
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             batch = {k: v.to(device) for k, v in collate([examples[i] for i in rows]).items()}
+            # Logits only from the position before the first labelled token of the batch on (the prompt's
+            # lm_head rows are never used): positions offset..T-1, labels aligned to them.
+            offset = max(0, min(_first_label(examples[i]["labels"]) for i in rows) - 1) if keep else 0
+            extra = {"logits_to_keep": batch["input_ids"].shape[1] - offset} if keep else {}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           use_cache=False).logits  # (B, T, V)
-            logp, mask = token_logprobs(logits, batch["labels"])  # (B, T-1)
+                           use_cache=False, **extra).logits  # (B, T - offset, V)
+            labels = batch["labels"][:, offset:]  # (B, T - offset)
+            logp, mask = token_logprobs(logits, labels)  # (B, T - offset - 1)
             argmax = logits[:, :-1][mask].argmax(dim=-1).cpu()  # (N,) labelled positions only
             picked = logp[mask].clamp(max=0.0).cpu()  # (N,); z_y - logsumexp(z) can round to +1e-8
-            labels = batch["labels"][:, 1:][mask].cpu()  # (N,)
+            labels = labels[:, 1:][mask].cpu()  # (N,)
             counts = mask.sum(dim=-1).tolist()
             for i, lp, am, lb in zip(rows, picked.split(counts), argmax.split(counts), labels.split(counts)):
                 scores[i] = AnswerScore(token_logps=lp.tolist(), argmax=am.tolist(), labels=lb.tolist())

@@ -24,8 +24,7 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 def _letter_ids(tokenizer, fmt: PromptFormat, count: int) -> list[int]:
     """Token id of each option letter as the model would emit it after the prompt: `` A`` after a prompt
     ending in ``Answer:``, ``A`` after one ending in a space or a chat template's generation prompt."""
-    ends_in_space = fmt.chat_template or fmt.template.format(question="").endswith((" ", "\n")) \
-        and fmt.style == "tofu"
+    ends_in_space = fmt.chat_template or (fmt.style == "tofu" and fmt.template.endswith((" ", "\n")))
     ids = []
     for letter in LETTERS[:count]:
         encoded = tokenizer(("" if ends_in_space else " ") + letter, add_special_tokens=False)["input_ids"]
