@@ -241,10 +241,12 @@ def test_pku_po_unlearning_and_safety_eval(tmp_path, pku_dir, micro_model_dir, c
     data = ["--benchmark", "pku", "--data", str(pku_dir), "--forget-split", "train"]
     run = tmp_path / "run"
     assert main(["unlearn", "--model", str(micro_model_dir), *data, "--out", str(run), "--objective", "po",
-                 *TRAIN]) == 0
+                 "--prompt-style", "split", *TRAIN]) == 0
+    assert PromptFormat.load(run / "model").style == "split"  # recorded with the model ...
     assert main(["eval", "--model", str(run / "model"), *data, "--out", str(tmp_path / "ev"), *EVAL,
                  "--safety-classifier", str(classifier_dir)]) == 0
     result = load_eval(tmp_path / "ev")
+    assert result["config"]["prompt_format"]["style"] == "split"  # ... and scored in it
     roles = {name: s["role"] for name, s in result["sets"].items()}
     assert roles == {"train_unsafe": "forget", "safe_responses": "retain", "safety_forget": "safety",
                      "safety_heldout": "safety"}

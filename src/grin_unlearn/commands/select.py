@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 from ..config import SelectionConfig, UnlearnConfig, add_dataclass_arguments, dataclass_from_namespace
-from ..data.formatting import PromptFormat
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
 from ..masks import density_report, plot_density, save_mask
 from ..models import load_model, load_tokenizer
 from ..unlearn import build_masks, environment
-from .common import add_data_arguments, add_model_arguments, add_output_arguments, load_training_sets
+from .common import (add_data_arguments, add_model_arguments, add_output_arguments, add_prompt_format_arguments,
+                     load_training_sets, prompt_format_from_args)
 
 NAME = "select"
 HELP = "score weights (GRIN or a baseline scorer) and save the top-p mask with its density report"
@@ -21,6 +21,7 @@ HELP = "score weights (GRIN or a baseline scorer) and save the top-p mask with i
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
+    add_prompt_format_arguments(parser)
     add_data_arguments(parser)
     add_output_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random scorer and retain subsampling")
@@ -40,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     config = UnlearnConfig(selection=selection)
     config.train.seed = args.seed
-    fmt = PromptFormat(chat_template=args.chat_template, max_length=args.max_length)
+    fmt = prompt_format_from_args(args, max_length=args.max_length)
     masks, timing = build_masks(model, tokenizer, forget, retain, config, fmt)
     resolved = {"selection": config.to_dict()["selection"], "seed": args.seed, "model": args.model,
+                "prompt_format": fmt.to_dict(),
                 "benchmark": args.benchmark, "data": sets.data, "forget": sets.forget_name, "retain": sets.retain_name,
                 "environment": environment()}
     save_mask(out / "mask.safetensors", masks, metadata=resolved)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from ..config import (NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, add_dataclass_arguments,
                       config_from_mapping, dataclass_from_namespace, load_yaml)
-from ..data.formatting import PromptFormat
 from ..data.unlearning import check_objective_accepts
 from ..errors import UserInputError
 from ..masks import load_mask
 from ..models import load_model, load_tokenizer
 from ..objectives import OBJECTIVES, ObjectiveHyperparams, get_objective
 from ..unlearn import check_out_dir, unlearn
-from .common import add_data_arguments, add_model_arguments, add_output_arguments, load_training_sets
+from .common import (add_data_arguments, add_model_arguments, add_output_arguments, add_prompt_format_arguments,
+                     load_training_sets, prompt_format_from_args)
 
 NAME = "unlearn"
 HELP = "run GRIN (or a baseline) on a model: select weights, add noise, unlearn only the selected weights"
@@ -24,6 +24,7 @@ HELP = "run GRIN (or a baseline) on a model: select weights, add noise, unlearn 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, max_length=False)
+    add_prompt_format_arguments(parser)
     add_data_arguments(parser)
     add_output_arguments(parser)
     parser.add_argument("--objective", default=None, help=f"base objective: {', '.join(sorted(OBJECTIVES))} (default npo)")
@@ -62,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
     check_overlap(forget, retain, strict=args.strict)
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
     model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    fmt = PromptFormat(chat_template=args.chat_template, max_length=config.train.max_length)
+    fmt = prompt_format_from_args(args, max_length=config.train.max_length)
     result = unlearn(model, tokenizer, forget, retain, config, args.out, fmt=fmt, mask_path=args.mask,
                      resume=args.resume, overwrite=args.overwrite)
+    fmt.save(Path(result.out_dir) / "model")  # eval scores the model in the format it was trained in
     print(json.dumps({"out": str(result.out_dir), "timing_s": {k: round(v, 2) for k, v in result.timing.items()}}, indent=1))
     return 0
 
