@@ -230,3 +230,12 @@ def test_cli_eval_bad_data_exits_2_without_writing(model, tokenizer, tmp_path, c
     code = main(["eval", "--model", str(model_dir), "--data", str(tmp_path / "nope"), "--out", str(out),
                  "--oracle", str(tmp_path / "nope.json")])
     assert code == 2 and not (out / "eval.json").exists()
+
+
+def test_eval_config_round_trips_through_eval_json(result):
+    """A sweep compares dataclasses.asdict(config) with eval.json's config: they must be equal."""
+    import dataclasses
+
+    config = EvalConfig(stop_strings=["\n\n"])
+    stored = json.loads(json.dumps({**result, "config": config.to_dict()}))["config"]
+    assert all(stored[k] == v for k, v in dataclasses.asdict(config).items())

@@ -66,7 +66,7 @@ def eval_config_from_args(args: argparse.Namespace):
 
     config = EvalConfig.for_protocol(args.protocol, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                      max_items=args.max_items, mia=not args.no_mia, generation=not args.no_generation,
-                                     stop_strings=tuple(args.stop_strings) if args.stop_strings else None)
+                                     stop_strings=args.stop_strings or None)
     if args.retain_max_items is not None:  # 0 = every retain item
         config = replace(config, retain_max_items=args.retain_max_items or None)
     return config

@@ -14,7 +14,7 @@ the default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import UserInputError
 
@@ -47,7 +47,7 @@ class EvalConfig:
     mia: bool = True
     generation: bool = True
     min_k: float = 0.4
-    stop_strings: tuple[str, ...] = ()
+    stop_strings: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         for name in ("max_new_tokens", "batch_size", "max_items", "retain_max_items"):
@@ -60,7 +60,7 @@ class EvalConfig:
             raise UserInputError(f"min_k: must be a fraction in (0, 1], got {self.min_k!r}")
         if isinstance(self.stop_strings, str) or not all(isinstance(s, str) and s for s in self.stop_strings):
             raise UserInputError(f"--stop-strings: expected a list of non-empty strings, got {self.stop_strings!r}")
-        self.stop_strings = tuple(self.stop_strings)
+        self.stop_strings = list(self.stop_strings)  # a list, as eval.json stores it
 
     @classmethod
     def for_protocol(cls, name: str, **overrides) -> EvalConfig:
@@ -81,6 +81,4 @@ class EvalConfig:
         return "custom"
 
     def to_dict(self) -> dict:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values["stop_strings"] = list(self.stop_strings)
-        return values
+        return asdict(self)

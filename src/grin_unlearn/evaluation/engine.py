@@ -110,7 +110,7 @@ class _StopStrings:
     reference's ``MultiTokenEOSCriteria``, wide enough for a stop string split across tokens).
     """
 
-    def __init__(self, tokenizer, stops: tuple[str, ...], prompt_width: int):
+    def __init__(self, tokenizer, stops, prompt_width: int):
         self.tokenizer, self.stops, self.start = tokenizer, stops, prompt_width
         self.lookback = max(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops) + 2
         self.done: torch.Tensor | None = None
@@ -141,7 +141,7 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 
 def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
-                   stop_strings: tuple[str, ...] = ()) -> list[str]:
+                   stop_strings: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Greedy continuations of token-id ``prompts``, post-processed as the reference does."""
     from transformers import StoppingCriteriaList
 
