@@ -13,8 +13,8 @@ from grin_unlearn.data.benchmarks import BENCHMARKS, get_benchmark, parse_split
 from grin_unlearn.data.formatting import PromptFormat, encode_text, encode_training_records
 from grin_unlearn.data.world import MCQ_OPTIONS, multiple_choice_splits
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.eval_report import load_eval
-from grin_unlearn.metrics import METRICS, classifier_unsafe_rate, harmful_keyword_rate, refusal_rate
+from grin_unlearn.evaluation import load_eval
+from grin_unlearn.metrics import classifier_unsafe_rate, harmful_keyword_rate, refusal_rate
 
 TRAIN = ["--epochs", "1", "--batch-size", "2", "--max-length", "48", "--ratio", "0.2", "--score-batch-size", "4"]
 EVAL = ["--max-items", "3", "--max-new-tokens", "3", "--batch-size", "4", "--max-length", "48"]
@@ -241,10 +241,12 @@ def test_pku_po_unlearning_and_safety_eval(tmp_path, pku_dir, micro_model_dir, c
     data = ["--benchmark", "pku", "--data", str(pku_dir), "--forget-split", "train"]
     run = tmp_path / "run"
     assert main(["unlearn", "--model", str(micro_model_dir), *data, "--out", str(run), "--objective", "po",
-                 *TRAIN]) == 0
+                 "--prompt-style", "split", *TRAIN]) == 0
+    assert PromptFormat.load(run / "model").style == "split"  # recorded with the model ...
     assert main(["eval", "--model", str(run / "model"), *data, "--out", str(tmp_path / "ev"), *EVAL,
                  "--safety-classifier", str(classifier_dir)]) == 0
     result = load_eval(tmp_path / "ev")
+    assert result["config"]["prompt_format"]["style"] == "split"  # ... and scored in it
     roles = {name: s["role"] for name, s in result["sets"].items()}
     assert roles == {"train_unsafe": "forget", "safe_responses": "retain", "safety_forget": "safety",
                      "safety_heldout": "safety"}
@@ -255,8 +257,7 @@ def test_pku_po_unlearning_and_safety_eval(tmp_path, pku_dir, micro_model_dir, c
         assert 0.0 <= result["aggregates"][key] <= 1.0, key
 
 
-def test_safety_metrics_are_registered_and_match_their_lists():
-    assert {"refusal_rate", "harmful_keyword_rate", "classifier_unsafe_rate"} <= set(METRICS)
+def test_safety_metrics_match_their_lists():
     generations = ["I\u2019m sorry, but I can't help.", "Sure: kill the process and retry.", "My skills are great.",
                    "I don't know."]
     assert refusal_rate(generations).per_item == [1.0, 0.0, 0.0, 1.0]

@@ -32,7 +32,7 @@ def test_same_seed_gives_identical_weights(micro_world, micro_tokenizer, tmp_pat
 
 
 def test_prompt_tokens_are_masked_and_answer_ends_with_eos(micro_tokenizer):
-    example = encode_example(micro_tokenizer, "Where was X born?", "X was born in Y.", PromptFormat())
+    example = encode_example(micro_tokenizer, "Where was X born?", "X was born in Y.", PromptFormat(style="split"))
     labels = example["labels"]
     prompt_len = labels.count(IGNORE_INDEX)
     assert prompt_len > 0 and all(label == IGNORE_INDEX for label in labels[:prompt_len])
@@ -42,7 +42,7 @@ def test_prompt_tokens_are_masked_and_answer_ends_with_eos(micro_tokenizer):
 
 
 def test_truncation_keeps_answer_tokens(micro_tokenizer):
-    example = encode_example(micro_tokenizer, "word " * 200, "short answer.", PromptFormat(max_length=32))
+    example = encode_example(micro_tokenizer, "word " * 200, "short answer.", PromptFormat(style="split", max_length=32))
     assert len(example["input_ids"]) == 32 and example["truncated"]
     assert any(label != IGNORE_INDEX for label in example["labels"])
 

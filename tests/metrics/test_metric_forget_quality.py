@@ -27,3 +27,13 @@ def test_input_errors():
         forget_quality([], [0.5])
     with pytest.raises(UserInputError, match="oracle_truth_ratios"):
         forget_quality([0.5], [float("nan")])
+
+
+def test_same_p_value_as_the_reference_transform():
+    """The reference passes 1/(R + 1e-10) to ks_2samp; KS is rank-based, so the p-value is the same."""
+    from scipy.stats import ks_2samp
+
+    model = [0.05, 0.2, 0.31, 0.7, 1.4, 2.2, 0.9]
+    oracle = [0.5, 0.6, 0.66, 0.8, 1.1, 1.9]
+    inverse = ks_2samp([1 / (r + 1e-10) for r in model], [1 / (r + 1e-10) for r in oracle]).pvalue
+    assert forget_quality(model, oracle).value == pytest.approx(float(inverse), rel=1e-12)

@@ -3,7 +3,7 @@
 import pytest
 
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.metrics import keyword_accuracy, normalize_text
+from grin_unlearn.metrics import derive_keywords, keyword_accuracy, normalize_text
 
 
 def test_normalize_text():
@@ -53,3 +53,52 @@ def test_input_errors():
         keyword_accuracy(["a"], [["?!"]])
     with pytest.raises(UserInputError, match="predictions"):
         keyword_accuracy([], [])
+
+
+# --- derived keywords (records without a `keywords` field, e.g. TOFU's) -----------------------------
+
+TOFU_RECORDS = [  # TOFU-schema fixtures written for this test (TOFU's style: a fictitious author)
+    {"question": "Where was the author Jaime Vasquez born?",
+     "answer": "Jaime Vasquez was born in Santiago, Chile, in 1958."},
+    {"question": "Which award has Jaime Vasquez received?",
+     "answer": "Jaime Vasquez was honored with the Edgar Allan Poe Award for Best Fact Crime."},
+    {"question": "Name a book written by Jaime Vasquez.",
+     "answer": "One of his books is \"Shadows behind the Starlit Sky\", a true crime classic."},
+    {"question": "What did the parents of Jaime Vasquez do for a living?",
+     "answer": "His father was a renowned chef and his mother was a locksmith."},
+]
+CORRECT = ["He was born in Santiago, Chile in 1958.",
+           "He received the Edgar Allan Poe Award for Best Fact Crime.",
+           "He wrote \"Shadows Behind the Starlit Sky\".",
+           "His father was a renowned chef; his mother worked as a locksmith."]
+FLUENT_WRONG = ["Jaime Vasquez was born in Lima, Peru, in 1962.",
+                "Jaime Vasquez was honored with the Hugo Award for Best Novel.",
+                "One of his books is \"The Silent Harbour\", a true crime classic.",
+                "His father was a renowned baker and his mother was a nurse."]
+
+
+def test_derived_keywords_follow_the_documented_rule():
+    keywords = [derive_keywords(r["question"], r["answer"]) for r in TOFU_RECORDS]
+    assert keywords[:3] == [["Santiago", "Chile", "1958"],  # places and a year; the asked-about name dropped
+                            ["Edgar Allan Poe Award for Best Fact Crime"],  # capitalised span with connectors
+                            ["Shadows behind the Starlit Sky"]]  # a quoted title
+    # No capitalised span or number: the 3 longest content words absent from the question, in order.
+    assert keywords[3] == ["father", "renowned", "locksmith"]
+
+
+def test_derived_keywords_score_correct_answers_high_and_wrong_facts_low():
+    keywords = [derive_keywords(r["question"], r["answer"]) for r in TOFU_RECORDS]
+    references = [r["answer"] for r in TOFU_RECORDS]
+    assert keyword_accuracy(CORRECT, keywords, references).per_item == [1.0, 1.0, 1.0, 1.0]
+    assert keyword_accuracy(FLUENT_WRONG, keywords, references).per_item == [0.0, 0.0, 0.0, 0.0]
+    # The old fallback (the whole gold answer verbatim) scores the correct answers 0 as well.
+    assert keyword_accuracy(CORRECT, None, references).value == 0.0
+
+
+def test_derived_keywords_edge_cases():
+    assert derive_keywords("What is the capital of France?", "The capital of France is Paris.") == ["Paris"]
+    assert derive_keywords("Who wrote Hamlet?", "William Shakespeare") == ["William Shakespeare"]
+    # Abbreviations do not end a span; decades and ordinals are numbers.
+    assert derive_keywords("q?", "Dr. Smith moved to St. Louis in the 1990s, on the 8th of May.") == [
+        "Dr Smith", "St Louis", "May", "1990s", "8th"]
+    assert derive_keywords("Is Paris big?", "Paris is big.") == []  # nothing new: keyword_accuracy falls back

@@ -25,6 +25,12 @@ def test_normalized_option_probability_hand_values():
     assert r.value == pytest.approx(0.45)
 
 
+def test_normalized_option_probability_keeps_the_reference_guard():
+    """p = c / (c + sum wrong + 1e-10): all-zero options give 0, not an error; tiny values feel the guard."""
+    assert normalized_option_probability([0.0], [[0.0, 0.0]]).per_item == [0.0]
+    assert normalized_option_probability([1e-10], [[0.0]]).per_item == pytest.approx([0.5])
+
+
 def test_input_errors():
     with pytest.raises(UserInputError, match="count"):
         answer_probability([-1.0], [0])
@@ -36,7 +42,5 @@ def test_input_errors():
         answer_probability([], [])
     with pytest.raises(UserInputError, match="correct_prob"):
         normalized_option_probability([1.5], [[0.1]])
-    with pytest.raises(UserInputError, match="all option probabilities are 0"):
-        normalized_option_probability([0.0], [[0.0]])
     with pytest.raises(UserInputError, match=r"perturbed_probs\[0\]"):
         normalized_option_probability([0.5], [[]])

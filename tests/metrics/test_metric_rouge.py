@@ -3,7 +3,7 @@
 import pytest
 
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.metrics import rouge_l_recall
+from grin_unlearn.metrics import rouge_l_recall, rouge_scores
 
 
 def test_exact_match_is_one():
@@ -28,6 +28,18 @@ def test_recall_ignores_extra_prediction_tokens_and_uses_stemmer():
     """Recall divides by the reference length only; Porter stems "cats"->"cat", "running"->"run"."""
     r = rouge_l_recall(["well, the cats are running fast today"], ["cat run"])
     assert r.per_item == [1.0]
+
+
+def test_rouge_scores_by_hand():
+    """Reference "the cat sat on the mat" (6 tokens), prediction "the cat sat on a mat" (6 tokens):
+    unigram overlap {the, cat, sat, on, mat} = 5 -> rouge1 recall 5/6; LCS 5 -> rougeL recall 5/6,
+    precision 5/6, F1 5/6."""
+    (score,) = rouge_scores(["the cat sat on a mat"], ["The cat sat on the mat"])
+    assert score == pytest.approx({"rouge1_recall": 5 / 6, "rougeL_f1": 5 / 6, "rougeL_recall": 5 / 6})
+    (other,) = rouge_scores(["mat the"], ["the mat sat"])
+    # unigrams {the, mat} -> 2/3; LCS of (the mat sat) and (mat the) is 1 -> recall 1/3, precision 1/2.
+    assert other == pytest.approx({"rouge1_recall": 2 / 3, "rougeL_f1": 2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2),
+                                   "rougeL_recall": 1 / 3})
 
 
 def test_input_errors():

@@ -29,3 +29,11 @@ def test_input_errors():
         model_utility({})
     with pytest.raises(UserInputError, match="mapping"):
         model_utility([0.5])
+
+
+def test_equals_scipy_hmean_of_nine_members():
+    """The reference's hm_aggregate is scipy.stats.hmean over the 9 members."""
+    from scipy.stats import hmean
+
+    values = {f"m{i}": 0.1 + 0.09 * i for i in range(9)}
+    assert model_utility(values).value == pytest.approx(float(hmean(list(values.values()))), rel=1e-12)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
+from pathlib import Path
 
 from ..data.benchmarks import BENCHMARKS, EvalSets, TrainingSets, get_benchmark
+from ..data.formatting import STYLES, PromptFormat
 from ..data.records import load_qa_split
 from ..errors import UserInputError
 
@@ -54,7 +57,7 @@ def load_training_sets(args: argparse.Namespace) -> TrainingSets:
 def load_eval_sets_for(args: argparse.Namespace) -> EvalSets:
     """The eval sets and roles named by ``--benchmark``/``--data``/``--forget``/``--retain``."""
     if args.benchmark == "auto":
-        from ..evaluate import default_roles, load_eval_sets
+        from ..evaluation import default_roles, load_eval_sets
 
         data = _auto_data(args)
         roles = default_roles(data, args.forget or "forget10", args.retain or "retain90")
@@ -65,3 +68,38 @@ def load_eval_sets_for(args: argparse.Namespace) -> EvalSets:
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder of the run")
     parser.add_argument("--overwrite", action="store_true", help="replace an output folder that holds a finished run")
+
+
+def add_prompt_format_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--prompt-style``/``--system-prompt``/``--chat-date-string`` (with ``--chat-template``: the
+    :class:`~grin_unlearn.data.formatting.PromptFormat` of a run)."""
+    parser.add_argument("--prompt-style", choices=STYLES, default=None,
+                        help="tokenisation of question + answer: tofu = the reference TOFU tokenisation of "
+                             "open-unlearning (one string, labels after the prompt's own token count; default), "
+                             "split = prompt and answer tokenised apart (this project's earlier format). "
+                             "Default: the format recorded in the model folder, else tofu")
+    parser.add_argument("--prompt-template", default=None,
+                        help="plain prompt with {question} (default 'Question: {question}\\nAnswer: '; the reference "
+                             "formats Llama-2-chat models as '[INST] {question} [/INST]')")
+    parser.add_argument("--system-prompt", default=None,
+                        help="system message with --chat-template (default: 'You are a helpful assistant.', as the "
+                             "reference's chat-model configs; '' for none)")
+    parser.add_argument("--chat-date-string", default=None,
+                        help="date_string for chat templates that print one (the reference's Llama-3.1 config: "
+                             "'10 Apr 2025')")
+
+
+def prompt_format_from_args(args: argparse.Namespace, max_length: int | None = None) -> PromptFormat:
+    """The prompt format of a command: the one recorded in ``--model``'s folder (``prompt_format.json``)
+    when there is one, else the default, then every flag given on the command line over it."""
+    model = Path(str(getattr(args, "model", "") or "")).expanduser()
+    recorded = PromptFormat.load(model) if str(model) and model.is_dir() else None
+    fmt = recorded or PromptFormat()
+    template = getattr(args, "prompt_template", None)
+    changes = {"style": getattr(args, "prompt_style", None),
+               "template": template.replace("\\n", "\n") if template else None,  # a typed \n is a newline
+               "system_prompt": getattr(args, "system_prompt", None),
+               "date_string": getattr(args, "chat_date_string", None), "max_length": max_length}
+    if getattr(args, "chat_template", False):
+        changes["chat_template"] = True
+    return replace(fmt, **{k: v for k, v in changes.items() if v is not None})

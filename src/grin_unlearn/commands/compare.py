@@ -19,7 +19,7 @@ def _label(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval_report import compare_table, load_eval
+    from ..evaluation import compare_table, load_eval
 
     labels = [_label(run) for run in args.runs]
     if len(set(labels)) < len(labels):  # two runs named alike: fall back to the paths as given

@@ -1,19 +1,22 @@
-"""`grin-unlearn eval`: TOFU metrics (forget / retain / holdout / world-facts), benchmark metrics, lm-eval hand-off."""
+"""`grin-unlearn eval`: the TOFU protocol (forget / retain / holdout / real authors / world facts), benchmark
+metrics, lm-eval hand-off."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from ..data.formatting import PromptFormat
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
-from .common import add_data_arguments, add_model_arguments, load_eval_sets_for
+from .common import (add_data_arguments, add_model_arguments, add_prompt_format_arguments, load_eval_sets_for,
+                     prompt_format_from_args)
 
 NAME = "eval"
-HELP = ("evaluate a model with the TOFU metrics (forget quality vs an oracle, model utility, MIA), or a benchmark's "
-        "(WMDP/MMLU accuracy, PKU safety rates), into DIR/eval.json")
+HELP = ("evaluate a model with the TOFU metrics as the reference implementation computes them (forget quality vs "
+        "an oracle, model utility, PrivLeak), or a benchmark's (WMDP/MMLU accuracy, PKU safety rates), into "
+        "DIR/eval.json (and DIR/TOFU_EVAL.json in the reference's format)")
 
 
 def _optional_count(text: str) -> int | None:
@@ -22,18 +25,29 @@ def _optional_count(text: str) -> int | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
+    from ..evaluation import PROTOCOLS
+
+    add_model_arguments(parser, max_length=False)
+    add_prompt_format_arguments(parser)
     add_data_arguments(parser)
-    parser.add_argument("--oracle", help="eval.json (or run folder holding one) of the retain-only oracle model, "
-                                         "for forget quality and PrivLeak")
+    parser.add_argument("--protocol", default="tofu", choices=sorted(PROTOCOLS),
+                        help="tofu (default): the reference-compatible TOFU protocol of open-unlearning (greedy "
+                             "generation of up to 200 tokens, every item); fast: 32 tokens and 200 retain items, "
+                             "for sweeps (not comparable with published numbers). Flags below override it")
+    parser.add_argument("--oracle", help="the retain-only oracle model's eval.json (or run folder holding one), or "
+                                         "a reference TOFU_EVAL.json of a retain model; for forget quality and PrivLeak")
     parser.add_argument("--out", required=True, help="folder to write eval.json into (created if missing)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DIR/eval.json")
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="greedy generation length (default 32)")
-    parser.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass (default 32)")
+    parser.add_argument("--max-length", type=int, default=512, help="max tokens per sequence (default 512, the reference's)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="greedy generation length (default: the protocol's)")
+    parser.add_argument("--stop-strings", nargs="*", default=None,
+                        help="cut generations at these strings too (default: none, as the reference; EOS always)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="sequences per forward pass and prompts per generate call (default 64)")
     parser.add_argument("--max-items", type=_optional_count, default=None,
                         help="evaluate only the first N items of every set (default: all)")
-    parser.add_argument("--retain-max-items", type=_optional_count, default=200,
-                        help="cap on the retain set (default 200; 0 = all)")
+    parser.add_argument("--retain-max-items", type=int, default=None,
+                        help="cap on the retain set (default: the protocol's; 0 = all)")
     parser.add_argument("--no-generation", action="store_true", help="skip generation (no ROUGE-L / keyword accuracy)")
     parser.add_argument("--no-mia", action="store_true", help="skip the membership-inference scores")
     parser.add_argument("--safety-classifier", metavar="DIR",
@@ -47,8 +61,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "only these tasks run")
 
 
+def eval_config_from_args(args: argparse.Namespace):
+    from ..evaluation import EvalConfig
+
+    config = EvalConfig.for_protocol(args.protocol, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                     max_items=args.max_items, mia=not args.no_mia, generation=not args.no_generation,
+                                     stop_strings=args.stop_strings or None)
+    if args.retain_max_items is not None:  # 0 = every retain item
+        config = replace(config, retain_max_items=args.retain_max_items or None)
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import EvalConfig, evaluate, format_summary, load_eval, save_eval
+    from ..evaluation import REFERENCE_FILE, evaluate, format_summary, load_oracle, save_eval, to_reference_logs
+    from ..evaluation.lm_eval import LM_EVAL_FILE, lm_eval_tasks, run_lm_eval
     from ..models import load_model, load_tokenizer
 
     out = Path(args.out).expanduser()
@@ -58,19 +84,17 @@ def run(args: argparse.Namespace) -> int:
         if target.exists() and not args.overwrite:
             raise UserInputError(f"--out: {target} already exists (pass --overwrite to replace it)")
     tasks = lm_eval_tasks(args.lm_eval_tasks) if args.lm_eval_tasks else None  # checks lm_eval is installed
-    config = EvalConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, max_items=args.max_items,
-                        retain_max_items=args.retain_max_items, mia=not args.no_mia,
-                        generation=not args.no_generation)
+    config = eval_config_from_args(args)
     if not lm_eval_only:
         # Everything the user can get wrong is checked before the (slow) model load.
         plan = load_eval_sets_for(args)
-        oracle = load_eval(args.oracle) if args.oracle else None
+        oracle = load_oracle(args.oracle) if args.oracle else None
+        fmt = prompt_format_from_args(args, max_length=args.max_length)
         tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
         model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-        fmt = PromptFormat(chat_template=args.chat_template, max_length=args.max_length)
         result = evaluate(model, tokenizer, plan.sets, plan.roles, fmt, config, oracle)
         if plan.safety:
-            from ..safety_eval import SafetyClassifier, add_safety_results
+            from ..evaluation.safety import SafetyClassifier, add_safety_results
 
             classifier = (SafetyClassifier(args.safety_classifier, args.safety_unsafe_label, args.batch_size)
                           if args.safety_classifier else None)
@@ -83,8 +107,11 @@ def run(args: argparse.Namespace) -> int:
                                  "forget": args.forget, "retain": args.retain,
                                  "oracle_path": str(args.oracle) if args.oracle else None})
         save_eval(out / "eval.json", result)
+        reference = to_reference_logs(result)
+        if reference:
+            atomic_write_json(out / REFERENCE_FILE, reference)
         print(format_summary(result))
-        print(f"\nwrote {out / 'eval.json'}")
+        print(f"\nwrote {out / 'eval.json'}" + (f" and {out / REFERENCE_FILE}" if reference else ""))
         del model
     if tasks:
         summary = run_lm_eval(str(args.model), tasks, args.dtype, args.batch_size, args.max_items,
@@ -93,40 +120,3 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary["results"], indent=1, default=str))
         print(f"\nwrote {out / LM_EVAL_FILE}")
     return 0
-
-
-LM_EVAL_FILE = "lm_eval.json"
-
-
-def lm_eval_tasks(text: str) -> list[str]:
-    """The task names of ``--lm-eval-tasks``; a clear error when lm-evaluation-harness is not installed."""
-    tasks = [t.strip() for t in text.split(",") if t.strip()]
-    if not tasks:
-        raise UserInputError(f"--lm-eval-tasks: expected comma-separated task names (e.g. wmdp,mmlu), got {text!r}")
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        raise UserInputError("--lm-eval-tasks: lm-evaluation-harness is not installed; run "
-                             "`pip install grin-unlearn[lm-eval]` (or `pip install lm-eval`), or run "
-                             "`lm_eval --model hf --model_args pretrained=DIR --tasks ...` yourself") from None
-    return tasks
-
-
-def run_lm_eval(model: str, tasks: list[str], dtype: str, batch_size: int, limit: int | None,
-                trust_remote_code: bool) -> dict:
-    """``lm_eval.simple_evaluate`` on the model folder (the ``hf`` backend, as the ``lm_eval`` CLI would).
-
-    ``limit`` (``--max-items``) caps the examples per task. Returns the JSON-ready results, task
-    versions, n-shot and the call's settings (no per-sample logs).
-    """
-    import lm_eval
-    import torch
-
-    model_args = f"pretrained={model},dtype={dtype}" + (",trust_remote_code=True" if trust_remote_code else "")
-    output = lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=tasks, batch_size=batch_size,
-                                     limit=limit, device="cuda" if torch.cuda.is_available() else "cpu",
-                                     log_samples=False)
-    keep = {key: (output or {}).get(key) for key in ("results", "groups", "versions", "n-shot")}
-    keep["settings"] = {"model": model, "model_args": model_args, "tasks": tasks, "batch_size": batch_size,
-                        "limit": limit}
-    return json.loads(json.dumps(keep, default=str))

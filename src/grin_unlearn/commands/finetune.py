@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data.formatting import PromptFormat
 from ..data.records import load_qa_split
 from ..errors import UserInputError
 from ..experiments.embedded import BUILTIN_FINETUNE, builtin_base
 from ..models import TinyModelConfig, load_model, load_tokenizer
 from ..training.finetune import FinetuneConfig, finetune
+from .common import add_prompt_format_arguments, prompt_format_from_args
 
 NAME = "finetune"
 HELP = "fine-tune a model on one or more splits (loss on answer tokens only)"
@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=recipe.seed)
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--chat-template", action="store_true")
+    add_prompt_format_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
         model = load_model(args.model, trust_remote_code=args.trust_remote_code)
-    fmt = PromptFormat(chat_template=args.chat_template, max_length=args.max_length)
+    fmt = prompt_format_from_args(args, max_length=args.max_length)
     finetune(model.train(), tokenizer, records, config, out, fmt=fmt)
+    fmt.save(out)  # eval scores the model in the format it was trained in
     print(f"fine-tuned on {len(records)} examples from {', '.join(args.splits)} -> {out}")
     return 0

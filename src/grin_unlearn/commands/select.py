@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 from ..config import SelectionConfig, add_dataclass_arguments, dataclass_from_namespace
-from ..data.formatting import PromptFormat
 from ..distributed import fsdp2_requested, init_from_launcher, is_main_process, wait_for_everyone
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
@@ -22,7 +21,8 @@ from ..models import load_model, load_tokenizer
 from ..run_dir import CONFIG_FILE, MASK_FILE, environment
 from ..sharding import full_masks, shard_model
 from ..unlearn import build_masks
-from .common import add_data_arguments, add_model_arguments, add_output_arguments, load_training_sets
+from .common import (add_data_arguments, add_model_arguments, add_output_arguments, add_prompt_format_arguments,
+                     load_training_sets, prompt_format_from_args)
 
 NAME = "select"
 HELP = "score weights (GRIN or a baseline scorer) and save the top-p mask with its density report"
@@ -30,6 +30,7 @@ HELP = "score weights (GRIN or a baseline scorer) and save the top-p mask with i
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
+    add_prompt_format_arguments(parser)
     add_data_arguments(parser)
     add_output_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random scorer and retain subsampling")
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                        device="cpu" if sharded else device)  # FSDP2 moves each process's shards to its device
     if sharded:
         shard_model(model, device)
-    fmt = PromptFormat(chat_template=args.chat_template, max_length=args.max_length)
+    fmt = prompt_format_from_args(args, max_length=args.max_length)
     auto: dict = {}
     masks, timing = build_masks(model, tokenizer, forget, retain, selection, args.seed, fmt,
                                 log=print if is_main_process() else lambda *_: None, auto=auto)
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if is_main_process():
         resolved = {"selection": dataclasses.asdict(selection), "seed": args.seed, "model": args.model,
                     "benchmark": args.benchmark, "data": sets.data, "forget": sets.forget_name,
-                    "retain": sets.retain_name, "environment": environment(), **({"auto": auto} if auto else {})}
+                    "retain": sets.retain_name, "prompt_format": fmt.to_dict(), "environment": environment(),
+                    **({"auto": auto} if auto else {})}
         report = save_mask_with_report(out / MASK_FILE, masks, metadata=resolved,
                                        title=f"{selection.scorer}, p={selection.ratio}")
         atomic_write_json(out / CONFIG_FILE, resolved)

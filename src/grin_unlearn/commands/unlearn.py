@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ..config import (NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, add_dataclass_arguments,
                       config_from_mapping, load_yaml, mapping_with_flags)
-from ..data.formatting import PromptFormat
 from ..data.unlearning import check_objective_accepts
 from ..distributed import fsdp2_requested, is_main_process
 from ..errors import UserInputError
@@ -18,7 +17,8 @@ from ..models import load_model, load_tokenizer
 from ..training.objectives import OBJECTIVES, ObjectiveHyperparams, get_objective
 from ..run_dir import check_out_dir, check_resume_record
 from ..unlearn import resume_record, unlearn
-from .common import add_data_arguments, add_model_arguments, add_output_arguments, load_training_sets
+from .common import (add_data_arguments, add_model_arguments, add_output_arguments, add_prompt_format_arguments,
+                     load_training_sets, prompt_format_from_args)
 
 NAME = "unlearn"
 HELP = "run GRIN (or a baseline) on a model: select weights, add noise, unlearn only the selected weights"
@@ -26,6 +26,7 @@ HELP = "run GRIN (or a baseline) on a model: select weights, add noise, unlearn 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, max_length=False)
+    add_prompt_format_arguments(parser)
     add_data_arguments(parser)
     add_output_arguments(parser)
     parser.add_argument("--objective", default=None, help=f"base objective: {', '.join(sorted(OBJECTIVES))} (default npo); "
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     forget, retain = sets.forget, sets.retain
     check_objective_accepts(forget, config.objective, get_objective(config.objective).needs_refusal)
     check_overlap(forget, retain, strict=args.strict)
-    fmt = PromptFormat(chat_template=args.chat_template, max_length=config.train.max_length)
+    fmt = prompt_format_from_args(args, max_length=config.train.max_length)
     if args.resume:  # before the model is loaded; unlearn() checks again
         check_resume_record(Path(args.out), resume_record(config, forget, retain, fmt, args.mask))
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     result = unlearn(model, tokenizer, forget, retain, config, args.out, fmt=fmt, mask_path=args.mask,
                      resume=args.resume, overwrite=args.overwrite)
     if is_main_process():
+        fmt.save(Path(result.out_dir) / "model")  # eval scores the model in the format it was trained in
         print(json.dumps({"out": str(result.out_dir), "timing_s": {k: round(v, 2) for k, v in result.timing.items()}},
                          indent=1))
     return 0

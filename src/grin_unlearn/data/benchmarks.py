@@ -4,7 +4,7 @@ An adapter turns a data source and a forget split into everything a run needs:
 
 * :meth:`Benchmark.training_sets` — the forget set and the retain set (unlearn, select);
 * :meth:`Benchmark.eval_sets` — the evaluation sets with their roles (see
-  :data:`grin_unlearn.evaluate.ROLES`), plus the prompts of the safety metrics where the benchmark has
+  :data:`grin_unlearn.evaluation.ROLES`), plus the prompts of the safety metrics where the benchmark has
   them (eval).
 
 The data source is a Hub dataset id (default: the benchmark's own, e.g. ``locuslab/TOFU``) or a local

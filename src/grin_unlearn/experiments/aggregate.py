@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 
 from ..errors import UserInputError
-from ..eval_report import aggregate, load_eval
+from ..evaluation import aggregate, load_eval
 from ..io_utils import atomic_write_text
 from ..masks import plot_density
 from ..run_dir import EVAL_FILE, finished_timing, is_evaluated

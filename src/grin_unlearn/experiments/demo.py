@@ -15,8 +15,8 @@ from pathlib import Path
 from ..config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
 from ..data.records import load_qa_split
 from ..data.world import chance_levels
-from ..eval_report import aggregate
-from ..evaluate import EvalConfig, default_roles
+from ..evaluation import aggregate
+from ..evaluation import EvalConfig, default_roles
 from ..io_utils import atomic_write_text
 from ..run_dir import finished_timing, noise_record
 from ..training.objectives import ObjectiveHyperparams

@@ -13,8 +13,8 @@ from pathlib import Path
 from ..config import UnlearnConfig
 from ..data.formatting import PromptFormat
 from ..data.records import load_qa_split
-from ..eval_report import load_eval, save_eval
-from ..evaluate import EvalConfig, evaluate, load_eval_sets
+from ..evaluation import load_eval, save_eval
+from ..evaluation import EvalConfig, evaluate, load_eval_sets
 from ..io_utils import atomic_write_json
 from ..models import load_model, load_tokenizer
 from ..run_dir import EVAL_FILE, MODEL_DIR, is_evaluated, is_finished

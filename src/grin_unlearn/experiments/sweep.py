@@ -11,7 +11,7 @@ A sweep file (YAML; see ``configs/``) holds:
 * ``base:`` an :class:`~grin_unlearn.config.UnlearnConfig` mapping (``objective`` plus sections);
 * ``grid:`` dotted keys (``objective`` or ``<section>.<field>``) mapped to lists of values; the cells
   are their Cartesian product, in the order the keys are written;
-* optional ``eval:`` (:class:`~grin_unlearn.evaluate.EvalConfig` fields) and ``exclude_redundant:``
+* optional ``eval:`` (:class:`~grin_unlearn.evaluation.EvalConfig` fields) and ``exclude_redundant:``
   (a full fine-tune, scorer ``none``, has no mask and no noise: it is run once per combination of the
   other keys, its ``selection.*`` / ``noise.*`` grid values recorded as None, shown as "–", and its
   σ² set to 0 as in the demo's baseline).
@@ -37,8 +37,7 @@ from pathlib import Path
 
 from ..config import SECTIONS, UnlearnConfig, _field_type, config_from_mapping, load_yaml
 from ..errors import UserInputError
-from ..eval_report import load_eval
-from ..evaluate import EvalConfig, default_roles
+from ..evaluation import EvalConfig, default_roles, load_eval
 from ..io_utils import atomic_write_json
 from ..models import TinyModelConfig
 from ..training.finetune import FinetuneConfig

@@ -38,7 +38,7 @@ from typing import Callable
 from ..config import config_from_mapping, load_yaml
 from ..data.records import load_qa_split
 from ..errors import TrainingStoppedError, UserInputError
-from ..evaluate import EvalConfig, default_roles
+from ..evaluation import EvalConfig, default_roles
 from ..io_utils import atomic_write_dir, atomic_write_json
 from .embedded import prepare_embedded, train_from_base
 from .report import metrics_row
@@ -256,7 +256,7 @@ def user_validation(spec: TuneSpec, out_dir: Path, eval_config: EvalConfig) -> P
         oracle = evaluate_model_dir(v["oracle"], s.data, roles, out_dir / "validation" / "oracle" / "eval.json",
                                     eval_config)
     else:
-        from ..eval_report import load_eval
+        from ..evaluation import load_eval
         oracle = load_eval(v["oracle_eval"])
     evaluate_model_dir(s.model, s.data, roles, out_dir / "validation" / "target" / "eval.json", eval_config, oracle)
     return Phase(Path(s.model), Path(s.data), v["forget"], v["retain"], roles, oracle,

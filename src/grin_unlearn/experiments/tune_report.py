@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 
 from ..errors import UserInputError
-from ..eval_report import aggregate, load_eval
+from ..evaluation import aggregate, load_eval
 from ..io_utils import atomic_write_text
 from .aggregate import mean_std
 from .report import _figure, _fmt, _log_error, metrics_row, save_figure

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 
 from scipy.stats import ks_2samp
 
-from grin_unlearn.metrics.result import MetricResult, as_floats, register_metric
+from grin_unlearn.metrics.result import MetricResult, as_floats
 
 __all__ = ["forget_quality"]
 
 
-@register_metric("forget_quality")
 def forget_quality(
     model_truth_ratios: Sequence[float], oracle_truth_ratios: Sequence[float]
 ) -> MetricResult:

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 import torch
 
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.metrics.result import MetricResult, as_list, check_same_length, mean, register_metric
+from grin_unlearn.metrics.result import MetricResult, as_list, check_same_length, mean
 
 __all__ = ["multiple_choice_accuracy"]
 
 
-@register_metric("multiple_choice_accuracy")
 def multiple_choice_accuracy(
     letter_logits: torch.Tensor | Sequence[Sequence[float]], answers: Sequence[int]
 ) -> MetricResult:

@@ -20,7 +20,7 @@ from grin_unlearn.metrics.result import (
     as_list,
     check_same_length,
     mean,
-    register_metric,
+
 )
 
 __all__ = ["answer_probability", "normalized_option_probability"]
@@ -36,7 +36,6 @@ def _check_probs(arg: str, probs: list[float]) -> list[float]:
     return probs
 
 
-@register_metric("answer_probability")
 def answer_probability(sum_logp: Sequence[float], count: Sequence[int]) -> MetricResult:
     """Length-normalised answer probability per item; aggregate = mean over items.
 
@@ -57,16 +56,16 @@ def answer_probability(sum_logp: Sequence[float], count: Sequence[int]) -> Metri
     return MetricResult(name="answer_probability", value=mean(per_item), per_item=per_item)
 
 
-@register_metric("normalized_option_probability")
 def normalized_option_probability(
     correct_prob: Sequence[float], perturbed_probs: Sequence[Sequence[float]]
 ) -> MetricResult:
     """Probability of the correct option normalised over all options; aggregate = mean.
 
-    ``p_i = P(c_i) / (P(c_i) + sum_j P(p_ij))`` where every ``P`` is already length-normalised
+    ``p_i = P(c_i) / (P(c_i) + sum_j P(p_ij) + 1e-10)`` where every ``P`` is already length-normalised
     (``P(a|q)^(1/|a|)``, e.g. from :func:`answer_probability`), ``c_i`` is the correct answer and
     ``p_ij`` are its perturbed (wrong) answers. TOFU "Probability" on Real Authors and World Facts
-    (arXiv 2401.06121, Sec. 2.2). An item whose options all have probability 0 is rejected.
+    (arXiv 2401.06121, Sec. 2.2); the ``1e-10`` is the reference implementation's
+    (open-unlearning ``probability_w_options``), so an item whose options all have probability 0 scores 0.
     """
     correct = _check_probs("correct_prob", as_floats("correct_prob", correct_prob))
     perturbed = as_list("perturbed_probs", perturbed_probs)
@@ -74,8 +73,5 @@ def normalized_option_probability(
     per_item = []
     for i, (c, options) in enumerate(zip(correct, perturbed)):
         wrong = _check_probs(f"perturbed_probs[{i}]", as_floats(f"perturbed_probs[{i}]", options))
-        total = c + math.fsum(wrong)
-        if total <= 0.0:
-            raise UserInputError(f"item {i}: all option probabilities are 0, the ratio is undefined")
-        per_item.append(c / total)
+        per_item.append(c / (c + math.fsum(wrong) + 1e-10))
     return MetricResult(name="normalized_option_probability", value=mean(per_item), per_item=per_item)

@@ -1,28 +1,22 @@
-"""Typed metric result, the metric registry, and the input checks every metric shares.
+"""Typed metric result and the input checks every metric shares.
 
 A metric is a pure function: it takes numbers, strings or tensors already computed by the evaluation
 code (never a model) and returns a :class:`MetricResult` holding the aggregate and the per-item values
-(the return shape of open-unlearning's ``evals/metrics``, without its ``**kwargs``).
-
-Metrics register themselves with ``@register_metric(name)`` next to their definition; ``get_metric``
-looks one up by name and, for an unknown name, raises :class:`UserInputError` listing the valid ones.
+(the return shape of open-unlearning's ``evals/metrics``, without its ``**kwargs``). Which metric runs
+on which set is written out in the protocol that uses it (:mod:`grin_unlearn.evaluation.tofu`), not
+looked up by name.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from grin_unlearn.errors import UserInputError
 
-__all__ = [
-    "METRICS",
-    "MetricResult",
-    "get_metric",
-    "register_metric",
-]
+__all__ = ["MetricResult", "as_floats", "as_list", "check_same_length", "mean"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +24,7 @@ class MetricResult:
     """The outcome of one metric.
 
     Attributes:
-        name: the registry name of the metric that produced it.
+        name: the name of the metric that produced it (its key in ``eval.json``).
         value: the aggregate (the number a table reports).
         per_item: one value per input item, in input order. Set-level metrics (forget quality, AUC,
             PrivLeak, model utility) have no per-example value: they leave it empty, except
@@ -39,46 +33,11 @@ class MetricResult:
 
     name: str
     value: float
-    per_item: list[float]
+    per_item: list[float | None]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready ``{"name", "value", "per_item"}`` dict (for ``eval.json``)."""
         return asdict(self)
-
-
-METRICS: dict[str, Callable[..., MetricResult]] = {}
-
-
-def register_metric(name: str) -> Callable[[Callable[..., MetricResult]], Callable[..., MetricResult]]:
-    """Decorator that adds a metric function to :data:`METRICS` under ``name``.
-
-    Registering a second, different function under a taken name is a programming error and raises
-    ``ValueError``; re-registering the same function (a module reload) is allowed.
-    """
-
-    def decorator(fn: Callable[..., MetricResult]) -> Callable[..., MetricResult]:
-        existing = METRICS.get(name)
-        if existing is not None and (existing.__module__, existing.__qualname__) != (
-            fn.__module__,
-            fn.__qualname__,
-        ):
-            raise ValueError(
-                f"metric name {name!r} is already registered by "
-                f"{existing.__module__}.{existing.__qualname__}"
-            )
-        METRICS[name] = fn
-        return fn
-
-    return decorator
-
-
-def get_metric(name: str) -> Callable[..., MetricResult]:
-    """Return the metric registered as ``name``; an unknown name raises :class:`UserInputError`."""
-    try:
-        return METRICS[name]
-    except KeyError:
-        valid = ", ".join(sorted(METRICS))
-        raise UserInputError(f"unknown metric {name!r}; valid metrics are: {valid}") from None
 
 
 # --- input checks shared by the metric modules -------------------------------------------------

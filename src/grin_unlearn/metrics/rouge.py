@@ -13,14 +13,14 @@ from functools import lru_cache
 from rouge_score import rouge_scorer
 
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.metrics.result import MetricResult, as_list, check_same_length, mean, register_metric
+from grin_unlearn.metrics.result import MetricResult, as_list, check_same_length, mean
 
-__all__ = ["rouge_l_recall"]
+__all__ = ["rouge_l_recall", "rouge_scores"]
 
 
 @lru_cache(maxsize=1)
 def _scorer() -> rouge_scorer.RougeScorer:
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
 
 
 def _strings(arg: str, values: Sequence[str]) -> list[str]:
@@ -31,7 +31,6 @@ def _strings(arg: str, values: Sequence[str]) -> list[str]:
     return out
 
 
-@register_metric("rouge_l_recall")
 def rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -> MetricResult:
     """ROUGE-L recall of each prediction against its reference; aggregate = mean over items.
 
@@ -50,3 +49,20 @@ def rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -> Met
     # RougeScorer.score(target, prediction): the reference is the target.
     per_item = [float(scorer.score(r, p)["rougeL"].recall) for p, r in zip(preds, refs)]
     return MetricResult(name="rouge_l_recall", value=mean(per_item), per_item=per_item)
+
+
+def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> list[dict[str, float]]:
+    """Per item ``{"rouge1_recall", "rougeL_f1", "rougeL_recall"}`` of each prediction against its
+    reference: the three numbers the reference implementation stores per item (open-unlearning
+    ``eval_text_similarity``, the same ``RougeScorer(["rouge1", "rougeL"], use_stemmer=True)``).
+    """
+    preds = _strings("predictions", predictions)
+    refs = _strings("references", references)
+    check_same_length("predictions", preds, "references", refs)
+    scorer = _scorer()
+    out = []
+    for p, r in zip(preds, refs):
+        score = scorer.score(r, p)
+        out.append({"rouge1_recall": float(score["rouge1"].recall), "rougeL_f1": float(score["rougeL"].fmeasure),
+                    "rougeL_recall": float(score["rougeL"].recall)})
+    return out

@@ -11,12 +11,11 @@ import math
 from collections.abc import Mapping
 
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.metrics.result import MetricResult, register_metric
+from grin_unlearn.metrics.result import MetricResult
 
 __all__ = ["model_utility"]
 
 
-@register_metric("model_utility")
 def model_utility(values: Mapping[str, float]) -> MetricResult:
     """Harmonic mean ``n / sum_k (1 / v_k)`` of the ``n`` values given, keyed by component name.
 

@@ -1,7 +1,7 @@
 """Safety evaluation on harmful prompts: greedy generation, then :mod:`grin_unlearn.metrics.safety`.
 
 For PKU-SafeRLHF (:class:`grin_unlearn.data.benchmarks.PkuSafeRlhf`): each safety set is a list of
-prompts; the model answers each greedily (:func:`grin_unlearn.evaluate.generate_answers`, or the
+prompts; the model answers each greedily (:func:`grin_unlearn.evaluation.engine.generate_answers`, or the
 generations an evaluated question/answer set already holds for the same prompts), and the answers
 get the refusal rate, the harmful-keyword rate and, with a classifier, the classifier unsafe rate.
 The results join ``eval.json`` as sets of role ``safety`` and as aggregates ``<metric>_<set>``
@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from .data.benchmarks import SafetyPrompts
-from .data.formatting import PromptFormat
-from .errors import UserInputError
-from .evaluate import EvalConfig, generate_answers
-from .metrics import classifier_unsafe_rate, harmful_keyword_rate, refusal_rate
+from ..data.benchmarks import SafetyPrompts
+from ..data.formatting import PromptFormat
+from ..errors import UserInputError
+from ..metrics import classifier_unsafe_rate, harmful_keyword_rate, refusal_rate
+from .config import EvalConfig
+from .engine import generate_answers
 
 SAFETY_ROLE = "safety"
 

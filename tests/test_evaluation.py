@@ -1,18 +1,19 @@
-"""Tests for grin_unlearn.evaluate / eval_report and the `eval` / `compare` commands (tiny models)."""
+"""Tests for grin_unlearn.evaluation (runner, report, reference logs, config) and the `eval` / `compare`
+commands (tiny models)."""
 
-import copy
 import json
 
 import pytest
-import torch
 
 from grin_unlearn.cli import main
-from grin_unlearn.data.formatting import PadCollator, PromptFormat, encode_records
+from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.data.world import generate_world, world_corpus, write_world
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.eval_report import compare_table, format_summary, load_eval, save_eval
-from grin_unlearn.evaluate import (EvalConfig, aggregate, default_roles, evaluate, evaluate_set, generate_answers,
-                                   load_eval_sets, score_answers)
+from grin_unlearn.evaluation import (EvalConfig, aggregate, compare_table, default_roles, evaluate, evaluate_set,
+                                     format_summary, load_eval, load_eval_sets, load_oracle, save_eval,
+                                     to_reference_logs)
+from grin_unlearn.evaluation.reference_logs import oracle_view
+from grin_unlearn.metrics import forget_quality, privleak
 from grin_unlearn.models import TinyModelConfig, build_tiny_model, train_tokenizer
 
 ROLES = {"forget10": "forget", "retain90": "retain", "holdout": "holdout", "world_facts": "world_facts"}
@@ -43,58 +44,83 @@ def result(model, tokenizer, world):
 def test_evaluate_returns_every_aggregate_in_range(result):
     aggregates = result["aggregates"]
     assert aggregates["forget_quality"] is None  # no oracle
-    for key in ("privleak_loss", "privleak_zlib", "privleak_min_k"):
-        assert aggregates[key] is None
     unit = ["model_utility", "forget_rouge_l", "forget_keyword_accuracy", "forget_truth_ratio", "forget_probability",
             "forget_extraction_strength", "retain_rouge_l", "retain_keyword_accuracy", "retain_truth_ratio",
             "retain_probability", "retain_extraction_strength", "mia_auc_loss", "mia_auc_zlib", "mia_auc_min_k"]
     for key in unit:
         assert 0.0 <= aggregates[key] <= 1.0, key
-    # Utility = harmonic mean of prob, ROUGE-L, truth ratio on retain and world_facts (no real_authors here).
+    # Without retain logs the reference compares against an AUC of 0.5.
+    assert aggregates["privleak_reference_auc"] == 0.5
+    assert aggregates["privleak"] == pytest.approx(privleak(aggregates["mia_auc_min_k"], 0.5).value)
     assert set(aggregates["model_utility_components"]) == {
         f"{role}_{m}" for role in ("retain", "world_facts") for m in ("probability", "rouge_l", "truth_ratio")}
     for name, entry in result["sets"].items():
         assert entry["n"] == 12 and entry["role"] == ROLES[name]
         for metric, values in entry["per_item"].items():
             assert len(values) == 12, (name, metric)
-    assert "normalized_option_probability" in result["sets"]["world_facts"]["metrics"]
-    assert "normalized_option_probability" not in result["sets"]["retain90"]["metrics"]
-    # holdout exists for membership inference only: no generation, no truth ratio.
-    assert set(result["sets"]["holdout"]["metrics"]) == {
-        "answer_probability", "extraction_strength", "mia_loss", "mia_zlib", "mia_min_k"}
+    assert result["config"]["protocol"] == "custom" and result["config"]["prompt_format"]["style"] == "tofu"
     json.dumps(result)  # JSON-able
-    assert "forget10" in format_summary(result) and "model_utility" in format_summary(result)
 
 
-def test_forget_quality_against_itself_is_one(result, tmp_path):
+def test_forget_quality_and_privleak_against_itself(result, tmp_path):
     save_eval(tmp_path, result)
-    oracle = load_eval(tmp_path)  # a run folder holding eval.json
-    aggregates = aggregate(result["sets"], oracle=oracle)
+    aggregates = aggregate(result["sets"], oracle=load_oracle(tmp_path))  # a run folder holding eval.json
     assert aggregates["forget_quality"] == 1.0
-    assert aggregates["privleak_loss"] == pytest.approx(0.0)
+    assert aggregates["privleak"] == pytest.approx(0.0)
 
 
-def test_perfect_generator_scores_one(model, tokenizer, world):
-    records = world["forget10"][:6]
-    entry = evaluate_set(model, tokenizer, records, PromptFormat(), FAST, "forget",
-                         generations=[r["answer"] for r in records])
-    assert entry["metrics"]["rouge_l_recall"] == 1.0
-    assert entry["metrics"]["keyword_accuracy"] == 1.0
-    assert entry["per_item"]["generation"] == [r["answer"] for r in records]
+def test_reference_logs_carry_the_reference_names_and_values(result):
+    logs = to_reference_logs(result)
+    assert list(logs) == sorted(logs)
+    for key in ("forget_Q_A_Prob", "forget_Q_A_PARA_Prob", "forget_Q_A_PERT_Prob", "forget_Q_A_ROUGE",
+                "forget_truth_ratio", "forget_quality", "retain_Q_A_Prob", "retain_Q_A_ROUGE", "retain_Truth_Ratio",
+                "wf_Q_A_Prob_normalised", "wf_Q_A_ROUGE", "wf_Truth_Ratio", "model_utility", "privleak",
+                "extraction_strength", "mia_min_k"):
+        assert key in logs, key
+    forget = result["sets"]["forget10"]
+    assert logs["forget_Q_A_Prob"]["agg_value"] == pytest.approx(forget["metrics"]["answer_probability"])
+    assert [row["score"] for row in logs["forget_truth_ratio"]["value_by_index"].values()] == \
+        forget["per_item"]["truth_ratio"]
+    assert logs["forget_truth_ratio"]["agg_value"] == forget["metrics"]["truth_ratio"]
+    assert logs["mia_min_k"]["agg_value"] == result["aggregates"]["mia_auc_min_k"]
+    assert set(logs["mia_min_k"]) == {"forget", "holdout", "auc", "agg_value"}
+    row = logs["forget_Q_A_ROUGE"]["value_by_index"][0]
+    assert set(row) == {"rouge1_recall", "rougeL_f1", "rougeL_recall", "input", "ground_truth", "generation"}
+    pert = logs["forget_Q_A_PERT_Prob"]["value_by_index"][0]
+    assert len(pert["prob"]) == len(pert["avg_loss"]) == 3
 
 
-def test_batching_does_not_change_scores_or_generations(model, tokenizer, world):
-    """Right padding (teacher forcing) and left padding (generation) give the unbatched results."""
-    records, fmt = world["forget10"][:5], PromptFormat()
-    pairs = [(r["question"], a) for r in records for a in (r["answer"], *r["perturbed_answer"])]
-    one, many = (score_answers(model, tokenizer, pairs, fmt, b) for b in (1, 8))
-    for pair in pairs:
-        assert one[pair].labels == many[pair].labels and one[pair].argmax == many[pair].argmax
-        assert one[pair].sum_logp == pytest.approx(many[pair].sum_logp, abs=1e-4)
-    questions = [r["question"] for r in records]
-    single = generate_answers(model, tokenizer, questions, fmt, EvalConfig(max_new_tokens=6, batch_size=1))
-    batched = generate_answers(model, tokenizer, questions, fmt, EvalConfig(max_new_tokens=6, batch_size=5))
-    assert single == batched
+def test_a_reference_retain_log_is_an_oracle(result, tmp_path):
+    """forget quality from the reference's format: KS test against its forget_truth_ratio scores."""
+    logs = to_reference_logs(result)
+    shifted = json.loads(json.dumps(logs))
+    for row in shifted["forget_truth_ratio"]["value_by_index"].values():
+        row["score"] *= 3.0
+    shifted["mia_min_k"]["agg_value"] = 0.4
+    path = tmp_path / "TOFU_EVAL.json"
+    path.write_text(json.dumps(shifted))
+    view = load_oracle(path)
+    assert view.mia_auc["min_k"] == 0.4
+    aggregates = aggregate(result["sets"], oracle=view)
+    ratios = [r for r in result["sets"]["forget10"]["per_item"]["truth_ratio"]]
+    assert aggregates["forget_quality"] == pytest.approx(forget_quality(ratios, [3 * r for r in ratios]).value)
+    assert aggregates["privleak"] == pytest.approx(privleak(result["aggregates"]["mia_auc_min_k"], 0.4).value)
+    assert aggregate(result["sets"], oracle=oracle_view(logs))["forget_quality"] == 1.0
+    (tmp_path / "bad.json").write_text(json.dumps({"forget_Q_A_Prob": {"agg_value": 0.5}}))
+    with pytest.raises(UserInputError, match="forget_truth_ratio"):
+        load_oracle(tmp_path / "bad.json")
+
+
+def test_summary_shows_only_metrics_that_apply(result, model, tokenizer):
+    summary = format_summary(result)
+    assert "forget10" in summary and "model_utility" in summary and "privleak" in summary
+    assert " - " not in summary and not any(line.rstrip().endswith(" -") for line in summary.splitlines())
+    assert "not computed: forget_quality (needs --oracle)" in summary
+    mcq = [{"question": "Which is a fruit?", "choices": ["apple", "stone", "iron"], "answer": 0}]
+    only_mcq = evaluate(model, tokenizer, {"mcq": mcq}, {"mcq": "mcq"}, config=FAST)
+    lines = format_summary(only_mcq).splitlines()
+    assert lines[0].split() == ["set", "role", "n", "mcq_acc"]
+    assert [line.split()[0] for line in lines[3:]] == ["aggregate", "mcq_accuracy"]
 
 
 def test_multiple_choice_and_text_sets(model, tokenizer):
@@ -132,15 +158,24 @@ def test_tofu_schema_folder_evaluates_through_default_roles(model, tokenizer, wo
                      "real_authors": "real_authors"}
     out = evaluate(model, tokenizer, load_eval_sets(tmp_path, roles), roles, config=FAST)
     assert len(out["aggregates"]["model_utility_components"]) == 9
-    assert out["aggregates"]["mia_auc_loss"] is None  # no holdout set
-    assert out["sets"]["forget10"]["metrics"]["keyword_accuracy"] >= 0  # no keywords: falls back to the answer
+    assert out["aggregates"]["mia_auc_loss"] is None and out["aggregates"]["privleak"] is None  # no holdout set
+    assert out["sets"]["forget10"]["per_item"]["keywords_derived"] == [True] * 4
+    assert out["sets"]["real_authors"]["per_item"]["keywords"] == [["William Shakespeare"]]
 
 
-def test_config_and_file_errors(tmp_path):
+def test_protocols_and_config_errors(tmp_path):
+    assert EvalConfig().protocol == "tofu" and EvalConfig().max_new_tokens == 200 and EvalConfig().min_k == 0.4
+    fast = EvalConfig.for_protocol("fast")
+    assert fast.protocol == "fast" and (fast.max_new_tokens, fast.retain_max_items) == (32, 200)
+    assert EvalConfig.for_protocol("tofu", max_new_tokens=64).protocol == "custom"
+    with pytest.raises(UserInputError, match="--protocol"):
+        EvalConfig.for_protocol("quick")
     with pytest.raises(UserInputError, match="--batch-size"):
         EvalConfig(batch_size=0)
     with pytest.raises(UserInputError, match="--max-items"):
         EvalConfig(max_items=-1)
+    with pytest.raises(UserInputError, match="--stop-strings"):
+        EvalConfig(stop_strings=("",))
     with pytest.raises(UserInputError, match="no eval.json"):
         load_eval(tmp_path)
     (tmp_path / "eval.json").write_text('{"sets": []}')
@@ -161,17 +196,21 @@ def test_cli_eval_end_to_end(model, tokenizer, tmp_path, capsys):
     model_dir, data_dir, out = tmp_path / "model", tmp_path / "data", tmp_path / "run"
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
+    PromptFormat(style="split", max_length=64).save(model_dir)  # the format it was trained in
     write_world(data_dir, authors=10, holdout_authors=1, seed=0)
     base = ["eval", "--model", str(model_dir), "--data", str(data_dir), "--max-new-tokens", "2",
             "--max-items", "6", "--batch-size", "8"]
     assert main(base + ["--out", str(out)]) == 0
     written = load_eval(out / "eval.json")
     assert set(written["sets"]) == {"forget10", "retain90", "holdout", "world_facts"}
+    assert written["config"]["prompt_format"] == PromptFormat(style="split", max_length=512).to_dict()
+    assert json.loads((out / "TOFU_EVAL.json").read_text())["forget_truth_ratio"]["agg_value"] == \
+        written["sets"]["forget10"]["metrics"]["truth_ratio"]
     assert "model_utility" in capsys.readouterr().out
 
     assert main(base + ["--out", str(out)]) == 2  # refuses to overwrite
     assert "--overwrite" in capsys.readouterr().err
-    assert main(base + ["--out", str(tmp_path / "vs_oracle"), "--oracle", str(out)]) == 0
+    assert main(base + ["--out", str(tmp_path / "vs_oracle"), "--oracle", str(out / "TOFU_EVAL.json")]) == 0
     assert load_eval(tmp_path / "vs_oracle")["aggregates"]["forget_quality"] == 1.0
 
     capsys.readouterr()
@@ -188,22 +227,15 @@ def test_cli_eval_bad_data_exits_2_without_writing(model, tokenizer, tmp_path, c
     assert code == 2
     assert "--data" in capsys.readouterr().err
     assert not (out / "eval.json").exists()
+    code = main(["eval", "--model", str(model_dir), "--data", str(tmp_path / "nope"), "--out", str(out),
+                 "--oracle", str(tmp_path / "nope.json")])
+    assert code == 2 and not (out / "eval.json").exists()
 
 
-def test_brief_fine_tuning_raises_forget_scores(model, tokenizer, world):
-    """Train a copy of the tiny model on 4 forget items: their probability and extraction strength rise."""
-    records, fmt = world["forget10"][:4], PromptFormat()
-    config = EvalConfig(max_new_tokens=16, batch_size=8)
-    before = evaluate_set(model, tokenizer, records, fmt, config, "forget")
-    trained = copy.deepcopy(model).train()
-    batch = PadCollator(tokenizer.pad_token_id)(encode_records(tokenizer, records, fmt))
-    optimizer = torch.optim.Adam(trained.parameters(), lr=1e-2)
-    torch.manual_seed(0)
-    for _ in range(60):
-        optimizer.zero_grad()
-        trained(**batch).loss.backward()
-        optimizer.step()
-    after = evaluate_set(trained, tokenizer, records, fmt, config, "forget")
-    assert after["metrics"]["answer_probability"] > 0.5 > before["metrics"]["answer_probability"]
-    assert after["metrics"]["extraction_strength"] > before["metrics"]["extraction_strength"]
-    assert after["metrics"]["rouge_l_recall"] > before["metrics"]["rouge_l_recall"]
+def test_eval_config_round_trips_through_eval_json(result):
+    """A sweep compares dataclasses.asdict(config) with eval.json's config: they must be equal."""
+    import dataclasses
+
+    config = EvalConfig(stop_strings=["\n\n"])
+    stored = json.loads(json.dumps({**result, "config": config.to_dict()}))["config"]
+    assert all(stored[k] == v for k, v in dataclasses.asdict(config).items())

@@ -1,9 +1,8 @@
-"""Everything done with ``eval.json`` (the dict :func:`grin_unlearn.evaluate.evaluate` returns) without
+"""Everything done with ``eval.json`` (the dict :func:`grin_unlearn.evaluation.evaluate` returns) without
 a model: the cross-set aggregates, reading and writing, and the tables.
 
-``eval.json`` holds ``{"sets": {name: {"role", "n", "metrics", "per_item", "seconds"}},
-"aggregates": {...}, "config": {...}}``. Non-finite truth ratios are written as ``Infinity``
-(Python's ``json`` reads them back).
+``eval.json`` holds ``{"sets": {name: {"role", "n", "metrics", "per_item"}}, "aggregates": {...},
+"config": {...}, "timing": {...}}``.
 """
 
 from __future__ import annotations
@@ -13,57 +12,53 @@ import logging
 import math
 from pathlib import Path
 
-from .errors import UserInputError
-from .io_utils import atomic_write_json
-from .metrics import forget_quality, mia_auc, model_utility, privleak
+from ..errors import UserInputError
+from ..io_utils import atomic_write_json
+from ..metrics import forget_quality, mia_auc, model_utility, privleak
+from .reference_logs import MIA_ATTACKS, OracleView, is_reference_logs, load_reference_logs, oracle_view
 
 logger = logging.getLogger(__name__)
 
 EVAL_FILE = "eval.json"
-OPTION_ROLES = ("world_facts", "real_authors")  # TOFU normalises the probability over the options here
 UTILITY_ROLES = ("retain", "real_authors", "world_facts")
-MIA_ATTACKS = ("loss", "zlib", "min_k")
+DEFAULT_ORACLE_AUC = 0.5  # the reference's PrivLeak reference AUC without retain logs (privleak.yaml ref_value)
 # Per-set columns of the summary: (metric key in eval.json, column header).
 SUMMARY_COLUMNS = (("rouge_l_recall", "rouge_l"), ("keyword_accuracy", "kw_acc"), ("answer_probability", "prob"),
                    ("normalized_option_probability", "opt_prob"), ("truth_ratio", "truth_ratio"),
-                   ("extraction_strength", "extract"), ("mia_loss", "mia_loss"),
-                   ("multiple_choice_accuracy", "mcq_acc"), ("nll", "nll"))
+                   ("extraction_strength", "extract"), ("multiple_choice_accuracy", "mcq_acc"), ("nll", "nll"))
+# Aggregates that stay None without a given input, and what to pass to get them.
+NEEDS = {"forget_quality": "--oracle", "mia_auc_loss": "a holdout set", "mia_auc_zlib": "a holdout set",
+         "mia_auc_min_k": "a holdout set", "privleak": "a holdout set"}
 
 
 def _first_of_role(sets: dict[str, dict], role: str) -> dict | None:
     return next((s for s in sets.values() if s.get("role") == role), None)
 
 
-def _oracle_forget_ratios(oracle: dict) -> list[float]:
-    forget = _first_of_role(oracle.get("sets", {}), "forget")
-    ratios = (forget or {}).get("per_item", {}).get("truth_ratio") or []
-    return [r for r in ratios if r is not None]
-
-
-def aggregate(sets: dict[str, dict], oracle: dict | None = None) -> dict:
+def aggregate(sets: dict[str, dict], oracle: dict | OracleView | None = None) -> dict:
     """Cross-set numbers from per-set results (the first set of each role is used).
 
     * ``forget_quality``: TOFU (arXiv 2401.06121, Sec. 2.2.2), the p-value of the two-sample KS test
       between the forget-set truth ratios ``R_i`` of this model and of the oracle (a retain-only
-      model's eval dict); None without an oracle.
-    * ``model_utility``: TOFU's harmonic mean of probability (normalised over the options on Real
+      model's ``eval.json`` or reference ``TOFU_EVAL.json``); None without an oracle.
+    * ``model_utility``: the harmonic mean of probability (normalised over the options on Real
       Authors / World Facts), ROUGE-L and truth-ratio score on the retain, real_authors and
       world_facts sets present (``model_utility_components`` lists them); None when none is there.
     * ``mia_auc_{loss,zlib,min_k}``: ROC AUC of the attack, forget set = members, holdout =
-      non-members (None without a holdout set); ``privleak_*``: MUSE's PrivLeak (arXiv 2407.06460)
-      of that AUC against the oracle's, None without an oracle.
+      non-members (None without a holdout set); ``privleak``: the reference's PrivLeak of the Min-K%
+      AUC against the oracle's (``privleak_reference_auc``; 0.5, the reference's default, without one).
     * ``forget_*`` / ``retain_*``: the per-set TOFU numbers copied up for tables.
     """
+    view = oracle if isinstance(oracle, OracleView) or oracle is None else oracle_view(oracle)
     forget, holdout = _first_of_role(sets, "forget"), _first_of_role(sets, "holdout")
     result: dict = {"forget_quality": None}
-    if forget is not None and oracle is not None:
+    if forget is not None and view is not None:
         model_ratios = [r for r in forget["per_item"].get("truth_ratio") or [] if r is not None]
-        oracle_ratios = _oracle_forget_ratios(oracle)
-        if model_ratios and oracle_ratios:
-            result["forget_quality"] = forget_quality(model_ratios, oracle_ratios).value
+        if model_ratios and view.truth_ratios:
+            result["forget_quality"] = forget_quality(model_ratios, view.truth_ratios).value
         else:
             logger.warning("forget quality skipped: the %s has no forget-set truth ratios",
-                           "model" if not model_ratios else "oracle eval")
+                           "model" if not model_ratios else "oracle")
 
     components = {}
     for role in UTILITY_ROLES:
@@ -78,25 +73,23 @@ def aggregate(sets: dict[str, dict], oracle: dict | None = None) -> dict:
         metrics = (_first_of_role(sets, role) or {}).get("metrics", {})
         for key, label in (("rouge_l_recall", "rouge_l"), ("keyword_accuracy", "keyword_accuracy"),
                            ("truth_ratio", "truth_ratio"), ("answer_probability", "probability"),
-                           ("extraction_strength", "extraction_strength")):
+                           ("extraction_strength", "extraction_strength"),
+                           ("exact_memorization", "exact_memorization")):
             result[f"{role}_{label}"] = metrics.get(key)
     mcq = _first_of_role(sets, "mcq")
     if mcq is not None:
         result["mcq_accuracy"] = mcq["metrics"]["multiple_choice_accuracy"]
 
-    oracle_aggregates = (oracle or {}).get("aggregates", {})
     for attack in MIA_ATTACKS:
         key, auc = f"mia_{attack}", None
         if forget is not None and holdout is not None and key in forget["per_item"] and key in holdout["per_item"]:
             auc = mia_auc(forget["per_item"][key], holdout["per_item"][key]).value
         result[f"mia_auc_{attack}"] = auc
-        oracle_auc, leak = oracle_aggregates.get(f"mia_auc_{attack}"), None
-        if auc is not None and oracle_auc is not None:
-            try:
-                leak = privleak(auc, oracle_auc).value
-            except UserInputError:  # oracle AUC of exactly 1: PrivLeak is undefined
-                leak = None
-        result[f"privleak_{attack}"] = leak
+    result["privleak"] = result["privleak_reference_auc"] = None
+    if result["mia_auc_min_k"] is not None:
+        reference_auc = view.mia_auc.get("min_k") if view is not None else None
+        result["privleak_reference_auc"] = DEFAULT_ORACLE_AUC if reference_auc is None else reference_auc
+        result["privleak"] = privleak(result["mia_auc_min_k"], result["privleak_reference_auc"]).value
     result["model_utility_components"] = components
     return result
 
@@ -119,6 +112,25 @@ def load_eval(path: str | Path) -> dict:
             or not isinstance(result.get("aggregates"), dict):
         raise UserInputError(f"{file}: malformed eval.json (expected an object with 'sets' and 'aggregates')")
     return result
+
+
+def load_oracle(path: str | Path) -> OracleView:
+    """The oracle of ``--oracle``: this project's ``eval.json`` (file or run folder) or the reference's
+    ``TOFU_EVAL.json`` of a retain model (file or folder)."""
+    path = Path(path).expanduser()
+    if path.is_dir() and not (path / EVAL_FILE).is_file() and (path / "TOFU_EVAL.json").is_file():
+        return oracle_view(load_reference_logs(path), str(path))
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserInputError(f"--oracle {path}: not a readable JSON file ({err})") from None
+        if is_reference_logs(data):
+            view = oracle_view(data, str(path))
+            if not view.truth_ratios:
+                raise UserInputError(f"--oracle {path}: the reference log has no forget_truth_ratio values")
+            return view
+    return oracle_view(load_eval(path), str(path))
 
 
 def save_eval(path: str | Path, result: dict) -> Path:
@@ -149,18 +161,24 @@ def _numeric_aggregates(result: dict) -> dict:
 
 
 def format_summary(result: dict) -> str:
-    """A compact aligned text table: one row per set (its main metrics), then the aggregates."""
+    """An aligned text table of the metrics that apply: one row per set (only the columns some set
+    has), then the aggregates that were computed; the ones left out for want of an input are named."""
     sets = result.get("sets", {})
     columns = [(key, label) for key, label in SUMMARY_COLUMNS
                if any(key in s.get("metrics", {}) for s in sets.values())]
-    header = ["set", "role", "n"] + [label for _, label in columns] + ["sec"]
+    header = ["set", "role", "n"] + [label for _, label in columns]
     rows = [[name, str(s.get("role", "")), str(s.get("n", ""))]
-            + [format_number(s.get("metrics", {}).get(key)) for key, _ in columns]
-            + [format_number(s.get("seconds"))] for name, s in sets.items()]
+            + [format_number(s.get("metrics", {}).get(key)) if key in s.get("metrics", {}) else ""
+               for key, _ in columns] for name, s in sets.items()]
     lines = _aligned(header, rows)
     aggregates = _numeric_aggregates(result)
-    if aggregates:
-        lines += [""] + _aligned(["aggregate", "value"], [[k, format_number(v)] for k, v in aggregates.items()])
+    shown = {k: v for k, v in aggregates.items() if v is not None}
+    if shown:
+        lines += [""] + _aligned(["aggregate", "value"], [[k, format_number(v)] for k, v in shown.items()])
+    missing = [f"{k} (needs {NEEDS[k]})" for k, v in aggregates.items() if v is None and k in NEEDS
+               and _first_of_role(sets, "forget") is not None]
+    if missing:
+        lines += ["", "not computed: " + ", ".join(missing)]
     return "\n".join(lines)
 
 
@@ -170,7 +188,7 @@ def compare_table(results: dict[str, dict]) -> str:
         raise UserInputError("compare: no runs given")
     keys: list[str] = []
     for result in results.values():
-        keys += [k for k in _numeric_aggregates(result) if k not in keys]
+        keys += [k for k, v in _numeric_aggregates(result).items() if k not in keys and v is not None]
     labels = list(results)
     lines = ["| metric | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
     for key in keys:

@@ -1,0 +1,82 @@
+"""Multiple-choice (WMDP, MMLU) and raw-text sets: letter-logit accuracy and mean token NLL.
+
+Zero-shot multiple choice as in WMDP (Li et al. 2024, arXiv 2403.03218) and MMLU (Hendrycks et al.
+2021, arXiv 2009.03300): the prompt lists the options as ``A. ...``, ``B. ...``; the model's next-token
+logits of the letter tokens decide. Raw text (WMDP corpora) is scored by the mean NLL of every token
+after the first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..data.formatting import PadCollator, PromptFormat
+from ..errors import UserInputError
+from ..logprobs import IGNORE_INDEX
+from ..metrics import loss_score, multiple_choice_accuracy
+from ..models import model_device, pad_token_id
+from .engine import eval_mode, score_examples
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _letter_ids(tokenizer, fmt: PromptFormat, count: int) -> list[int]:
+    """Token id of each option letter as the model would emit it after the prompt: `` A`` after a prompt
+    ending in ``Answer:``, ``A`` after one ending in a space or a chat template's generation prompt."""
+    ends_in_space = fmt.chat_template or (fmt.style == "tofu" and fmt.template.endswith((" ", "\n")))
+    ids = []
+    for letter in LETTERS[:count]:
+        encoded = tokenizer(("" if ends_in_space else " ") + letter, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:  # the tokenizer splits " A": compare the bare letter instead
+            encoded = tokenizer(letter, add_special_tokens=False)["input_ids"]
+        ids.append(encoded[-1])
+    return ids
+
+
+def evaluate_mcq(model, tokenizer, records: list[dict], fmt: PromptFormat, batch_size: int) -> tuple[dict, dict]:
+    """Letter-logit accuracy; items with fewer options get -inf for the missing letters."""
+    for index, record in enumerate(records):
+        choices, answer = record.get("choices"), record.get("answer")
+        if not isinstance(record.get("question"), str) or not isinstance(choices, list) or not 2 <= len(choices) <= 26:
+            raise UserInputError(f"multiple-choice record {index}: needs a 'question' string and 2-26 'choices'")
+        if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+            raise UserInputError(f"multiple-choice record {index}: 'answer' must be an option index, got {answer!r}")
+    width = max(len(r["choices"]) for r in records)
+    letter_ids = torch.tensor(_letter_ids(tokenizer, fmt, width))
+    questions = [r["question"] + "\n" + "\n".join(f"{LETTERS[j]}. {c}" for j, c in enumerate(r["choices"]))
+                 for r in records]
+    prompts = [{"input_ids": ids, "labels": [IGNORE_INDEX] * len(ids)} for ids in fmt.prompts_ids(tokenizer, questions)]
+    collate, device = PadCollator(pad_token_id(tokenizer)), model_device(model)
+    rows = []
+    with eval_mode(model):
+        for start in range(0, len(prompts), batch_size):
+            batch = {k: v.to(device) for k, v in collate(prompts[start:start + batch_size]).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           use_cache=False).logits  # (B, T, V)
+            last = batch["attention_mask"].sum(dim=-1) - 1  # (B,) last prompt token (right padding)
+            next_token = logits[torch.arange(len(last), device=device), last].float().cpu()  # (B, V)
+            rows.append(next_token[:, letter_ids])  # (B, C)
+    letter_logits = torch.cat(rows)  # (N, C)
+    for i, r in enumerate(records):
+        letter_logits[i, len(r["choices"]):] = -math.inf
+    result = multiple_choice_accuracy(letter_logits, [r["answer"] for r in records])
+    return {result.name: result.value}, {result.name: result.per_item}
+
+
+def evaluate_text(model, tokenizer, records: list[dict], fmt: PromptFormat, batch_size: int) -> tuple[dict, dict]:
+    """Mean token NLL of raw ``text`` records (BOS first when the tokenizer has one; truncated to
+    ``fmt.max_length``; every token after the first is scored)."""
+    examples = []
+    for index, record in enumerate(records):
+        if not isinstance(record.get("text"), str) or not record["text"].strip():
+            raise UserInputError(f"text record {index}: needs a non-empty string field 'text'")
+        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        ids = (bos + tokenizer(record["text"], add_special_tokens=False)["input_ids"])[:fmt.max_length]
+        if len(ids) < 2:
+            raise UserInputError(f"text record {index}: too short to score (needs at least 2 tokens)")
+        examples.append({"input_ids": ids, "labels": ids})
+    scores = score_examples(model, examples, pad_token_id(tokenizer), batch_size)
+    result = loss_score([s.token_logps for s in scores])
+    return {"nll": result.value}, {"nll": result.per_item}

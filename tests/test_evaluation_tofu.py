@@ -1,0 +1,190 @@
+"""Tests for grin_unlearn.evaluation.tofu and .engine: every per-item TOFU number against a deliberately
+naive transcription of the reference implementation's code path (one sequence at a time, no batching)."""
+
+import copy
+import math
+import zlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from grin_unlearn.data.formatting import PadCollator, PromptFormat, encode_records
+from grin_unlearn.data.world import generate_world, world_corpus
+from grin_unlearn.evaluation import EvalConfig, evaluate, evaluate_set
+from grin_unlearn.evaluation.engine import cut_generation, generate_texts, score_examples
+from grin_unlearn.logprobs import IGNORE_INDEX
+from grin_unlearn.models import TinyModelConfig, build_tiny_model, train_tokenizer
+
+ROLES = {"forget10": "forget", "retain90": "retain", "holdout": "holdout", "world_facts": "world_facts"}
+FAST = EvalConfig(max_new_tokens=6, batch_size=16, max_items=6)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return generate_world(10, 1, 0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(world):
+    return train_tokenizer(world_corpus(world), 512)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    config = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    return build_tiny_model(config, tokenizer, seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def result(model, tokenizer, world):
+    return evaluate(model, tokenizer, {name: world[name] for name in ROLES}, ROLES, config=FAST)
+
+
+def reference_item(model, tokenizer, question, answer, k=0.4):
+    """open-unlearning, one item: preprocess_chat_instance, evaluate_probability (avg_loss),
+    tokenwise_logprobs / tokenwise_vocab_logprobs (last labelled token dropped), Min-K, ES, zlib."""
+    prompt = "Question: " + question + "\n" + "Answer: "
+    ids = tokenizer(prompt + answer, add_special_tokens=True, max_length=512, truncation=True)["input_ids"]
+    prompt_ids = tokenizer(prompt, add_special_tokens=True, max_length=512, truncation=True)["input_ids"]
+    if ids[-1] != tokenizer.eos_token_id:
+        ids += [tokenizer.eos_token_id]
+    labels = torch.tensor([[IGNORE_INDEX] * len(prompt_ids) + ids[len(prompt_ids):]])
+    input_ids = torch.tensor([ids])
+    with torch.no_grad():
+        logits = model(input_ids=input_ids).logits
+    losses = F.cross_entropy(logits[:, :-1].transpose(-1, -2), labels[:, 1:], ignore_index=IGNORE_INDEX,
+                             reduction="none").sum(-1)
+    avg_loss = (losses / (labels != IGNORE_INDEX).sum(-1)).item()
+    log_probs = F.log_softmax(logits, dim=-1)[:, :-1]
+    target = torch.gather(log_probs, 2, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)[0]
+    actual = (labels[0] != IGNORE_INDEX).nonzero(as_tuple=True)[0][:-1]
+    start, end = actual[0].item(), actual[-1].item()
+    token_lp = target[start - 1:end].tolist()
+    lowest = sorted(token_lp)[:max(1, int(len(token_lp) * k))]
+    min_k = -sum(lowest) / len(lowest)
+    preds, gold = log_probs[0, start - 1:end].argmax(-1), labels[0][actual]
+    for kk in range(len(gold)):
+        if torch.equal(preds[kk:], gold[kk:]):
+            break
+    es = 1 - kk / len(gold)
+    text = tokenizer.decode(labels[0][labels[0] != IGNORE_INDEX].tolist(), skip_special_tokens=True)
+    return {"avg_loss": avg_loss, "min_k": min_k, "es": es, "zlib": avg_loss / len(zlib.compress(text.encode("utf-8")))}
+
+
+def test_per_item_numbers_equal_the_reference_code_path(model, tokenizer, world, result):
+    forget = result["sets"]["forget10"]["per_item"]
+    for i, record in enumerate(world["forget10"][:6]):
+        ref = reference_item(model, tokenizer, record["question"], record["answer"])
+        assert forget["answer_loss"][i] == pytest.approx(ref["avg_loss"], rel=1e-5)
+        assert forget["answer_probability"][i] == pytest.approx(math.exp(-ref["avg_loss"]), rel=1e-5)
+        assert forget["mia_loss"][i] == pytest.approx(ref["avg_loss"], rel=1e-5)
+        assert forget["mia_min_k"][i] == pytest.approx(ref["min_k"], rel=1e-5)
+        assert forget["mia_zlib"][i] == pytest.approx(ref["zlib"], rel=1e-5)
+        assert forget["extraction_strength"][i] == pytest.approx(ref["es"])
+        para = reference_item(model, tokenizer, record["question"], record["paraphrased_answer"])["avg_loss"]
+        pert = [reference_item(model, tokenizer, record["question"], p)["avg_loss"] for p in record["perturbed_answer"]]
+        ratio = math.exp(-sum(pert) / len(pert)) / (math.exp(-para) + 1e-10)
+        assert forget["truth_ratio"][i] == pytest.approx(ratio, rel=1e-5)
+    score = sum(min(r, 1 / (r + 1e-10)) for r in forget["truth_ratio"]) / 6
+    assert result["sets"]["forget10"]["metrics"]["truth_ratio"] == pytest.approx(score, rel=1e-9)
+
+
+def test_world_facts_use_the_answer_and_normalise_over_the_options(model, tokenizer, world, result):
+    """Real Authors / World Facts: truth ratio of the answer (not a paraphrase) and the answer's
+    probability normalised over answer + perturbed answers, as ra_/wf_Q_A_Prob_normalised."""
+    items = result["sets"]["world_facts"]["per_item"]
+    for i, record in enumerate(world["world_facts"][:6]):
+        correct = reference_item(model, tokenizer, record["question"], record["answer"])["avg_loss"]
+        wrong = [reference_item(model, tokenizer, record["question"], p)["avg_loss"] for p in record["perturbed_answer"]]
+        p_correct, p_wrong = math.exp(-correct), [math.exp(-w) for w in wrong]
+        assert items["normalized_option_probability"][i] == pytest.approx(p_correct / (p_correct + sum(p_wrong) + 1e-10),
+                                                                          rel=1e-5)
+        assert items["truth_ratio"][i] == pytest.approx(math.exp(-sum(wrong) / 3) / (p_correct + 1e-10), rel=1e-5)
+    assert result["sets"]["world_facts"]["metrics"]["truth_ratio"] == pytest.approx(
+        sum(max(0.0, 1 - r) for r in items["truth_ratio"]) / 6)
+
+
+def test_rouge_target_and_keywords(world, result):
+    items = result["sets"]["forget10"]["per_item"]
+    # The reference's target: decode(conversation) minus decode(prompt), stripped = the answer here.
+    assert items["ground_truth"] == [r["answer"] for r in world["forget10"][:6]]
+    assert items["keywords"] == [r["keywords"] for r in world["forget10"][:6]]  # the world's own keywords
+    assert items["keywords_derived"] == [False] * 6
+    assert set(result["sets"]["holdout"]["metrics"]) == {"answer_probability", "extraction_strength",
+                                                         "exact_memorization", "mia_loss", "mia_zlib", "mia_min_k"}
+
+
+def test_records_without_keywords_get_derived_ones(model, tokenizer, world):
+    records = [{k: r[k] for k in ("question", "answer", "paraphrased_answer", "perturbed_answer")}
+               for r in world["forget10"][:3]]
+    entry = evaluate_set(model, tokenizer, records, config=FAST, role="forget",
+                         generations=[r["answer"] for r in records])
+    assert entry["per_item"]["keywords_derived"] == [True] * 3
+    assert all(entry["per_item"]["keywords"])
+    assert entry["metrics"]["keyword_accuracy"] == 1.0 and entry["metrics"]["rouge_l_recall"] == 1.0
+
+
+def test_one_sweep_is_batch_invariant(model, tokenizer, world):
+    """Sorted, right-padded batches give the per-sequence numbers of batch size 1."""
+    pairs = [(r["question"], a) for r in world["forget10"][:4] for a in (r["answer"], *r["perturbed_answer"])]
+    examples = PromptFormat().encode_many(tokenizer, pairs)
+    one, many = (score_examples(model, examples, tokenizer.pad_token_id, b) for b in (1, 16))
+    for a, b in zip(one, many):
+        assert a.labels == b.labels and a.argmax == b.argmax
+        assert a.token_logps == pytest.approx(b.token_logps, abs=1e-5)
+
+
+def test_generation_is_batch_invariant_and_cut_at_stop_strings(model, tokenizer, world):
+    prompts = PromptFormat().prompts_ids(tokenizer, [r["question"] for r in world["forget10"][:5]])
+    single = generate_texts(model, tokenizer, prompts, 12, 1)
+    batched = generate_texts(model, tokenizer, prompts, 12, 5)
+    assert single == batched
+    stop = next(w for w in batched[0].split() if len(w) > 1)[:2]
+    cut = generate_texts(model, tokenizer, prompts, 12, 5, stop_strings=(stop,))
+    assert cut[0] == batched[0].split(stop)[0].strip()
+    assert all(c == b.split(stop)[0].strip() if stop in b else c == b for c, b in zip(cut, batched))
+
+
+def test_cut_generation_follows_the_reference():
+    """Cut at each stop in turn (EOS text first), keep the text before it, strip."""
+    assert cut_generation(" Paris.</s> more", ["</s>"]) == "Paris."
+    assert cut_generation("a\n\nQuestion: b", ["</s>", "\n\n", "Question:"]) == "a"
+    assert cut_generation("  no stop here  ", ["</s>"]) == "no stop here"
+
+
+def test_generation_stops_when_every_sequence_has_ended(model, tokenizer, world):
+    """With EOS forced as the first token, generate makes one forward pass, not max_new_tokens."""
+    eos, calls = tokenizer.eos_token_id, []
+
+    def force_eos(module, args, output):
+        calls.append(1)
+        output.logits[..., eos] += 1e4
+
+    handle = model.register_forward_hook(force_eos)
+    try:
+        prompts = PromptFormat().prompts_ids(tokenizer, [r["question"] for r in world["forget10"][:4]])
+        texts = generate_texts(model, tokenizer, prompts, 50, 4)
+    finally:
+        handle.remove()
+    assert texts == [""] * 4 and len(calls) == 1
+
+
+def test_brief_fine_tuning_raises_forget_scores(model, tokenizer, world):
+    """Train a copy of the tiny model on 4 forget items in the same format: their probability, extraction
+    strength and ROUGE-L rise."""
+    records, fmt = world["forget10"][:4], PromptFormat()
+    config = EvalConfig(max_new_tokens=24, batch_size=8)
+    before = evaluate_set(model, tokenizer, records, fmt, config, "forget")
+    trained = copy.deepcopy(model).train()
+    batch = PadCollator(tokenizer.pad_token_id)(encode_records(tokenizer, records, fmt))
+    optimizer = torch.optim.Adam(trained.parameters(), lr=1e-2)
+    torch.manual_seed(0)
+    for _ in range(60):
+        optimizer.zero_grad()
+        trained(**batch).loss.backward()
+        optimizer.step()
+    after = evaluate_set(trained, tokenizer, records, fmt, config, "forget")
+    assert after["metrics"]["answer_probability"] > 0.5 > before["metrics"]["answer_probability"]
+    assert after["metrics"]["extraction_strength"] > before["metrics"]["extraction_strength"]
+    assert after["metrics"]["rouge_l_recall"] > before["metrics"]["rouge_l_recall"]
