@@ -122,12 +122,11 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
 
 def _dtype_keyword() -> str:
     """``from_pretrained``'s dtype keyword: ``dtype`` from transformers 4.56 on, ``torch_dtype`` before
-    (4.45 ignores an unknown ``dtype`` and loads fp32 silently)."""
-    import inspect
+    (4.45 ignores an unknown ``dtype`` and loads fp32 silently; 5.x warns about ``torch_dtype``)."""
+    import transformers
+    from packaging.version import Version
 
-    from transformers import PreTrainedModel
-
-    return "dtype" if "dtype" in inspect.signature(PreTrainedModel.from_pretrained).parameters else "torch_dtype"
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
 # transformers 5 saves tokenizers built from a `tokenizers` object as this class, unknown to 4.x;

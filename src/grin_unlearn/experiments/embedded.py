@@ -47,6 +47,9 @@ class EmbeddedConfig:
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
     finetune: FinetuneConfig = field(default_factory=lambda: BUILTIN_FINETUNE)
     forget_split: str = "forget10"
+    # Bumped when the training recipe changes outside these fields, so cached models are rebuilt:
+    # 2 = prompts tokenised with their answers as one string (the TOFU reference's boundary).
+    recipe: int = 2
 
     def __post_init__(self):
         if self.forget_split not in ("forget01", "forget05", "forget10"):
