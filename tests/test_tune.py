@@ -175,11 +175,11 @@ def test_micro_tuner_run_completes_and_resumes(tmp_path):
     assert json.loads((out / "tune.json").read_text()) == again
 
     # Auto p against a one-value grid around the chosen GRIN config: each variant uses the p it reports.
-    assert main(args + ["--report-only", "--compare-auto", "npo_grin", "--grid-ratios", "0.5"]) == 0
+    assert main(args + ["--report-only", "--compare-auto", "npo_grin", "--grid-ratios", "0.5", "--no-auto-noise"]) == 0
     compared = json.loads((out / "auto_npo_grin.json").read_text())
     rows = {r["variant"]: r for r in compared["rows"]}
     assert set(rows) == {f"tuned (p = {state['methods']['npo_grin']['chosen']['params']['selection.ratio']:.3g})",
-                         "auto p", "auto p + auto σ²", "p = 0.5"}
+                         "auto p", "p = 0.5"}
     assert rows["p = 0.5"]["ratio_used"] == 0.5 and compared["best_grid"] == "p = 0.5"
     for cell in rows["auto p"]["cells"]:
         saved = json.loads((out / cell["dir"] / "config.json").read_text())

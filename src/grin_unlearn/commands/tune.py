@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-auto", metavar="METHOD",
                         help="after tuning, rerun METHOD's chosen config (e.g. npo_grin) with p = auto, with p and σ² "
                              "= auto, and with each --grid-ratios value; writes <out>/auto_METHOD.md")
-    parser.add_argument("--grid-ratios", nargs="+", type=float, default=[0.1, 0.2, 0.4, 0.6, 0.8],
-                        help="the grid of p for --compare-auto (default 0.1 0.2 0.4 0.6 0.8)")
+    parser.add_argument("--grid-ratios", nargs="*", type=float, default=[0.1, 0.2, 0.4, 0.6, 0.8],
+                        help="the grid of p for --compare-auto (default 0.1 0.2 0.4 0.6 0.8; none: only the tuned p)")
+    parser.add_argument("--no-auto-noise", action="store_true", help="--compare-auto without the auto σ² variant")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,5 +44,7 @@ def run(args: argparse.Namespace) -> int:
         bad = [r for r in args.grid_ratios if not 0 < r <= 1]
         if bad:
             raise UserInputError(f"--grid-ratios: expected fractions in (0, 1], got {bad}")
-        print(f"auto p comparison: {run_auto_comparison(out, args.compare_auto, args.grid_ratios, args.cache_dir, log=print)}")
+        path = run_auto_comparison(out, args.compare_auto, args.grid_ratios, args.cache_dir, log=print,
+                                   auto_noise=not args.no_auto_noise)
+        print(f"auto p comparison: {path}")
     return 0

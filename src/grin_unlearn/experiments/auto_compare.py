@@ -27,9 +27,10 @@ from .tune_report import SHOWN
 from .tune_spec import params_key, parse_tune_spec
 
 
-def _variants(chosen: dict, grid: list[float]) -> dict[str, dict]:
-    variants = {"auto p": {**chosen, "selection.ratio": AUTO},
-                "auto p + auto σ²": {**chosen, "selection.ratio": AUTO, "noise.noise_var": AUTO}}
+def _variants(chosen: dict, grid: list[float], auto_noise: bool) -> dict[str, dict]:
+    variants = {"auto p": {**chosen, "selection.ratio": AUTO}}
+    if auto_noise:
+        variants["auto p + auto σ²"] = {**chosen, "selection.ratio": AUTO, "noise.noise_var": AUTO}
     for ratio in grid:
         variants[f"p = {ratio:g}"] = {**chosen, "selection.ratio": float(ratio)}
     return variants
@@ -50,7 +51,7 @@ def _summarise(label: str, cells: list[dict]) -> dict:
 
 
 def run_auto_comparison(out_dir: str | Path, method_name: str, grid: list[float], cache_dir=None,
-                        log=print) -> Path:
+                        log=print, auto_noise: bool = True) -> Path:
     """Run the variants of the module docstring for ``method_name`` of the tuner folder ``out_dir``;
     write ``auto_<method>.json`` and ``auto_<method>.md``; return the markdown's path."""
     out_dir = Path(out_dir)
@@ -58,19 +59,20 @@ def run_auto_comparison(out_dir: str | Path, method_name: str, grid: list[float]
         raise UserInputError(f"{out_dir}: no {STATE_FILE} (run `grin-unlearn tune` into it first)")
     state = json.loads((out_dir / STATE_FILE).read_text())
     entry = state["methods"].get(method_name)
-    if not entry or not entry.get("chosen") or not entry.get("finals"):
-        raise UserInputError(f"--compare-auto: '{method_name}' has no chosen and rerun config in {out_dir} "
+    objective, scorer = method_name.partition("_")[::2]
+    if not entry or not entry.get("trials"):
+        raise UserInputError(f"--compare-auto: '{method_name}' has no trials in {out_dir} "
                              f"(methods: {', '.join(state['methods'])})")
-    objective, scorer = method_name.split("_", 1)
     if scorer == "none":
         raise UserInputError("--compare-auto: a full fine-tune (scorer none) has no p to set")
     spec = parse_tune_spec(state["spec"], state["spec_path"])  # as run, CLI overrides included
     method = Method(objective, scorer)
     phase = reported_phase(spec, out_dir, cache_dir, log)
-    chosen = entry["chosen"]["params"]
-    rows = [_summarise(f"tuned (p = {chosen.get('selection.ratio', float('nan')):.3g})",
-                       [{**f, **_used(out_dir, f)} for f in entry["finals"]])]
-    for label, params in _variants(chosen, grid).items():
+    # The tuner's choice; while its reruns are still running, the same rule applied to its trials.
+    chosen = (entry.get("chosen") or {}).get("params") or select_trial(entry["trials"], spec.rule)[0]["params"]
+    finals = [{**f, **_used(out_dir, f)} for f in entry.get("finals") or []]
+    rows = [_summarise(f"tuned (p = {chosen.get('selection.ratio', float('nan')):.3g})", finals)] if finals else []
+    for label, params in _variants(chosen, grid, auto_noise).items():
         folder = out_dir / "auto_compare" / method_name / params_key(params)
         cells = []
         for seed in spec.seeds:
@@ -79,8 +81,11 @@ def run_auto_comparison(out_dir: str | Path, method_name: str, grid: list[float]
             cells.append({**cell, **_used(out_dir, cell)})
         rows.append({**_summarise(label, cells), "cells": cells})
     grid_rows = [r for r in rows if r["variant"].startswith("p = ")]
-    best, reason = select_trial([{**r, "number": i} for i, r in enumerate(grid_rows)], spec.rule)
-    result = {"method": method_name, "chosen_params": chosen, "seeds": spec.seeds, "rule": spec.rule,
+    best, reason = select_trial([{**r, "number": i} for i, r in enumerate(grid_rows)], spec.rule) if grid_rows \
+        else (None, "no grid")
+    tuning = entry.get("trials") or []
+    result = {"tuning_trials": len(tuning), "tuning_cpu_seconds": sum(t.get("cpu_seconds") or 0 for t in tuning),
+              "tuning_seconds": sum(t.get("seconds") or 0 for t in tuning), "method": method_name, "chosen_params": chosen, "seeds": spec.seeds, "rule": spec.rule,
               "best_grid": best and best["variant"], "best_grid_reason": reason, "rows": rows}
     atomic_write_json(out_dir / f"auto_{method_name}.json", result)
     return _write_markdown(out_dir, result, grid_rows)
@@ -98,12 +103,22 @@ def _write_markdown(out_dir: Path, result: dict, grid_rows: list[dict]) -> Path:
         lines.append("| " + " | ".join(cells) + " |")
     grid_cpu = sum(r["cpu_seconds_total"] for r in grid_rows)
     auto = next(r for r in result["rows"] if r["variant"] == "auto p")
+    tuned = next((r for r in result["rows"] if r["variant"].startswith("tuned")), {"n": 0, "seconds_total": 0,
+                                                                                  "cpu_seconds_total": 0})
     lines += ["", f"Best grid value by the tuner's rule (over seed means): **{result['best_grid']}** "
-              f"({result['best_grid_reason']}).", "",
-              f"Compute (CPU seconds of the runs: scoring, training, evaluation): the grid of {len(grid_rows)} values ran "
-              f"{sum(r['n'] for r in grid_rows)} runs in {grid_cpu:.0f} CPU s; auto p ran {auto['n']} runs in "
-              f"{auto['cpu_seconds_total']:.0f} CPU s" + (f" ({auto['cpu_seconds_total'] / grid_cpu:.2f} of the grid)."
-                                                          if grid_cpu else "."), ""]
+              f"({result['best_grid_reason']})." if grid_rows else "", "",
+              "Compute (wall / CPU seconds of the runs: scoring, training, evaluation; CPU seconds are this "
+              "process's, all threads, and hold up on a shared machine):", "",
+              f"- auto p: {auto['n']} run(s), {auto['seconds_total']:.0f} / {auto['cpu_seconds_total']:.0f} s — "
+              "p costs nothing beyond the run itself (one pass over the scores);",
+              f"- the tuned p: the method's {result['tuning_trials']} tuning trials "
+              f"({result['tuning_seconds']:.0f} / {result['tuning_cpu_seconds']:.0f} s; they searched p together with "
+              f"the other settings) plus its {tuned['n']} rerun(s) ({tuned['seconds_total']:.0f} / "
+              f"{tuned['cpu_seconds_total']:.0f} s);"]
+    if grid_rows:
+        lines.append(f"- the grid of {len(grid_rows)} value(s) of p: {sum(r['n'] for r in grid_rows)} runs, "
+                     f"{sum(r['seconds_total'] for r in grid_rows):.0f} / {grid_cpu:.0f} s.")
+    lines.append("")
     return atomic_write_text(out_dir / f"auto_{result['method']}.md", "\n".join(lines))
 
 
