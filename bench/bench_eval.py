@@ -15,7 +15,7 @@ answer, paraphrase and perturbed answer of every set, sorted by length; one gene
 ``--schedule per-metric`` replays the reference implementation's schedule with the same model code:
 one pass per metric dataset in dataset order (forget/retain/ra/wf answers, paraphrases, perturbed
 answers, the MIA forget and holdout sets, the extraction-strength set), batches of 32, generation
-batches of 64 (forget, retain) and 32 (ra, wf) in dataset order. The ratio of the two is measured in
+batches of 64 (forget, retain) and 32 (ra, wf) in dataset order with generate's default dynamic KV cache. The ratio of the two is measured in
 one run. Peak memory is the process's maximum resident set size (``ru_maxrss``).
 """
 
@@ -104,7 +104,7 @@ def per_metric_schedule(model, tokenizer, sets: dict[str, list[dict]], fmt: Prom
         prompts = fmt.prompts_ids(tokenizer, [r["question"] for r in records])
         batch = 64 if role in ("forget", "retain") else 32
         for start in range(0, len(prompts), batch):
-            generate_texts(model, tokenizer, prompts[start:start + batch], max_new_tokens, batch)
+            generate_texts(model, tokenizer, prompts[start:start + batch], max_new_tokens, batch, static_cache=False)
     for name in ("forget10_perturbed", "holdout10") * 3:  # mia_min_k, mia_loss, mia_zlib: forget + holdout
         tf([(r["question"], r["answer"]) for r in sets[name]])
     tf([(r["question"], r["answer"]) for r in sets["forget10_perturbed"]])  # extraction_strength

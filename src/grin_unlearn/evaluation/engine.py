@@ -141,8 +141,9 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 
 def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
-                   stop_strings: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Greedy continuations of token-id ``prompts``, post-processed as the reference does."""
+                   stop_strings: list[str] | tuple[str, ...] = (), static_cache: bool = True) -> list[str]:
+    """Greedy continuations of token-id ``prompts``, post-processed as the reference does
+    (``static_cache=False``: generate's default dynamic cache, as the reference runs it)."""
     from transformers import StoppingCriteriaList
 
     eos = tokenizer.eos_token_id
@@ -160,7 +161,8 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
             # is half the CPU time of a small model's decoding; the tokens are the same.
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                     top_p=None, top_k=None, temperature=None, use_cache=True, pad_token_id=pad,
-                                    eos_token_id=_eos_ids(model, tokenizer) or None, cache_implementation="static",
+                                    eos_token_id=_eos_ids(model, tokenizer) or None,
+                                    cache_implementation="static" if static_cache else None,
                                     stopping_criteria=criteria)  # (B, width + new)
             decoded = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True,
                                              clean_up_tokenization_spaces=True)
