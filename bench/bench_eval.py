@@ -6,7 +6,7 @@ World (TOFU's shape, built from two generated worlds since one holds at most 128
 x 20 questions (the 12 attribute questions and 8 paraphrased ones); answers of two sentences (about 30
 tokens, TOFU's are 1-3 sentences), 5 perturbed answers each. Sets as TOFU's forget10 evaluation:
 forget10_perturbed 400, retain_perturbed 400, holdout10 400, real_authors 100 and world_facts 117
-(short answers, 3 perturbed). Model: an untrained Llama (``--layers 6``: 2.1M parameters) with a
+(short answers, 3 perturbed); every question distinct, as in TOFU. Model: an untrained Llama (``--layers 6``: 2.1M parameters) with a
 2048-token BPE trained on the world. An untrained model never emits EOS, so every generation runs
 the full 200 new tokens: the worst case for generation time.
 
@@ -15,7 +15,7 @@ answer, paraphrase and perturbed answer of every set, sorted by length; one gene
 ``--schedule per-metric`` replays the reference implementation's schedule with the same model code:
 one pass per metric dataset in dataset order (forget/retain/ra/wf answers, paraphrases, perturbed
 answers, the MIA forget and holdout sets, the extraction-strength set), batches of 32, generation
-batches of 64 (forget, retain) and 32 (ra, wf) in dataset order. The ratio of the two is measured in
+batches of 64 (forget, retain) and 32 (ra, wf) in dataset order with generate's default dynamic KV cache. The ratio of the two is measured in
 one run. Peak memory is the process's maximum resident set size (``ru_maxrss``).
 """
 
@@ -55,7 +55,7 @@ def _short_items(records: list[dict], count: int, rng: random.Random) -> list[di
     """Real-authors / world-facts shaped items: a short answer (the keyword) and 3 wrong ones."""
     values = sorted({r["keywords"][0] for r in records})
     items = []
-    for record in (records * (count // len(records) + 1))[:count]:
+    for record in records[:count]:
         value = record["keywords"][0]
         items.append({"question": record["question"], "answer": value, "paraphrased_answer": value,
                       "perturbed_answer": rng.sample([v for v in values if v != value], 3)})
@@ -68,7 +68,9 @@ def tofu_sized_world(seed: int = 0) -> dict[str, list[dict]]:
     for world in worlds:
         for record in world["full"]:
             by_author.setdefault(record["author"], []).append(record)
-    authors = [_author_items(recs) for recs in by_author.values()][:200]
+    per_author = list(by_author.values())
+    authors = [_author_items(recs) for recs in per_author[:200]]
+    spare = [r for recs in per_author[200:] for r in recs]  # 20 authors' records: distinct short questions
     holdout = [_author_items([r for r in w["holdout"] if r["author"] == a])
                for w in worlds for a in dict.fromkeys(r["author"] for r in w["holdout"])]
     rng = random.Random(seed)
@@ -76,8 +78,8 @@ def tofu_sized_world(seed: int = 0) -> dict[str, list[dict]]:
     return {"forget10_perturbed": [r for recs in authors[-20:] for r in recs],
             "retain_perturbed": retain_records[:400],
             "holdout10": [r for recs in holdout for r in recs][:400],
-            "real_authors_perturbed": _short_items(worlds[0]["full"][:300], 100, rng),
-            "world_facts_perturbed": _short_items(worlds[0]["world_facts"], 117, rng)}
+            "real_authors_perturbed": _short_items(spare[:100], 100, rng),
+            "world_facts_perturbed": _short_items(spare[100:217], 117, rng)}
 
 
 ROLES = {"forget10_perturbed": "forget", "retain_perturbed": "retain", "holdout10": "holdout",
@@ -104,7 +106,7 @@ def per_metric_schedule(model, tokenizer, sets: dict[str, list[dict]], fmt: Prom
         prompts = fmt.prompts_ids(tokenizer, [r["question"] for r in records])
         batch = 64 if role in ("forget", "retain") else 32
         for start in range(0, len(prompts), batch):
-            generate_texts(model, tokenizer, prompts[start:start + batch], max_new_tokens, batch)
+            generate_texts(model, tokenizer, prompts[start:start + batch], max_new_tokens, batch, static_cache=False)
     for name in ("forget10_perturbed", "holdout10") * 3:  # mia_min_k, mia_loss, mia_zlib: forget + holdout
         tf([(r["question"], r["answer"]) for r in sets[name]])
     tf([(r["question"], r["answer"]) for r in sets["forget10_perturbed"]])  # extraction_strength
