@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ._version import __version__
+from .data.formatting import FORMAT_FILE
 from .distributed import is_main_process, wait_for_everyone
 from .errors import UserInputError
 from .io_utils import atomic_write_json
@@ -198,13 +199,14 @@ def stopped_message(err: Exception, out_dir: Path, completed_steps: int) -> str:
 
 
 def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, noise: dict | None = None,
-             auto: dict | None = None) -> None:
+             auto: dict | None = None, fmt=None) -> None:
     """Write every artifact atomically; ``run.json`` last marks the run finished.
 
     ``noise`` (masked runs) becomes ``noise.json``: the noise summary and the forget-gradient norms over
     the selected weights before and after the noise (:func:`noise_record` reads it back).
     ``auto``: the evidence of automatic choices (``--ratio auto``, ``--noise-var auto``), written under
     ``"auto"`` in ``config.json`` beside the resolved ``config`` that holds the values chosen.
+    ``fmt``: the prompt format trained with, recorded in ``model/`` so the model is evaluated in it.
 
     Distributed: only the main process writes (every process holds the same weights and mask after a
     DDP run); the others wait at a barrier, so the folder is complete when ``unlearn`` returns anywhere.
@@ -215,18 +217,19 @@ def save_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing
     if masks is not None:
         masks = full_masks(masks)
     if is_main_process():
-        _write_run(out_dir, model, tokenizer, config, masks, log_history, timing, noise, state_dict, auto)
+        _write_run(out_dir, model, tokenizer, config, masks, log_history, timing, noise, state_dict, auto, fmt)
     wait_for_everyone()
 
 
 def _write_run(out_dir: Path, model, tokenizer, config, masks, log_history, timing, noise, state_dict=None,
-               auto=None) -> None:
+               auto=None, fmt=None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"config": config.to_dict(), "environment": environment()}
     if auto:
         resolved["auto"] = auto
     atomic_write_json(out_dir / CONFIG_FILE, resolved)
-    save_model_folder(model, tokenizer, out_dir / MODEL_DIR, state_dict=state_dict)
+    save_model_folder(model, tokenizer, out_dir / MODEL_DIR, state_dict=state_dict,
+                      extra_json={FORMAT_FILE: fmt.to_dict()} if fmt is not None else None)
     if masks is not None:
         save_mask_with_report(out_dir / MASK_FILE, masks, metadata=resolved,
                               title=f"{config.selection.scorer}, p={config.selection.ratio}")

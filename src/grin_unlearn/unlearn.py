@@ -283,7 +283,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     timing["train"] = time.perf_counter() - train_start
     timing["total"] = time.perf_counter() - start
     save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing, noise_report,
-             auto=auto or None)
+             auto=auto or None, fmt=fmt)
     return UnlearnResult(out_dir, masks, timing, train_loss)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from ..data.records import load_qa_split
 from ..errors import UserInputError
-from ..experiments.embedded import BUILTIN_FINETUNE, builtin_base
+from ..experiments.embedded import BUILTIN_FINETUNE, EmbeddedConfig, builtin_base
 from ..models import TinyModelConfig, load_model, load_tokenizer
 from ..training.finetune import FinetuneConfig, finetune
 from .common import add_prompt_format_arguments, prompt_format_from_args
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
         model = load_model(args.model, trust_remote_code=args.trust_remote_code)
     fmt = prompt_format_from_args(args, max_length=args.max_length)
+    if args.model == "builtin" and args.prompt_style is None:  # the demo's recipe (see EmbeddedConfig.prompt_style)
+        fmt = dataclasses.replace(fmt, style=EmbeddedConfig.prompt_style)
     finetune(model.train(), tokenizer, records, config, out, fmt=fmt)
-    fmt.save(out)  # eval scores the model in the format it was trained in
     print(f"fine-tuned on {len(records)} examples from {', '.join(args.splits)} -> {out}")
     return 0

@@ -70,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
     result = unlearn(model, tokenizer, forget, retain, config, args.out, fmt=fmt, mask_path=args.mask,
                      resume=args.resume, overwrite=args.overwrite)
     if is_main_process():
-        fmt.save(Path(result.out_dir) / "model")  # eval scores the model in the format it was trained in
         print(json.dumps({"out": str(result.out_dir), "timing_s": {k: round(v, 2) for k, v in result.timing.items()}},
                          indent=1))
     return 0

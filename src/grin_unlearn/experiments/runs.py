@@ -37,6 +37,7 @@ def evaluate_model_dir(model_dir: str | Path, data: str | Path, roles: dict[str,
     if out_json.is_file():
         return load_eval(out_json)
     model, tokenizer = loaded or (load_model(str(model_dir)), load_tokenizer(str(model_dir)))
+    fmt = fmt or PromptFormat.load(model_dir)  # the format the model was trained in, when recorded
     result = evaluate(model, tokenizer, load_eval_sets(data, roles), roles, fmt, eval_config, oracle)
     save_eval(out_json, result)
     return result
@@ -54,7 +55,7 @@ def run_cell(model_dir: str | Path, data: str | Path, forget: str, retain: str, 
     if not is_finished(out_dir):
         tokenizer = load_tokenizer(str(model_dir))
         model = load_model(str(model_dir), dtype="float32")
-        fmt = PromptFormat(max_length=config.train.max_length)
+        fmt = (PromptFormat.load(model_dir) or PromptFormat()).with_max_length(config.train.max_length)
         unlearn(model, tokenizer, load_qa_split(data, forget), load_qa_split(data, retain), config, out_dir,
                 fmt=fmt, resume=True, log=log)
         loaded = (model, tokenizer)  # the unlearned weights are in memory: no second load from disk

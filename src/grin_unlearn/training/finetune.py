@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.formatting import PadCollator, PromptFormat, encode_records
+from ..data.formatting import FORMAT_FILE, PadCollator, PromptFormat, encode_records
 from ..errors import UserInputError
 from ..models import pad_token_id, save_model_folder
 from .arguments import training_arguments
@@ -82,7 +82,7 @@ def finetune(model, tokenizer, records: list[dict], config: FinetuneConfig, out_
         trainer = Trainer(model=model, args=finetune_arguments(scratch, config), train_dataset=ListDataset(examples),
                           data_collator=PadCollator(pad_token_id(tokenizer)))
         result = trainer.train()
-        save_model_folder(model, tokenizer, out_dir, extra_json={"finetune.json": {
+        save_model_folder(model, tokenizer, out_dir, extra_json={FORMAT_FILE: fmt.to_dict(), "finetune.json": {
             "config": asdict(config), "examples": len(examples), "train_loss": result.training_loss,
             "log": trainer.state.log_history}})
     return out_dir
