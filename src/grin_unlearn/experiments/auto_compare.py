@@ -44,7 +44,8 @@ def _used(out_dir: Path, cell: dict) -> dict:
 
 def _summarise(label: str, cells: list[dict]) -> dict:
     row = {"variant": label, "n": len(cells), "seconds_total": sum(c.get("seconds") or 0 for c in cells),
-           "cpu_seconds_total": sum(c.get("cpu_seconds") or 0 for c in cells)}
+           "cpu_seconds_total": None if any(c.get("cpu_seconds") is None for c in cells)
+           else sum(c["cpu_seconds"] for c in cells)}
     for key in [k for k, _ in SHOWN] + ["ratio_used", "noise_var_used", "seconds", "cpu_seconds"]:
         row[key], row[f"{key}_std"] = mean_std([c.get(key) for c in cells])
     return row
@@ -101,20 +102,20 @@ def _write_markdown(out_dir: Path, result: dict, grid_rows: list[dict]) -> Path:
         cells = [row["variant"], _ms(row, "ratio_used"), _ms(row, "noise_var_used")]
         cells += [_ms(row, key) for key, _ in SHOWN] + [_ms(row, "seconds", 1), _ms(row, "cpu_seconds", 1), str(row["n"])]
         lines.append("| " + " | ".join(cells) + " |")
-    grid_cpu = sum(r["cpu_seconds_total"] for r in grid_rows)
+    grid_cpu = sum(r["cpu_seconds_total"] or 0 for r in grid_rows)
     auto = next(r for r in result["rows"] if r["variant"] == "auto p")
     tuned = next((r for r in result["rows"] if r["variant"].startswith("tuned")), {"n": 0, "seconds_total": 0,
                                                                                   "cpu_seconds_total": 0})
     lines += ["", f"Best grid value by the tuner's rule (over seed means): **{result['best_grid']}** "
-              f"({result['best_grid_reason']})." if grid_rows else "", "",
-              "Compute (wall / CPU seconds of the runs: scoring, training, evaluation; CPU seconds are this "
-              "process's, all threads, and hold up on a shared machine):", "",
-              f"- auto p: {auto['n']} run(s), {auto['seconds_total']:.0f} / {auto['cpu_seconds_total']:.0f} s — "
+              f"({result['best_grid_reason']})." if grid_rows else "No grid of p was run.", "",
+              "Compute (wall / CPU seconds of the runs when they ran: scoring, training, evaluation; CPU seconds "
+              "are the process's, all threads; both depend on the machine's load):", "",
+              f"- auto p: {auto['n']} run(s), {auto['seconds_total']:.0f} / {_fmt(auto['cpu_seconds_total'], 0)} s — "
               "p costs nothing beyond the run itself (one pass over the scores);",
               f"- the tuned p: the method's {result['tuning_trials']} tuning trials "
               f"({result['tuning_seconds']:.0f} / {result['tuning_cpu_seconds']:.0f} s; they searched p together with "
               f"the other settings) plus its {tuned['n']} rerun(s) ({tuned['seconds_total']:.0f} / "
-              f"{tuned['cpu_seconds_total']:.0f} s);"]
+              f"{_fmt(tuned['cpu_seconds_total'], 0)} s);"]
     if grid_rows:
         lines.append(f"- the grid of {len(grid_rows)} value(s) of p: {sum(r['n'] for r in grid_rows)} runs, "
                      f"{sum(r['seconds_total'] for r in grid_rows):.0f} / {grid_cpu:.0f} s.")

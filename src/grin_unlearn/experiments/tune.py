@@ -48,6 +48,7 @@ from .tune_spec import Method, TuneSpec, asdict, params_key, parse_tune_spec, tr
 
 STATE_FILE = "tune.json"
 STORAGE_FILE = "study.db"
+COST_FILE = "cost.json"  # wall and CPU seconds a cell took when it ran (kept for reused cells)
 OBJECTIVES = ("forget_quality", "model_utility")  # what each study maximises
 INTERRUPTED = "interrupted"
 # Tuner-file keys a resumed run may change: more trials or seeds, other methods, another selection rule.
@@ -279,11 +280,17 @@ def run_method_cell(spec: TuneSpec, phase: Phase, method: Method, params: dict, 
     mapping = trial_mapping(spec, method, params)
     mapping.setdefault("train", {})["seed"] = seed
     config = config_from_mapping(mapping, f"{spec.source}: {method.name} {params}")
-    cpu = time.process_time()  # CPU seconds of this process, all threads: robust to a shared machine
+    cpu = time.process_time()  # CPU seconds of this process, all threads
     result = run_cell(phase.model_dir, phase.data, phase.forget, phase.retain, phase.roles, config, folder,
                       spec.setting.eval, phase.oracle, log=lambda *a, **k: None)
-    return {**_cell_metrics(result), "cpu_seconds": round(time.process_time() - cpu, 2),
-            "dir": str(folder.relative_to(out_dir))}
+    metrics = {**_cell_metrics(result), "dir": str(folder.relative_to(out_dir))}
+    if not result.reused:
+        atomic_write_json(folder / COST_FILE, {"seconds": metrics["seconds"],
+                                               "cpu_seconds": round(time.process_time() - cpu, 2)})
+    # What the cell cost when it ran (a reused cell costs nothing now, but its price is part of the run's).
+    cost = json.loads((folder / COST_FILE).read_text()) if (folder / COST_FILE).is_file() else \
+        {"seconds": json.loads((folder / "cell.json").read_text()).get("seconds") if (folder / "cell.json").is_file() else None}
+    return {**metrics, "seconds": cost.get("seconds"), "cpu_seconds": cost.get("cpu_seconds")}
 
 
 def reported_phase(spec: TuneSpec, out_dir: Path, cache_dir, log) -> Phase:

@@ -60,7 +60,7 @@ def _cell(row: dict, key: str) -> str:
 
 
 def _times(cells: list[dict]) -> str:
-    """Summed wall and CPU seconds of cells (CPU: this process, all threads; robust to a shared machine)."""
+    """Summed wall and CPU seconds the cells took when they ran (CPU: the process's, all threads)."""
     return f"{sum(c.get('seconds') or 0 for c in cells):.0f} / {sum(c.get('cpu_seconds') or 0 for c in cells):.0f}"
 
 
@@ -168,7 +168,7 @@ def write_tune_report(out_dir: str | Path) -> Path:
     for i, inv in enumerate(state.get("invocations", []), start=1):
         lines.append(f"| {i} | {inv.get('setup_seconds', '–')} | {inv.get('tuning_seconds', '–')} | "
                      f"{inv.get('final_seconds', '–')} | {inv.get('total_seconds', '–')} |")
-    lines += ["", "Trial and rerun times are the unlearning run plus its evaluation; a resumed invocation reuses "
-              "finished cells (0 s for them). Setup: the embedded models, the validation oracle and the reference "
+    lines += ["", "Trial and rerun times are the unlearning run plus its evaluation, as measured when each cell ran "
+              "(a resumed invocation reuses finished cells; the invocation table counts only its own time). Setup: the embedded models, the validation oracle and the reference "
               "evaluations (cached after the first run).", ""]
     return atomic_write_text(out_dir / "report.md", "\n".join(lines))
