@@ -1,4 +1,4 @@
-"""Tests for grin_unlearn.influence: gradient accumulation, the scorer registry and score_influence."""
+"""Tests for grin_unlearn.scoring: gradient accumulation, the scorer registry and score_influence."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for grin_unlearn.objectives: hand-derived values on small fixed tensors."""
+"""Tests for grin_unlearn.training.objectives: hand-derived values on small fixed tensors."""
 
 import math
 
