@@ -130,7 +130,7 @@ def test_multiple_choice_and_text_sets(model, tokenizer):
     assert entry["n"] == 2 and entry["metrics"]["multiple_choice_accuracy"] in (0.0, 0.5, 1.0)
     text = evaluate_set(model, tokenizer, [{"text": "The capital of France is Paris."}], role="text")
     assert text["metrics"]["nll"] > 0
-    with pytest.raises(UserInputError, match="option index"):
+    with pytest.raises(UserInputError, match="index into 'choices'"):
         evaluate_set(model, tokenizer, [{"question": "q", "choices": ["a", "b"], "answer": 2}], role="mcq")
 
 

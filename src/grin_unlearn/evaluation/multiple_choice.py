@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from ..data.benchmarks import validate_mcq_records
 from ..data.formatting import PadCollator, PromptFormat
 from ..errors import UserInputError
 from ..logprobs import IGNORE_INDEX
@@ -37,12 +38,7 @@ def _letter_ids(tokenizer, fmt: PromptFormat, count: int) -> list[int]:
 
 def evaluate_mcq(model, tokenizer, records: list[dict], fmt: PromptFormat, batch_size: int) -> tuple[dict, dict]:
     """Letter-logit accuracy; items with fewer options get -inf for the missing letters."""
-    for index, record in enumerate(records):
-        choices, answer = record.get("choices"), record.get("answer")
-        if not isinstance(record.get("question"), str) or not isinstance(choices, list) or not 2 <= len(choices) <= 26:
-            raise UserInputError(f"multiple-choice record {index}: needs a 'question' string and 2-26 'choices'")
-        if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
-            raise UserInputError(f"multiple-choice record {index}: 'answer' must be an option index, got {answer!r}")
+    records = validate_mcq_records(records, "multiple-choice set")
     width = max(len(r["choices"]) for r in records)
     letter_ids = torch.tensor(_letter_ids(tokenizer, fmt, width))
     questions = [r["question"] + "\n" + "\n".join(f"{LETTERS[j]}. {c}" for j, c in enumerate(r["choices"]))
