@@ -181,6 +181,13 @@ def test_pipeline_mask_noise_and_weights(launch, micro_world, micro_tokenizer, m
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=PER_DEVICE_BATCH * WORLD))
     single = unlearn(micro_model, micro_tokenizer, forget, retain, config, tmp_path / "single", log=lambda *_: None)
     assert abs(single.train_loss - infos[0]["train_loss"]) < 1e-5
+    # noise.json: the forget-gradient statistics all-reduced over the shards equal one process's
+    ours = json.loads((out / "run" / "noise.json").read_text())["forget_gradient"]
+    theirs = json.loads((tmp_path / "single" / "noise.json").read_text())["forget_gradient"]
+    for when in ("before_noise", "after_noise"):
+        assert ours[when]["weights"] == theirs[when]["weights"] == sum(int(m.sum()) for m in mask.values())
+        for stat in ("l2", "mean_abs", "max_abs"):
+            assert ours[when][stat] == pytest.approx(theirs[when][stat], rel=1e-5), f"{when} {stat}"
     moved = 0
     for name, param in micro_model.named_parameters():
         torch.testing.assert_close(final[name], param.detach(), rtol=0, atol=1e-6, msg=f"final {name} vs one process")
