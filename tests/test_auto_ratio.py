@@ -1,4 +1,5 @@
-"""Automatic p (Kneedle knee of the score-mass curve) and σ² (retain-loss probe), and their record.
+"""Automatic p (GRIN's gain/damage balance; Kneedle knee of the score-mass curve) and σ² (retain-loss
+probe), and their record.
 
 Formulas: :mod:`grin_unlearn.auto_ratio` and :mod:`grin_unlearn.auto_noise`.
 """
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grin_unlearn.auto_noise import probe_noise_var
-from grin_unlearn.auto_ratio import knee_ratio, mass_curve
+from grin_unlearn.auto_ratio import balance_ratio, knee_ratio, mass_curve
 from grin_unlearn.cli import main
 from grin_unlearn.config import NoiseConfig, SelectionConfig, config_from_mapping
 from grin_unlearn.data.formatting import PadCollator, PromptFormat, encode_training_records
@@ -71,6 +72,59 @@ def test_knee_is_the_farthest_point_from_the_chord(values, pieces):
     flat = torch.cat(list(scores.values())).double().sort(descending=True).values
     d = lambda k: float(flat[:k].sum() / flat.sum()) - k / flat.numel()  # noqa: E731
     assert d(knee.selected) == pytest.approx(d(_brute_force_knee(scores)), abs=1e-9)
+
+
+def _grin_scores(g_f: dict, g_r: dict, eps: float) -> dict:
+    return {name: g_f[name].abs() / (g_r[name].abs() + eps) for name in g_f}
+
+
+def test_balance_threshold_equals_a_hand_computation():
+    """g_f = (3, 1, 2, 0.5), g_r = (1, 1, 4, 0.1), ε = 0: scores (3, 1, 0.5, 5);
+    A = Σ g_f² = 9 + 1 + 4 + 0.25 = 14.25, B = Σ |g_f||g_r| = 3 + 1 + 8 + 0.05 = 12.05, τ = A / B ≈ 1.1826.
+    Scores above τ: 3 and 5, so p = 2/4; F = (9 + 0.25) / 14.25, R = (3 + 0.05) / 12.05."""
+    g_f = {"a": torch.tensor([3.0, 1.0]), "b": torch.tensor([2.0, 0.5])}
+    g_r = {"a": torch.tensor([1.0, -1.0]), "b": torch.tensor([-4.0, 0.1])}
+    found = balance_ratio(_grin_scores(g_f, g_r, 0.0), g_f, g_r, eps=0.0)
+    assert found.threshold == pytest.approx(14.25 / 12.05)
+    assert found.selected == 2 and found.ratio == 0.5
+    assert found.forget_gain_share == pytest.approx(9.25 / 14.25)
+    assert found.retain_damage_share == pytest.approx(3.05 / 12.05)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(-10, 10, allow_nan=False), st.floats(-10, 10, allow_nan=False)),
+                min_size=2, max_size=50), st.integers(1, 3))
+def test_balance_maximises_gain_share_minus_damage_share(pairs, pieces):
+    """Over every prefix of the weights sorted by GRIN score, none has a larger F − R than the balance's."""
+    g_f_all = torch.tensor([a for a, _ in pairs], dtype=torch.float64)
+    g_r_all = torch.tensor([b for _, b in pairs], dtype=torch.float64)
+    eps = 1e-3
+    if float((g_f_all * g_f_all).sum()) == 0.0:
+        with pytest.raises(UserInputError, match="zero everywhere"):
+            balance_ratio({"w": g_f_all.abs()}, {"w": g_f_all}, {"w": g_r_all}, eps)
+        return
+    g_f = {f"t{i}": c for i, c in enumerate(g_f_all.chunk(pieces))}
+    g_r = {f"t{i}": c for i, c in enumerate(g_r_all.chunk(pieces))}
+    gain, damage = g_f_all ** 2, g_f_all.abs() * (g_r_all.abs() + eps)
+    order = (g_f_all.abs() / (g_r_all.abs() + eps)).sort(descending=True).indices
+    best = max(float(gain[order[:k]].sum() / gain.sum() - damage[order[:k]].sum() / damage.sum())
+               for k in range(len(pairs) + 1))
+    try:
+        found = balance_ratio(_grin_scores(g_f, g_r, eps), g_f, g_r, eps)
+    except UserInputError as error:  # every weight that moves the forget loss scores exactly τ
+        assert "no weight scores above" in str(error) and best == pytest.approx(0.0, abs=1e-9)
+        return
+    assert found.forget_gain_share - found.retain_damage_share == pytest.approx(best, abs=1e-9)
+
+
+def test_balance_rejects_missing_or_unusable_gradients():
+    scores = {"w": torch.ones(3)}
+    with pytest.raises(UserInputError, match="forget gradients"):
+        balance_ratio(scores, None, {"w": torch.ones(3)}, 1e-8)
+    with pytest.raises(UserInputError, match="retain gradients"):
+        balance_ratio(scores, {"w": torch.ones(3)}, {"v": torch.ones(3)}, 1e-8)
+    with pytest.raises(UserInputError, match="NaN or inf"):
+        balance_ratio(scores, {"w": torch.tensor([1.0, float("inf"), 0.0])}, {"w": torch.ones(3)}, 1e-8)
 
 
 def test_mass_curve_is_exact_and_rejects_bad_scores():
@@ -142,7 +196,8 @@ def test_auto_values_land_in_config_json(tmp_path, micro_model_dir, micro_world_
     assert saved["config"]["selection"]["ratio"] == ratio["ratio"]  # the p that was used
     assert ratio["selected"] == round(ratio["ratio"] * ratio["weights"])
     density = json.loads((out / "density.json").read_text())["overall"]
-    assert density["selected"] == ratio["selected"]  # the mask holds exactly the weights above the mean
+    assert ratio["method"].startswith("balance")  # the default scorer is GRIN
+    assert density["selected"] == ratio["selected"]  # the mask holds exactly the weights above τ
     assert saved["config"]["noise"]["noise_var"] == noise["noise_var"] and noise["probe"]
     assert noise["noise_mode"] == "relative" and noise["retain_nll_before_noise"] > 0
     with pytest.raises(SystemExit) as exit_info:  # argparse rejects the word before anything runs

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 
 from .auto_noise import probe_noise_var
-from .auto_ratio import knee_ratio
+from .auto_ratio import balance_ratio, knee_ratio
 from .config import AUTO, SelectionConfig, UnlearnConfig
 from .data.formatting import PromptFormat
 from .data.unlearning import UnlearningCollator, UnlearningDataset, check_objective_accepts
@@ -89,9 +89,8 @@ def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, se
 
     ``seed`` seeds the ``random`` scorer and the retain subsample of ``selection.retain_samples``.
     On a model wrapped by ``fully_shard`` the masks are sharded like its weights.
-    ``selection.ratio == "auto"`` takes p at the knee of the score-mass curve
-    (:func:`~grin_unlearn.auto_ratio.knee_ratio`); its evidence is stored in ``auto["ratio"]`` when
-    ``auto`` is a dict.
+    ``selection.ratio == "auto"`` takes p from the scores (:func:`auto_ratio`); its evidence is stored
+    in ``auto["ratio"]`` when ``auto`` is a dict.
     """
     sel = selection
     params = eligible_parameters(model, sel.include or None, sel.exclude or None)
@@ -110,16 +109,32 @@ def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, se
     start = time.perf_counter()
     ratio = sel.ratio
     if ratio == AUTO:
-        knee = knee_ratio(result.scores, seed)
-        ratio = knee.ratio
-        log(f"ratio auto: p = {ratio:.4f} ({knee.selected:,} weights above the mean score hold "
-            f"{knee.mass_at_knee:.1%} of the score mass)")
+        ratio, evidence = auto_ratio(result, sel, seed, log)
         if auto is not None:
-            auto["ratio"] = {"requested": AUTO, **knee.evidence()}
+            auto["ratio"] = {"requested": AUTO, **evidence}
     masks = select_top_fraction(result.scores, ratio)
     timing = {f"score_{k}": v for k, v in result.timing.items()}
     timing["select"] = time.perf_counter() - start
     return masks, timing
+
+
+def auto_ratio(result, selection: SelectionConfig, seed: int, log=print) -> tuple[float, dict]:
+    """``--ratio auto``: p and its evidence from a scoring result.
+
+    GRIN's scores come with both gradients, so p balances first-order forget gain against retain
+    damage (:func:`~grin_unlearn.auto_ratio.balance_ratio`); any other scorer takes the knee of its
+    score-mass curve (:func:`~grin_unlearn.auto_ratio.knee_ratio`).
+    """
+    if selection.scorer == "grin":
+        found = balance_ratio(result.scores, result.forget_grads, result.retain_grads, selection.eps)
+        log(f"ratio auto: p = {found.ratio:.4f} ({found.selected:,} weights score above τ = {found.threshold:.4g}; "
+            f"they hold {found.forget_gain_share:.1%} of the forget gain, {found.retain_damage_share:.1%} "
+            "of the retain damage)")
+        return found.ratio, found.evidence()
+    knee = knee_ratio(result.scores, seed)
+    log(f"ratio auto: p = {knee.ratio:.4f} ({knee.selected:,} weights above the mean score hold "
+        f"{knee.mass_at_knee:.1%} of the score mass)")
+    return knee.ratio, knee.evidence()
 
 
 def unlearning_arguments(out_dir: Path, config: UnlearnConfig):
