@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, f
 
 from safetensors.torch import save_file  # noqa: E402
 
+from grin_unlearn.auto_ratio import balance_ratio, knee_ratio  # noqa: E402
 from grin_unlearn.cli import main as cli_main  # noqa: E402
 from grin_unlearn.config import NoiseConfig, UnlearnConfig  # noqa: E402
 from grin_unlearn.training.objectives import ObjectiveHyperparams  # noqa: E402
@@ -133,6 +134,9 @@ def main(out: Path, model_dir: Path, world_dir: Path) -> None:
     record("gr", exact.retain_grads)
     record("scores", exact.scores)
     info["accumulator_rows"] = {n: local(g).shape[0] for n, g in exact.forget_grads.items()}
+    balance, knee = balance_ratio(exact.scores, exact.forget_grads, exact.retain_grads, 1e-8), knee_ratio(exact.scores)
+    info["auto_ratio"] = {"balance": [balance.selected, balance.weights, balance.threshold],
+                          "knee": [knee.selected, knee.weights, knee.mean_score]}
     small = score_influence(model, tokenizer, forget, retain, "grin", batch_size=SMALL_BATCH, seed=SEED)
     record("gf_small", small.forget_grads)
     record("gr_small", small.retain_grads)

@@ -11,7 +11,8 @@ asserts, exactly:
 * **scoring**: with one round of batches (the forget pass's single batch on rank 0 while rank 1 runs a
   zero-weighted one; one retain batch per rank) ``G_f``, ``G_r`` and the GRIN scores are bit-identical
   to one process's; with several rounds they agree up to fp32 summation order; every accumulator held
-  only its process's rows (no full-size gradient);
+  only its process's rows (no full-size gradient); ``--ratio auto`` (balance and knee) picks the same
+  p on every process as in one process;
 * **the pipeline** (``unlearn()``): its mask is bit-identical to the single-process selection and to
   the saved ``mask.safetensors``; the noised weights are bit-identical to ``inject_noise`` run here;
   unselected and non-eligible weights are bit-identical to the target's; selected weights equal a
@@ -42,6 +43,7 @@ import transformers
 from packaging.version import Version
 from safetensors.torch import load_file
 
+from grin_unlearn.auto_ratio import balance_ratio, knee_ratio
 from grin_unlearn.cli import main as cli_main
 from grin_unlearn.masks import load_mask
 from grin_unlearn.noise import inject_noise
@@ -140,6 +142,11 @@ def test_scores_equal_single_process(launch, micro_world, micro_tokenizer, micro
         scale = max(float(g.abs().max()) for g in want.values())
         for name in want:
             torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6 * scale, msg=f"{which} {name}")
+    balance, knee = balance_ratio(exact.scores, exact.forget_grads, exact.retain_grads, 1e-8), knee_ratio(exact.scores)
+    for info in infos:  # --ratio auto: every process sums its shards' totals with the others' and picks one p
+        (b_sel, b_n, tau), (k_sel, k_n, mean) = info["auto_ratio"]["balance"], info["auto_ratio"]["knee"]
+        assert (b_sel, b_n) == (balance.selected, balance.weights) and tau == pytest.approx(balance.threshold, rel=1e-12)
+        assert (k_sel, k_n) == (knee.selected, knee.weights) and mean == pytest.approx(knee.mean_score, rel=1e-12)
     params = dict(micro_model.named_parameters())
     for name in exact.scores:  # each process accumulated only its rows: torch.chunk's split of the rows
         rows = [info["accumulator_rows"][name] for info in infos]

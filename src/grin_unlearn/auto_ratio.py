@@ -228,13 +228,13 @@ def mass_curve(scores: dict[str, torch.Tensor], seed: int = 0,
                points: tuple[float, ...] = CURVE_POINTS) -> tuple[list[list[float]], bool]:
     """``[[x, y(x)], ...]``: the share ``y`` of the score mass held by the top ``x`` fraction of the
     weights, exact up to :data:`CURVE_SAMPLE` scores, else from a seeded uniform sample; and whether it
-    was sampled."""
-    total_count = sum(s.numel() for s in scores.values())
+    was sampled. Evidence only: under FSDP2 it is the curve of this process's shards."""
+    total_count = sum(local(s).numel() for s in scores.values())
     sampled = total_count > CURVE_SAMPLE
     generator = torch.Generator().manual_seed(int(seed))
     pieces = []
     for tensor in scores.values():
-        flat = tensor.detach().reshape(-1)  # (n,)
+        flat = local(tensor).detach().reshape(-1)  # (n,) this process's rows under FSDP2
         if sampled:  # a share of the sample proportional to the tensor's size: no (N,) copy
             take = round(flat.numel() * CURVE_SAMPLE / total_count)
             flat = flat[torch.randint(flat.numel(), (take,), generator=generator).to(flat.device)]
