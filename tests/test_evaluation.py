@@ -119,7 +119,7 @@ def test_summary_shows_only_metrics_that_apply(result, model, tokenizer):
     mcq = [{"question": "Which is a fruit?", "choices": ["apple", "stone", "iron"], "answer": 0}]
     only_mcq = evaluate(model, tokenizer, {"mcq": mcq}, {"mcq": "mcq"}, config=FAST)
     lines = format_summary(only_mcq).splitlines()
-    assert lines[0].split() == ["set", "role", "n", "mcq_acc"]
+    assert lines[0].split() == ["set", "role", "n", "mcq_acc", "cloze_acc"]
     assert [line.split()[0] for line in lines[3:]] == ["aggregate", "mcq_accuracy"]
 
 
@@ -132,6 +132,33 @@ def test_multiple_choice_and_text_sets(model, tokenizer):
     assert text["metrics"]["nll"] > 0
     with pytest.raises(UserInputError, match="index into 'choices'"):
         evaluate_set(model, tokenizer, [{"question": "q", "choices": ["a", "b"], "answer": 2}], role="mcq")
+
+
+def test_cloze_accuracy_picks_the_likeliest_option_text(model, tokenizer):
+    """Each option's score is Σ log p(token | question, earlier option tokens), computed here by hand from
+    the model's logits over prompt + option (no EOS); the cloze accuracy is the argmax's hit rate."""
+    import torch
+
+    from grin_unlearn.evaluation.multiple_choice import cloze_logliks
+
+    fmt = PromptFormat()
+    mcq = [{"question": "Which is a fruit?", "choices": ["apple", "stone", "iron"], "answer": 0},
+           {"question": "Which is a colour?", "choices": ["red", "dog"], "answer": 1}]
+    got = cloze_logliks(model, tokenizer, mcq, fmt, batch_size=2)
+    assert got.shape == (2, 3) and got[1, 2] == float("-inf")
+    for i, record in enumerate(mcq):
+        for j, choice in enumerate(record["choices"]):
+            example = fmt.encode_many(tokenizer, [(record["question"], choice)])[0]
+            ids = torch.tensor([example["input_ids"]])
+            with torch.no_grad():
+                logp = model(input_ids=ids).logits.float().log_softmax(-1)[0]  # (T, V)
+            labelled = [t for t, label in enumerate(example["labels"]) if label != -100
+                        and not (t == len(example["labels"]) - 1 and label == tokenizer.eos_token_id)]
+            want = sum(float(logp[t - 1, ids[0, t]]) for t in labelled)
+            assert float(got[i, j]) == pytest.approx(want, abs=1e-4)
+    picks = got.argmax(dim=1).tolist()
+    entry = evaluate_set(model, tokenizer, mcq, role="mcq")
+    assert entry["metrics"]["cloze_accuracy"] == sum(p == r["answer"] for p, r in zip(picks, mcq)) / 2
 
 
 def test_evaluate_restores_training_mode(model, tokenizer, world):

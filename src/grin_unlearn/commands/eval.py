@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             for name, entry in result["sets"].items():
                 if entry["role"] == "mcq":
                     result["aggregates"][f"accuracy_{name}"] = entry["metrics"]["multiple_choice_accuracy"]
+                    result["aggregates"][f"cloze_accuracy_{name}"] = entry["metrics"]["cloze_accuracy"]
         result["config"].update({"model": str(args.model), "data": str(plan.data), "benchmark": args.benchmark,
                                  "forget": args.forget, "retain": args.retain,
                                  "oracle_path": str(args.oracle) if args.oracle else None})

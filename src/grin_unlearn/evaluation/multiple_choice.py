@@ -1,9 +1,13 @@
-"""Multiple-choice (WMDP, MMLU) and raw-text sets: letter-logit accuracy and mean token NLL.
+"""Multiple-choice (WMDP, MMLU) and raw-text sets: letter-logit and cloze accuracy, mean token NLL.
 
 Zero-shot multiple choice as in WMDP (Li et al. 2024, arXiv 2403.03218) and MMLU (Hendrycks et al.
 2021, arXiv 2009.03300): the prompt lists the options as ``A. ...``, ``B. ...``; the model's next-token
-logits of the letter tokens decide. Raw text (WMDP corpora) is scored by the mean NLL of every token
-after the first.
+logits of the letter tokens decide (``multiple_choice_accuracy``, what WMDP reports). A model too small
+to read a lettered list (the built-in ones score below chance there) is still measured by the **cloze**
+accuracy (``cloze_accuracy``, the scoring of lm-evaluation-harness's non-letter tasks): the option ``c``
+with the largest ``Σ_t log p(c_t | question, c_<t)`` over its tokens, after the question in the
+model's QA prompt format, without the EOS, wins. The cloze pass costs one scored sequence per option.
+Raw text (WMDP corpora) is scored by the mean NLL of every token after the first.
 """
 
 from __future__ import annotations
@@ -36,8 +40,26 @@ def _letter_ids(tokenizer, fmt: PromptFormat, count: int) -> list[int]:
     return ids
 
 
+def cloze_logliks(model, tokenizer, records: list[dict], fmt: PromptFormat, batch_size: int) -> torch.Tensor:
+    """``(N, C)`` float64: the summed log-probability of each option's tokens after its question (EOS
+    excluded); -inf for the options an item does not have."""
+    width = max(len(r["choices"]) for r in records)
+    pairs = [(r["question"], choice) for r in records for choice in r["choices"]]
+    scores = score_examples(model, fmt.encode_many(tokenizer, pairs), pad_token_id(tokenizer), batch_size)
+    eos = tokenizer.eos_token_id
+    logliks = torch.full((len(records), width), -math.inf, dtype=torch.float64)  # (N, C)
+    position = 0
+    for i, record in enumerate(records):
+        for j in range(len(record["choices"])):
+            score = scores[position]
+            logps = score.token_logps[:-1] if score.labels and score.labels[-1] == eos else score.token_logps
+            logliks[i, j] = math.fsum(logps)
+            position += 1
+    return logliks
+
+
 def evaluate_mcq(model, tokenizer, records: list[dict], fmt: PromptFormat, batch_size: int) -> tuple[dict, dict]:
-    """Letter-logit accuracy; items with fewer options get -inf for the missing letters."""
+    """Letter-logit and cloze accuracy; items with fewer options get -inf for the missing ones."""
     records = validate_mcq_records(records, "multiple-choice set")
     width = max(len(r["choices"]) for r in records)
     letter_ids = torch.tensor(_letter_ids(tokenizer, fmt, width))
@@ -57,8 +79,11 @@ def evaluate_mcq(model, tokenizer, records: list[dict], fmt: PromptFormat, batch
     letter_logits = torch.cat(rows)  # (N, C)
     for i, r in enumerate(records):
         letter_logits[i, len(r["choices"]):] = -math.inf
-    result = multiple_choice_accuracy(letter_logits, [r["answer"] for r in records])
-    return {result.name: result.value}, {result.name: result.per_item}
+    answers = [r["answer"] for r in records]
+    result = multiple_choice_accuracy(letter_logits, answers)
+    cloze = multiple_choice_accuracy(cloze_logliks(model, tokenizer, records, fmt, batch_size), answers)
+    return ({result.name: result.value, "cloze_accuracy": cloze.value},
+            {result.name: result.per_item, "cloze_accuracy": cloze.per_item})
 
 
 def evaluate_text(model, tokenizer, records: list[dict], fmt: PromptFormat, batch_size: int) -> tuple[dict, dict]:

@@ -25,7 +25,8 @@ DEFAULT_ORACLE_AUC = 0.5  # the reference's PrivLeak reference AUC without retai
 # Per-set columns of the summary: (metric key in eval.json, column header).
 SUMMARY_COLUMNS = (("rouge_l_recall", "rouge_l"), ("keyword_accuracy", "kw_acc"), ("answer_probability", "prob"),
                    ("normalized_option_probability", "opt_prob"), ("truth_ratio", "truth_ratio"),
-                   ("extraction_strength", "extract"), ("multiple_choice_accuracy", "mcq_acc"), ("nll", "nll"))
+                   ("extraction_strength", "extract"), ("multiple_choice_accuracy", "mcq_acc"), ("cloze_accuracy", "cloze_acc"),
+                   ("nll", "nll"))
 # Aggregates that stay None without a given input, and what to pass to get them.
 NEEDS = {"forget_quality": "--oracle", "mia_auc_loss": "a holdout set", "mia_auc_zlib": "a holdout set",
          "mia_auc_min_k": "a holdout set", "privleak": "a holdout set"}
