@@ -154,6 +154,13 @@ def test_micro_tuner_run_completes_and_resumes(tmp_path):
     assert order.index(next(iter(val_forget))) == order.index(next(iter(reported))) - 1
     report = (out / "report.md").read_text()
     assert "npo_grin" in report and (out / "pareto_npo.png").stat().st_size > 0
+    noise_rows = [line for line in report.split("## Does the noise")[1].splitlines() if line.startswith("| npo_grin | ")]
+    assert len(noise_rows) == 2  # the noise table: one row per masked trial, none for the unmasked method
+    for trial in state["methods"]["npo_grin"]["trials"]:
+        gradient = json.loads((out / trial["dir"] / "noise.json").read_text())["forget_gradient"]
+        ratio = gradient["after_noise"]["l2"] / gradient["before_noise"]["l2"]
+        assert gradient["l2_ratio"] == pytest.approx(ratio)
+        assert any(f"| {trial['number']} |" in row and f"| {ratio:.3g} |" in row for row in noise_rows)
 
     # Resume: nothing is rerun; the trials and the choice come back from the storage unchanged.
     before = {p: p.stat().st_mtime_ns for p in out.glob("trials/*/*/eval.json")}

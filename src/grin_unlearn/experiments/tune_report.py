@@ -8,7 +8,10 @@ Reads ``<out>/tune.json`` (written by :func:`grin_unlearn.experiments.tune.run_t
 * right panel — each chosen config rerun on the reported forget split: mean ± std over the seeds, with
   the target and the oracle;
 * a table of the chosen configs: their validation values, their reported mean ± std, and the wall
-  time spent on trials and on reruns.
+  time spent on trials and on reruns;
+* "Does the noise enlarge the forget gradient?": for every masked trial, the L2 norm of the forget
+  gradient over the selected weights after the noise divided by before (``noise.json``), against σ²,
+  with Spearman's rank correlation of that ratio with the trial's forget keyword accuracy.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from ..errors import UserInputError
 from ..evaluation import aggregate, load_eval
 from ..io_utils import atomic_write_text
+from ..run_dir import noise_record
 from .aggregate import mean_std
 from .report import _figure, _fmt, _log_error, metrics_row, save_figure
 from .tune import STATE_FILE, STORAGE_FILE
@@ -164,6 +168,7 @@ def write_tune_report(out_dir: str | Path) -> Path:
         lines += ["", "Choices: " + "; ".join(f"{n}: trial {e['chosen']['number']} ({e['chosen']['reason']})"
                                               for n, e in methods.items() if e.get("chosen")), "",
                   f"![{objective}: Pareto fronts and chosen points]({png.name})", ""]
+    lines += noise_section(out_dir, state)
     lines += ["## Wall time", "", "| invocation | setup (s) | trials (s) | reruns (s) | total (s) |", "|---|---|---|---|---|"]
     for i, inv in enumerate(state.get("invocations", []), start=1):
         lines.append(f"| {i} | {inv.get('setup_seconds', '–')} | {inv.get('tuning_seconds', '–')} | "
@@ -172,3 +177,40 @@ def write_tune_report(out_dir: str | Path) -> Path:
               "(a resumed invocation reuses finished cells; the invocation table counts only its own time). Setup: the embedded models, the validation oracle and the reference "
               "evaluations (cached after the first run).", ""]
     return atomic_write_text(out_dir / "report.md", "\n".join(lines))
+
+
+def noise_section(out_dir: Path, state: dict) -> list[str]:
+    """Report lines relating each masked trial's noise to its forget gradient and its forgetting."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for name, entry in state["methods"].items():
+        for trial in entry.get("trials", []):
+            record = noise_record(out_dir / trial["dir"]) if trial.get("dir") else None
+            gradient = (record or {}).get("forget_gradient") or {}
+            if gradient.get("l2_ratio") is not None and trial.get("forget_keyword_accuracy") is not None:
+                rows.append((name, trial, record["noise"], gradient))
+    if not rows:
+        return []
+    rows.sort(key=lambda r: (r[2]["mode"], r[2]["variance"]))
+    lines = ["## Does the noise enlarge the forget gradient?", "",
+             "Every masked trial: the forget-set gradient over the selected weights before and after the noise "
+             "(`noise.json`; L2 norms) and the trial's validation forgetting.", "",
+             "| method | trial | mode | σ² | p | ‖g_f‖ before | ‖g_f‖ after | after / before | forget keyword acc |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, trial, noise, gradient in rows:
+        lines.append(f"| {name} | {trial['number']} | {noise['mode']} | {noise['variance']:.2g} | "
+                     f"{trial['params'].get('selection.ratio', float('nan')):.2f} | {gradient['before_noise']['l2']:.3g} | "
+                     f"{gradient['after_noise']['l2']:.3g} | {gradient['l2_ratio']:.3g} | "
+                     f"{trial['forget_keyword_accuracy']:.3f} |")
+    ratios = [g["l2_ratio"] for *_, g in rows]
+    forgetting = [t["forget_keyword_accuracy"] for _, t, *_ in rows]
+    enlarged = sum(r > 1.05 for r in ratios)
+    lines += ["", f"The noise enlarged the forget gradient by more than 5 % in {enlarged} of {len(rows)} masked trials "
+              f"(median ratio {sorted(ratios)[len(ratios) // 2]:.3g})."]
+    if len(rows) > 2 and len(set(ratios)) > 1 and len(set(forgetting)) > 1:
+        rho, p_value = spearmanr(ratios, forgetting)
+        lines[-1] += (f" Spearman's ρ between the enlargement and the forget keyword accuracy: {rho:.2f} "
+                      f"(p = {p_value:.2g}, n = {len(rows)}; negative means larger enlargement, more forgetting; "
+                      "confounded by lr, epochs and p, which the trials vary too).")
+    return lines + [""]
