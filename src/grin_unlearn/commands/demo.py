@@ -14,18 +14,20 @@ HELP = "build the embedded benchmark, run GRIN and the unmasked baseline, print 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--cache-dir", help="where the world and models are cached (default $GRIN_UNLEARN_CACHE or ~/.cache/grin-unlearn)")
-    parser.add_argument("--objective", default="npo", help="base objective (default npo)")
-    parser.add_argument("--ratio", type=float, default=None, help="GRIN's p")
-    parser.add_argument("--noise-var", type=float, default=None, help="GRIN's σ²")
+    parser.add_argument("--objective", default="npo",
+                        help="base objective (default npo). The lr, epochs, α, p and σ² are the ones tuned for NPO "
+                             "(configs/tune/npo.yaml); another objective keeps them and takes its own β, γ, δ")
+    parser.add_argument("--ratio", type=float, default=None, help="GRIN's p (default: the tuned one, docs/tuning.md)")
+    parser.add_argument("--noise-var", type=float, default=None, help="GRIN's σ² (default: the tuned one)")
     parser.add_argument("--fresh", action="store_true", help="rerun the unlearning runs (the cached models stay)")
 
 
 def run(args: argparse.Namespace) -> int:
     config = DemoConfig(objective=args.objective)
     if args.ratio is not None:
-        config.ratio = args.ratio
+        config.grin.ratio = args.ratio
     if args.noise_var is not None:
-        config.noise_var = args.noise_var
+        config.grin.noise_var = args.noise_var
     rows, report = run_demo(args.out, config, args.cache_dir, fresh=args.fresh)
     print()
     print(markdown_table(rows))
