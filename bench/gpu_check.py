@@ -13,12 +13,12 @@ weights, fed random tokens. It measures, in one run, and prints one table (also 
 2. **optimizer step**: the masked AdamW (:mod:`grin_unlearn.training.masked_optim`) at p = 0.1 / 0.2 /
    0.4 against ``torch.optim.AdamW(fused=True)`` on the same trainable tensors, with the bytes the
    masked optimizer holds against :meth:`memory_model.OptimizerLayout.state_bytes`;
-3. **peak memory** of scoring (passes, scorer, selection) and of two masked training steps:
-   ``torch.cuda.max_memory_allocated`` (on the CPU: the allocator peak of ``torch.profiler``) over what
+3. **peak memory** of scoring (passes, scorer, selection) and of two masked training steps, the
+   steps of ``bench/memory_steps.py`` that ``bench/bench_memory.py`` measures on the CPU:
+   ``torch.cuda.max_memory_allocated`` (on the CPU: :class:`allocator_trace.AllocatorPeak`) over what
    was allocated before, against :func:`memory_model.predict`;
-4. with several GPUs, the same scoring, selection and masked step under FSDP2 over all of them
-   (``bench/gpu_check_fsdp2.py``, via ``torchrun``) if the library supports FSDP2; otherwise the
-   table says it is skipped and why.
+4. with several GPUs, the same scoring, selection and masked steps under FSDP2 over all of them
+   (``bench/gpu_check_fsdp2.py``, via ``torchrun``, NCCL), against the model with ``mode="fsdp2"``.
 """
 
 from __future__ import annotations
@@ -35,17 +35,12 @@ import torch
 os.environ.setdefault("GRIN_UNLEARN_QUIET", "1")  # no progress bars between the table's lines
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import memory_model as mm  # noqa: E402
-from bench_memory import (AllocatedPeak, build_model, expected_state_bytes, make_optimizer, mask_counts,  # noqa: E402
-                          token_examples)
+from memory_steps import (PeakMemory, build_model, expected_state_bytes, held_bytes, make_optimizer, mask_counts,  # noqa: E402
+                          release, score_and_select, sync, token_examples, train_steps)
 
 RATIOS = (0.1, 0.2, 0.4)
 DTYPE = torch.bfloat16
 NO_CUDA_EXIT = 2
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn, device: torch.device) -> float:
@@ -54,31 +49,6 @@ def timed(fn, device: torch.device) -> float:
     fn()
     sync(device)
     return time.perf_counter() - start
-
-
-class PeakMemory:
-    """Peak bytes allocated inside the ``with`` block over what was allocated when it began."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.peak = device, 0
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            sync(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start = torch.cuda.memory_allocated(self.device)
-        else:
-            self._cpu = AllocatedPeak().__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            sync(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device) - self._start
-        else:
-            self._cpu.__exit__(*exc)
-            self.peak = self._cpu.peak
-        return False
 
 
 def floor_pass(model, params: dict, batches: list[dict]) -> None:
@@ -98,46 +68,6 @@ def floor_pass(model, params: dict, batches: list[dict]) -> None:
         p.requires_grad_(flag)
 
 
-def score_and_select(model, params, forget, retain, collator, batch_size: int, ratio: float, device):
-    """GRIN steps 1-2 as the pipeline runs them; returns ``(masks, seconds of the passes, of score+select)``."""
-    from grin_unlearn.scoring import ScoringContext, accumulate_example_gradients, get_scorer
-    from grin_unlearn.selection import select_top_fraction
-
-    start = time.perf_counter()
-    gf = accumulate_example_gradients(model, forget, params, collator, batch_size=batch_size)
-    gr = accumulate_example_gradients(model, retain, params, collator, batch_size=batch_size)
-    sync(device)
-    passes = time.perf_counter() - start
-    with torch.no_grad():
-        scores = get_scorer("grin")(ScoringContext(params, gf, gr))
-    masks = select_top_fraction(scores, ratio)
-    sync(device)
-    return masks, passes, time.perf_counter() - start - passes
-
-
-def train_steps(model, masks, rows: dict, steps: int = 2):
-    """``steps`` masked training steps over ``rows`` (forget + retain); returns the optimizer."""
-    from grin_unlearn.scoring.gradients import batch_loss
-
-    optimizer = make_optimizer(model, masks)
-    model.train()
-    for _ in range(steps):
-        batch_loss(model, rows).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    model.eval()
-    return optimizer
-
-
-def release(model, optimizer) -> None:
-    """Undo :func:`make_optimizer`: drop its gradient hooks and make every parameter trainable again."""
-    for handle in getattr(optimizer, "gradient_hooks", []):
-        handle.remove()
-    for p in model.parameters():
-        p.requires_grad_(True)
-        p.grad = None
-
-
 def check_optimizer(model, params: dict, masks_by_ratio: dict, device, steps: int) -> list[dict]:
     """Per p: masked AdamW step vs fused torch AdamW on the same trainable tensors, and state bytes."""
     out = []
@@ -148,7 +78,7 @@ def check_optimizer(model, params: dict, masks_by_ratio: dict, device, steps: in
             p.grad = torch.randn_like(p) * 1e-3
         optimizer.step()  # warm-up: allocates the state
         masked = timed(lambda: [optimizer.step() for _ in range(steps)], device) / steps
-        held, formula = mm.held_bytes(optimizer), expected_state_bytes(optimizer, masks)
+        held, formula = held_bytes(optimizer), expected_state_bytes(optimizer, masks)
         release(model, optimizer)
         for p in trainable:
             p.grad = torch.randn_like(p) * 1e-3
@@ -158,7 +88,7 @@ def check_optimizer(model, params: dict, masks_by_ratio: dict, device, steps: in
         out.append({"ratio": ratio, **mask_counts(masks), "eligible": sum(m.numel() for m in masks.values()),
                     "masked_step_ms": 1e3 * masked,
                     "fused_adamw_step_ms": 1e3 * plain, "slowdown": masked / plain,
-                    "state_bytes": held, "state_bytes_formula": formula, "fused_adamw_state_bytes": mm.held_bytes(fused),
+                    "state_bytes": held, "state_bytes_formula": formula, "fused_adamw_state_bytes": held_bytes(fused),
                     "layout": mm.layout_of(optimizer).name})
         for p in trainable:
             p.grad = None

@@ -4,8 +4,8 @@
 
 ``bench/gpu_check.py`` calls :func:`run_fsdp2` on a machine with 2+ GPUs: first the probe (one gloo
 process on the CPU, a tiny model), then ``torchrun`` over every GPU, each process running
-:func:`fsdp2_steps` (``fully_shard`` per decoder layer and at the root, the library's own scoring,
-selection and masked optimizer on the sharded parameters) and reporting its peak memory against
+:func:`fsdp2_steps` (the pipeline's ``shard_model``, then the steps of ``bench/memory_steps.py``: the
+library's own scoring, selection and masked optimizer on the sharded parameters) and reporting its peak memory against
 :func:`memory_model.predict` with ``mode="fsdp2"``. The probe runs the very code the GPUs would, so
 it answers "does this version of the library support FSDP2" whatever the API that support takes.
 """
@@ -24,25 +24,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import memory_model as mm  # noqa: E402
-from bench_memory import build_model, token_examples  # noqa: E402
-from gpu_check import DTYPE, RATIOS, PeakMemory, score_and_select, train_steps  # noqa: E402
+from gpu_check import DTYPE, RATIOS  # noqa: E402
+from memory_steps import PeakMemory, build_model, score_and_select, shard, token_examples, train_steps  # noqa: E402
 
 
 def fsdp2_steps(shape_name: str, device: torch.device, dtype: torch.dtype, batch: int, seq: int,
                 batches: int) -> dict:
-    """Scoring, selection and two masked steps of a ``fully_shard``-ed model (process group initialised)."""
+    """Scoring, selection and two masked steps of a model sharded as the pipeline shards it
+    (:func:`memory_steps.shard`; process group initialised), against the model's ``fsdp2`` mode."""
     import torch.distributed as dist
-    from torch.distributed.fsdp import fully_shard
 
     from grin_unlearn.data.formatting import PadCollator
     from grin_unlearn.scoring import eligible_parameters
 
     world = dist.get_world_size()
     shape = mm.SHAPES[shape_name]
-    model = build_model(shape, seq, dtype, device=device.type)
-    for layer in model.model.layers:
-        fully_shard(layer)
-    fully_shard(model)
+    model = shard(build_model(shape, seq, dtype), device)  # built on the CPU, moved a block at a time
     params = eligible_parameters(model)
     per_pass = -(-batches // world) * world  # every rank runs as many forwards (FSDP2 all-gathers in them)
     forget = token_examples(shape.vocab, batch * per_pass, seq, 1)
@@ -55,7 +52,7 @@ def fsdp2_steps(shape_name: str, device: torch.device, dtype: torch.dtype, batch
         optimizer = train_steps(model, masks, rows)
     setup = mm.Setup(w=torch.tensor([], dtype=dtype).element_size(), score_tokens=batch * seq,
                      train_tokens=2 * batch * seq, ratio=RATIOS[-1], mode="fsdp2", world=world,
-                     layout=mm.layout_of(optimizer))
+                     layout=mm.layout_of(optimizer), backend=dist.get_backend())
     pred = mm.predict(shape, setup)
     return {"world": world, "passes_seconds": passes, "score_select_seconds": select,
             "scoring_peak": score_peak.peak, "scoring_predicted": mm.peak_over_start(pred, "scoring"),

@@ -51,7 +51,7 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
 
 
 def _llama(shape: mm.LlamaShape):
-    from bench_memory import llama_config
+    from memory_steps import llama_config
     from transformers import LlamaForCausalLM
 
     return LlamaForCausalLM(llama_config(shape, 64))
