@@ -50,7 +50,7 @@ weights scoring above ``τ`` — a GRIN top-p mask, with
 ``τ`` is a weighted mean of the scores (weights ``|g_f|(|g_r| + ε)``), where the knee uses their plain
 mean, which a few weights with a vanishing retain gradient dominate; so the balance takes more weights.
 Two streaming passes again, no sort. On the embedded target (forget10) it gives p ≈ 0.31 where the knee
-gives 0.08 (docs/tuning.md). Under FSDP2 both rules sum their streaming totals over the processes, so
+gives 0.09 (docs/tuning.md). Under FSDP2 both rules sum their streaming totals over the processes, so
 every process picks the same p.
 """
 
