@@ -119,7 +119,7 @@ def test_shipped_tuner_files_parse():
     assert files
     for path in files:
         spec = load_tune_spec(path)
-        assert len(spec.methods) >= 2 and spec.trials >= 1
+        assert spec.methods and spec.trials >= 1
         none = [m for m in spec.methods if m.scorer == "none"]
         assert all(not p.masked_only for m in none for p in spec.space_for(m))  # no p/σ² for a full fine-tune
 
