@@ -26,7 +26,8 @@ SETS, METRICS = ("forget_mcq", "retain_mcq"), ("cloze_accuracy", "multiple_choic
 def evaluate(model: Path, world: Path, out: Path) -> dict:
     if not (out / "eval.json").is_file():
         cli = str(Path(sys.executable).parent / "grin-unlearn")
-        subprocess.run([cli, "eval", "--model", str(model), "--benchmark", "wmdp", "--forget-split", "world", "--data", str(world), "--out", str(out)], check=True)
+        subprocess.run([cli, "eval", "--model", str(model), "--benchmark", "wmdp", "--forget-split", "world",
+                        "--data", str(world), "--out", str(out)], check=True)
     sets = json.loads((out / "eval.json").read_text())["sets"]
     return {f"{m} {s}": sets[s]["metrics"][m] for s in SETS for m in METRICS}
 
