@@ -129,13 +129,15 @@ def main(out: Path, model_dir: Path, world_dir: Path) -> None:
     forget, retain = world["forget10"], world["retain90"][:RETAIN]
     shard_model(model)
     info["local_rows"] = {n: local(p).shape[0] for n, p in model.named_parameters() if p.ndim == 2}
-    exact = score_influence(model, tokenizer, forget, retain, "grin", batch_size=EXACT_BATCH, seed=SEED)
+    exact = score_influence(model, tokenizer, forget, retain, "grin", batch_size=EXACT_BATCH, seed=SEED,
+                            retain_squares=True)
     record("gf", exact.forget_grads)
     record("gr", exact.retain_grads)
+    record("gr_squares", exact.retain_squares)
     record("scores", exact.scores)
     info["accumulator_rows"] = {n: local(g).shape[0] for n, g in exact.forget_grads.items()}
-    balance, knee = balance_ratio(exact.scores, exact.forget_grads, exact.retain_grads, 1e-8), knee_ratio(exact.scores)
-    info["auto_ratio"] = {"balance": [balance.selected, balance.weights, balance.threshold],
+    balance, knee = balance_ratio(exact.scores, exact.forget_grads, exact.retain_squares), knee_ratio(exact.scores)
+    info["auto_ratio"] = {"balance": [balance.selected, balance.weights, balance.forget_gain_share],
                           "knee": [knee.selected, knee.weights, knee.mean_score]}
     small = score_influence(model, tokenizer, forget, retain, "grin", batch_size=SMALL_BATCH, seed=SEED)
     record("gf_small", small.forget_grads)

@@ -78,53 +78,61 @@ def _grin_scores(g_f: dict, g_r: dict, eps: float) -> dict:
     return {name: g_f[name].abs() / (g_r[name].abs() + eps) for name in g_f}
 
 
-def test_balance_threshold_equals_a_hand_computation():
-    """g_f = (3, 1, 2, 0.5), g_r = (1, 1, 4, 0.1), ε = 0: scores (3, 1, 0.5, 5);
-    A = Σ g_f² = 9 + 1 + 4 + 0.25 = 14.25, B = Σ |g_f||g_r| = 3 + 1 + 8 + 0.05 = 12.05, τ = A / B ≈ 1.1826.
-    Scores above τ: 3 and 5, so p = 2/4; F = (9 + 0.25) / 14.25, R = (3 + 0.05) / 12.05."""
+def test_balance_cut_equals_a_hand_computation():
+    """g_f = (3, 1, 2, 0.5), g_r = (1, −1, −4, 0.1), ε = 0: scores (3, 1, 0.5, 5), so the GRIN order is
+    weights 3, 0, 1, 2. Gain |g_f| in that order: 0.5, 3, 1, 2 (total 6.5); damage F = (0.01, 1, 1, 16)
+    (total 18.01). F(k) − D(k) over the prefixes: 0.0764, 0.4824, 0.5807, 0 → the best cut keeps 3 of 4
+    weights, p = 0.75, with gain share 4.5/6.5 and damage share 2.01/18.01."""
     g_f = {"a": torch.tensor([3.0, 1.0]), "b": torch.tensor([2.0, 0.5])}
     g_r = {"a": torch.tensor([1.0, -1.0]), "b": torch.tensor([-4.0, 0.1])}
-    found = balance_ratio(_grin_scores(g_f, g_r, 0.0), g_f, g_r, eps=0.0)
-    assert found.threshold == pytest.approx(14.25 / 12.05)
-    assert found.selected == 2 and found.ratio == 0.5
-    assert found.forget_gain_share == pytest.approx(9.25 / 14.25)
-    assert found.retain_damage_share == pytest.approx(3.05 / 12.05)
+    fisher = {"a": torch.tensor([1.0, 1.0]), "b": torch.tensor([16.0, 0.01])}
+    scores = _grin_scores(g_f, g_r, 0.0)
+    found = balance_ratio(scores, g_f, fisher)
+    assert found.selected == 3 and found.ratio == 0.75
+    assert found.forget_gain_share == pytest.approx(4.5 / 6.5)
+    assert found.retain_damage_share == pytest.approx(2.01 / 18.01)
+    masks = select_top_fraction(scores, found.ratio)
+    assert masks["a"].tolist() == [True, True] and masks["b"].tolist() == [False, True]
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.floats(-10, 10, allow_nan=False), st.floats(-10, 10, allow_nan=False)),
-                min_size=2, max_size=50), st.integers(1, 3))
-def test_balance_maximises_gain_share_minus_damage_share(pairs, pieces):
-    """Over every prefix of the weights sorted by GRIN score, none has a larger F − R than the balance's."""
-    g_f_all = torch.tensor([a for a, _ in pairs], dtype=torch.float64)
-    g_r_all = torch.tensor([b for _, b in pairs], dtype=torch.float64)
+@given(st.lists(st.tuples(st.integers(-20, 20), st.integers(-20, 20), st.integers(0, 50)), min_size=2, max_size=50),
+       st.integers(1, 3))
+def test_balance_maximises_gain_share_minus_damage_share(triples, pieces):
+    """Over every prefix of the weights sorted by GRIN score, none has a larger F − D than the balance's
+    cut, and the top-p mask it implies holds exactly the weights it counted. Integer gradients keep
+    distinct scores apart by more than a bin (2^20 bins), so every cut between distinct scores is a
+    candidate."""
+    g_f_all = torch.tensor([float(a) for a, _, _ in triples], dtype=torch.float64)
+    g_r_all = torch.tensor([float(b) for _, b, _ in triples], dtype=torch.float64)
+    fisher_all = torch.tensor([float(c) for _, _, c in triples], dtype=torch.float64)
     eps = 1e-3
-    if float((g_f_all * g_f_all).sum()) == 0.0:
+    scores_all = g_f_all.abs() / (g_r_all.abs() + eps)
+    if float(g_f_all.abs().sum()) == 0.0:
         with pytest.raises(UserInputError, match="zero everywhere"):
-            balance_ratio({"w": g_f_all.abs()}, {"w": g_f_all}, {"w": g_r_all}, eps)
+            balance_ratio({"w": scores_all}, {"w": g_f_all}, {"w": fisher_all})
         return
-    g_f = {f"t{i}": c for i, c in enumerate(g_f_all.chunk(pieces))}
-    g_r = {f"t{i}": c for i, c in enumerate(g_r_all.chunk(pieces))}
-    gain, damage = g_f_all ** 2, g_f_all.abs() * (g_r_all.abs() + eps)
-    order = (g_f_all.abs() / (g_r_all.abs() + eps)).sort(descending=True).indices
-    best = max(float(gain[order[:k]].sum() / gain.sum() - damage[order[:k]].sum() / damage.sum())
-               for k in range(len(pairs) + 1))
-    try:
-        found = balance_ratio(_grin_scores(g_f, g_r, eps), g_f, g_r, eps)
-    except UserInputError as error:  # every weight that moves the forget loss scores exactly τ
-        assert "no weight scores above" in str(error) and best == pytest.approx(0.0, abs=1e-9)
-        return
+    split = lambda t: {f"t{i}": c for i, c in enumerate(t.chunk(pieces))}  # noqa: E731
+    gain, damage = g_f_all.abs(), fisher_all
+    order = scores_all.sort(descending=True, stable=True).indices
+    cuts = [k for k in range(1, len(triples) + 1) if k == len(triples) or scores_all[order[k]] < scores_all[order[k - 1]]]
+    damage_share = (lambda k: float(damage[order[:k]].sum() / damage.sum())) if float(damage.sum()) > 0 else (lambda k: 0.0)
+    best = max(float(gain[order[:k]].sum() / gain.sum()) - damage_share(k) for k in cuts)
+    found = balance_ratio(split(scores_all), split(g_f_all), split(fisher_all), bins=1 << 20)
     assert found.forget_gain_share - found.retain_damage_share == pytest.approx(best, abs=1e-9)
+    assert found.selected in cuts
+    masks = select_top_fraction(split(scores_all), found.ratio)
+    assert sum(int(m.sum()) for m in masks.values()) == found.selected
 
 
 def test_balance_rejects_missing_or_unusable_gradients():
     scores = {"w": torch.ones(3)}
     with pytest.raises(UserInputError, match="forget gradients"):
-        balance_ratio(scores, None, {"w": torch.ones(3)}, 1e-8)
-    with pytest.raises(UserInputError, match="retain gradients"):
-        balance_ratio(scores, {"w": torch.ones(3)}, {"v": torch.ones(3)}, 1e-8)
+        balance_ratio(scores, None, {"w": torch.ones(3)})
+    with pytest.raises(UserInputError, match="retain squared gradients"):
+        balance_ratio(scores, {"w": torch.ones(3)}, {"v": torch.ones(3)})
     with pytest.raises(UserInputError, match="NaN or inf"):
-        balance_ratio(scores, {"w": torch.tensor([1.0, float("inf"), 0.0])}, {"w": torch.ones(3)}, 1e-8)
+        balance_ratio(scores, {"w": torch.tensor([1.0, float("inf"), 0.0])}, {"w": torch.ones(3)})
 
 
 def test_mass_curve_is_exact_and_rejects_bad_scores():
@@ -197,7 +205,9 @@ def test_auto_values_land_in_config_json(tmp_path, micro_model_dir, micro_world_
     assert ratio["selected"] == round(ratio["ratio"] * ratio["weights"])
     density = json.loads((out / "density.json").read_text())["overall"]
     assert ratio["method"].startswith("balance")  # the default scorer is GRIN
-    assert density["selected"] == ratio["selected"]  # the mask holds exactly the weights above τ
+    assert density["selected"] == ratio["selected"]  # the mask holds exactly the weights above the cut
+    gains = [point[1] - point[2] for point in ratio["balance_curve"]]  # F − D at the recorded cuts
+    assert ratio["forget_gain_share"] - ratio["retain_damage_share"] >= max(gains) - 1e-9
     assert saved["config"]["noise"]["noise_var"] == noise["noise_var"] and noise["probe"]
     assert noise["noise_mode"] == "relative" and noise["retain_nll_before_noise"] > 0
     with pytest.raises(SystemExit) as exit_info:  # argparse rejects the word before anything runs

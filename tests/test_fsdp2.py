@@ -142,10 +142,13 @@ def test_scores_equal_single_process(launch, micro_world, micro_tokenizer, micro
         scale = max(float(g.abs().max()) for g in want.values())
         for name in want:
             torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6 * scale, msg=f"{which} {name}")
-    balance, knee = balance_ratio(exact.scores, exact.forget_grads, exact.retain_grads, 1e-8), knee_ratio(exact.scores)
-    for info in infos:  # --ratio auto: every process sums its shards' totals with the others' and picks one p
-        (b_sel, b_n, tau), (k_sel, k_n, mean) = info["auto_ratio"]["balance"], info["auto_ratio"]["knee"]
-        assert (b_sel, b_n) == (balance.selected, balance.weights) and tau == pytest.approx(balance.threshold, rel=1e-12)
+    # One round: each process's sharded gradient is the whole retain sum G_r, so its squares are G_r².
+    squares = {name: g * g for name, g in exact.retain_grads.items()}
+    _assert_same(_group(saved, "gr_squares"), squares, "retain squared gradients, one round")
+    balance, knee = balance_ratio(exact.scores, exact.forget_grads, squares), knee_ratio(exact.scores)
+    for info in infos:  # --ratio auto: every process sums its shards' histograms with the others' and picks one p
+        (b_sel, b_n, gain), (k_sel, k_n, mean) = info["auto_ratio"]["balance"], info["auto_ratio"]["knee"]
+        assert (b_sel, b_n) == (balance.selected, balance.weights) and gain == pytest.approx(balance.forget_gain_share)
         assert (k_sel, k_n) == (knee.selected, knee.weights) and mean == pytest.approx(knee.mean_score, rel=1e-12)
     params = dict(micro_model.named_parameters())
     for name in exact.scores:  # each process accumulated only its rows: torch.chunk's split of the rows

@@ -165,6 +165,27 @@ def test_accumulate_gradients_from_records(tiny_world):
     _assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
+def test_retain_squares_sum_each_batch_gradient_squared(tiny_world):
+    """S = Σ_b (∇L_b)²: the sum over the batches of each batch's own gradient squared (each batch's gradient
+    taken alone, by a pass over that batch only), not the square of the sum G."""
+    tokenizer, splits = tiny_world
+    model = _llama(vocab=len(tokenizer))
+    params = eligible_parameters(model)
+    fmt = PromptFormat(max_length=48)
+    records = subsample(splits["retain90"], 12, seed=2)
+    result = score_influence(model, tokenizer, splits["forget10"][:4], records, fmt=fmt, batch_size=4, seed=0,
+                             retain_squares=True)
+    want = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    for start in range(0, len(records), 4):  # 3 batches of 4
+        alone = accumulate_gradients(model, tokenizer, records[start : start + 4], fmt, params, batch_size=4)
+        for name, grad in alone.items():
+            want[name] += grad * grad
+    _assert_close(result.retain_squares, want, rtol=1e-5, atol=1e-12)
+    squared_sum = {n: g * g for n, g in result.retain_grads.items()}
+    assert any(not torch.allclose(result.retain_squares[n], squared_sum[n]) for n in want)
+    assert score_influence(model, tokenizer, splits["forget10"][:4], records, fmt=fmt).retain_squares is None
+
+
 def test_empty_set_and_bad_batch_size_rejected():
     model = _llama()
     params = eligible_parameters(model)

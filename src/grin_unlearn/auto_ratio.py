@@ -31,27 +31,34 @@ Departure from Kneedle: no smoothing and no online detection; the curve is exact
 maximum of ``d`` is the knee (Kneedle's offline case). Scores of every scorer are >= 0; a negative
 score is rejected.
 
-**The balance (GRIN's ratio, :func:`balance_ratio`).** The knee looks at the scores only. GRIN's score
-``s_i = |g_f,i| / (|g_r,i| + ε)`` comes with the signed gradients ``g_f`` (forget) and ``g_r`` (retain)
-that made it, which say what a masked step does to first order. A step ``Δθ = η·M⊙g_f`` that raises the
-forget loss, restricted to the mask ``M``, changes
+**The balance (GRIN's ratio, :func:`balance_ratio`).** The knee looks at the scores only. GRIN's
+score ``s_i = |g_f,i| / (|g_r,i| + ε)`` comes with the gradients that made it, and the weights it ranks
+are then trained with Adam. Two facts set what a masked step buys and costs:
 
-    the forget loss by   η Σ_{i∈M} g_f,i²                  (the *gain*),
-    the retain loss by   at most η Σ_{i∈M} |g_f,i| |g_r,i|  (the *damage*, up to sign).
+* *Gain.* Adam's first update of a weight is ``η · g / |g|`` (its bias-corrected first moment over the
+  root of its second), so every selected weight moves by the learning rate ``η`` whatever its
+  gradient's size. A step along the forget gradient, restricted to the mask ``M``, raises the forget
+  loss to first order by ``η Σ_{i∈M} |g_f,i|``.
+* *Damage.* The target was trained on the retain set, so the retain loss sits near a minimum: its
+  gradient there is small and its sign says little, and a step of size ``η`` on each weight of ``M``
+  raises the retain loss to second order by ``(η²/2) Σ_{i,j∈M} H_ij σ_i σ_j`` (``σ`` the step's signs),
+  about ``(η²/2) Σ_{i∈M} H_ii`` when the cross terms cancel. The diagonal of the Hessian is estimated
+  by the empirical Fisher of the retain loss, ``F_i = Σ_b (∂L_b/∂θ_i)²`` over the retain batches ``b``
+  (the importance EWC uses to keep a task; Kirkpatrick et al., PNAS 2017). The scoring pass already
+  computes each batch's gradient, so ``F`` costs one more accumulator and no pass.
 
-Let ``F(M)`` and ``R(M)`` be the shares of the whole model's gain ``A = Σ_i g_f,i²`` and damage bound
-``B = Σ_i |g_f,i| (|g_r,i| + ε)`` that ``M`` holds. Taking weight ``i`` raises ``F − R`` by
-``g_f,i²/A − |g_f,i|(|g_r,i| + ε)/B``, which is positive exactly when ``s_i > τ = A / B``. So the mask
-that maximises ``F − R`` (the most forget gain bought beyond its share of retain damage) is the set of
-weights scoring above ``τ`` — a GRIN top-p mask, with
+The mask is GRIN's, so the candidates are the nested top-p sets along the score order. With ``F(p)``
+and ``D(p)`` the shares of the whole model's gain ``Σ |g_f|`` and damage ``Σ F_i`` held by the top-p set,
 
-    p* = #{ i : s_i > τ } / N,        τ = Σ g_f² / Σ |g_f| (|g_r| + ε).
+    p* = argmax_p  F(p) − D(p),
 
-``τ`` is a weighted mean of the scores (weights ``|g_f|(|g_r| + ε)``), where the knee uses their plain
-mean, which a few weights with a vanishing retain gradient dominate; so the balance takes more weights.
-Two streaming passes again, no sort. On the embedded target (forget10) it gives p ≈ 0.31 where the knee
-gives 0.09 (docs/tuning.md). Under FSDP2 both rules sum their streaming totals over the processes, so
-every process picks the same p.
+the mask that buys the most forget gain beyond its share of retain damage. Both are shares, so the
+different orders in ``η`` and the batch-level scale of ``F`` cancel. ``F − D`` is computed from a
+histogram of the scores over :data:`BALANCE_BINS` log-spaced bins (two streaming passes, no sort; the
+selection is exactly the weights in the bins above the best cut, so top-p by score takes the same
+weights). On the embedded target (forget10) it gives p ≈ 0.53, where the knee gives 0.09
+(docs/tuning.md). Under FSDP2 both rules sum their streaming totals over the processes, so every
+process picks the same p.
 """
 
 from __future__ import annotations
@@ -71,6 +78,8 @@ CURVE_POINTS = (0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 # itself is always exact).
 CURVE_SAMPLE = 1 << 22
 _CHUNK = 1 << 20
+# Bins of the balance ratio's score histogram (log-spaced over the positive scores).
+BALANCE_BINS = 1 << 14
 
 
 @dataclass
@@ -110,76 +119,98 @@ class BalanceResult:
     """The balance ratio of GRIN scores and the evidence for it (see the module docstring).
 
     Attributes:
-        ratio: ``p* = #{s_i > τ} / N``.
-        selected: ``#{s_i > τ}``.
+        ratio: ``p*``, the top-p cut maximising ``F(p) − D(p)``.
+        selected: weights in the top-``p*`` set.
         weights: ``N``.
-        threshold: ``τ = Σ g_f² / Σ |g_f| (|g_r| + ε)``.
-        forget_gain_share: ``F``, the share of ``Σ g_f²`` the selection holds.
-        retain_damage_share: ``R``, the share of ``Σ |g_f| (|g_r| + ε)`` the selection holds.
+        forget_gain_share: ``F(p*)``, the share of ``Σ |g_f|`` the selection holds.
+        retain_damage_share: ``D(p*)``, the share of the retain Fisher ``Σ F_i`` it holds.
+        bins: histogram bins over the log score.
+        curve: ``[[p, F(p), D(p)], ...]`` at the bin cuts nearest :data:`CURVE_POINTS`.
     """
 
     ratio: float
     selected: int
     weights: int
-    threshold: float
     forget_gain_share: float
     retain_damage_share: float
+    bins: int
+    curve: list[list[float]] = field(default_factory=list)
 
     def evidence(self) -> dict:
         """The JSON-ready record written into a run's ``config.json``."""
-        return {"method": "balance of first-order forget gain and retain damage: p = share of weights whose "
-                          "GRIN score exceeds tau = sum(g_f^2) / sum(|g_f| (|g_r| + eps))",
+        return {"method": "balance of Adam-step forget gain and retain damage: p = the GRIN top-p cut maximising "
+                          "share of sum |g_f| minus share of the retain Fisher sum (sum over batches of g_r^2)",
                 "ratio": self.ratio, "selected": self.selected, "weights": self.weights,
-                "threshold": self.threshold, "forget_gain_share": self.forget_gain_share,
-                "retain_damage_share": self.retain_damage_share}
+                "forget_gain_share": self.forget_gain_share, "retain_damage_share": self.retain_damage_share,
+                "bins": self.bins, "balance_curve": self.curve}
 
 
 def balance_ratio(scores: dict[str, torch.Tensor], forget_grads: dict[str, torch.Tensor],
-                  retain_grads: dict[str, torch.Tensor], eps: float) -> BalanceResult:
-    """The GRIN mask maximising forget-gain share minus retain-damage share (module docstring).
+                  retain_squares: dict[str, torch.Tensor], bins: int = BALANCE_BINS) -> BalanceResult:
+    """The GRIN top-p cut maximising forget-gain share minus retain-damage share (module docstring).
 
-    ``scores`` must be GRIN's ``|G_f| / (|G_r| + eps)`` of ``forget_grads`` and ``retain_grads`` (same
-    names and shapes; local shards under FSDP2). Raises :class:`UserInputError` when the gradients are
-    missing, mismatched or not finite, or the forget gradient is zero everywhere.
+    ``forget_grads`` is ``G_f`` and ``retain_squares`` the retain Fisher ``Σ_b (∂L_b/∂θ)²`` of the same
+    tensors as ``scores`` (:class:`~grin_unlearn.scoring.InfluenceResult` with ``retain_squares=True``;
+    local shards under FSDP2). Raises :class:`UserInputError` when they are missing, mismatched or not
+    finite, or the forget gradient is zero everywhere.
     """
     if not scores:
         raise UserInputError("scores: expected at least one score tensor, got an empty dict")
-    for label, grads in (("forget", forget_grads), ("retain", retain_grads)):
+    for label, grads in (("forget gradients", forget_grads), ("retain squared gradients", retain_squares)):
         if grads is None or set(grads) != set(scores):
-            raise UserInputError(f"{label} gradients: the balance ratio needs one per scored tensor "
-                                 "(the GRIN scorer keeps them)")
+            raise UserInputError(f"{label}: the balance ratio needs one per scored tensor "
+                                 "(score with retain_squares=True)")
     sharded = any(is_sharded(t) for t in scores.values())
-    gain, damage, count = 0.0, 0.0, 0
-    for name in scores:
-        g_f = local(forget_grads[name]).detach().reshape(-1).double()  # (n,)
-        g_r = local(retain_grads[name]).detach().reshape(-1).double()  # (n,)
-        gain += float((g_f * g_f).sum())
-        damage += float((g_f.abs() * (g_r.abs() + eps)).sum())
-        count += g_f.numel()
+    low, high = math.inf, 0.0  # the positive score range, for the log-spaced bins
+    for name, flat in _chunks(scores):
+        if not bool(torch.isfinite(flat).all()):
+            raise UserInputError(f"scores[{name!r}]: holds NaN or inf; an automatic ratio needs finite scores")
+        positive = flat[flat > 0]
+        if positive.numel():
+            low, high = min(low, float(positive.min())), max(high, float(positive.max()))
     if sharded:
-        gain, damage, count = (float(v) for v in all_reduce_sum(np.array([gain, damage, count], dtype=np.float64)))
-        count = int(count)
-    if not (math.isfinite(gain) and math.isfinite(damage)):
-        raise UserInputError("forget/retain gradients: hold NaN or inf; an automatic ratio needs finite gradients")
-    if count == 0 or gain == 0.0:
+        high = all_reduce_max(high)
+        low = -all_reduce_max(-low)  # +inf on a process without a positive score
+    slots = bins + 1
+    gain, damage, count = np.zeros(slots), np.zeros(slots), np.zeros(slots)
+    span = math.log(high / low) if math.isfinite(low) and high > low else 0.0
+    for name in scores:
+        score = local(scores[name]).detach().reshape(-1)
+        g_f = local(forget_grads[name]).detach().reshape(-1)
+        f_r = local(retain_squares[name]).detach().reshape(-1)
+        for start in range(0, score.numel(), _CHUNK):
+            s = score[start : start + _CHUNK].double()
+            a = g_f[start : start + _CHUNK].double().abs()
+            d = f_r[start : start + _CHUNK].double()
+            if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(d).all())):
+                raise UserInputError(f"gradients of {name!r}: hold NaN or inf; an automatic ratio needs finite gradients")
+            # Slot 0 holds the zero scores, slots 1..bins the positive ones by log score.
+            index = torch.zeros_like(s, dtype=torch.long)
+            where = s > 0
+            index[where] = 1
+            if span > 0:
+                index[where] += ((s[where] / low).log() / span * bins).floor().long().clamp(0, bins - 1)
+            index, a, d = index.cpu(), a.cpu(), d.cpu()
+            gain += torch.zeros(slots, dtype=torch.float64).index_add_(0, index, a).numpy()
+            damage += torch.zeros(slots, dtype=torch.float64).index_add_(0, index, d).numpy()
+            count += np.bincount(index.numpy(), minlength=slots)
+    if sharded:
+        gain, damage, count = (all_reduce_sum(v) for v in (gain, damage, count))
+    total_gain, total_damage, total = gain.sum(), damage.sum(), int(count.sum())
+    if total == 0 or total_gain == 0.0:
         raise UserInputError("forget gradients: zero everywhere, so no weight moves the forget loss "
                              "(give the ratio as a number)")
-    tau = gain / damage
-    selected, gain_in, damage_in = 0, 0.0, 0.0
-    for name, score in scores.items():
-        above = local(score).detach().reshape(-1) > tau  # (n,) bool
-        g_f = local(forget_grads[name]).detach().reshape(-1)[above].double()
-        g_r = local(retain_grads[name]).detach().reshape(-1)[above].double()
-        selected += int(above.sum())
-        gain_in += float((g_f * g_f).sum())
-        damage_in += float((g_f.abs() * (g_r.abs() + eps)).sum())
-    if sharded:
-        selected, gain_in, damage_in = (float(v) for v in
-                                        all_reduce_sum(np.array([selected, gain_in, damage_in], dtype=np.float64)))
-        selected = int(selected)
-    if selected == 0:
-        raise UserInputError("scores: no weight scores above the balance threshold (give the ratio as a number)")
-    return BalanceResult(selected / count, selected, count, tau, gain_in / gain, damage_in / damage)
+    # From the highest bin down: the top-p sets at each bin cut.
+    cum_gain = np.cumsum(gain[::-1]) / total_gain
+    cum_damage = np.cumsum(damage[::-1]) / total_damage if total_damage > 0 else np.zeros(slots)
+    cum_count = np.cumsum(count[::-1])
+    best = int(np.argmax(np.where(cum_count > 0, cum_gain - cum_damage, -np.inf)))
+    selected = int(cum_count[best])
+    curve = []
+    for x in CURVE_POINTS:
+        k = min(int(np.searchsorted(cum_count, x * total)), slots - 1)
+        curve.append([round(float(cum_count[k]) / total, 6), round(float(cum_gain[k]), 6), round(float(cum_damage[k]), 6)])
+    return BalanceResult(selected / total, selected, total, float(cum_gain[best]), float(cum_damage[best]), bins, curve)
 
 
 def knee_ratio(scores: dict[str, torch.Tensor], seed: int = 0) -> KneeResult:

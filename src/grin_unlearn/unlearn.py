@@ -105,7 +105,8 @@ def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, se
                              include=sel.include or None, exclude=sel.exclude or None, eps=sel.eps,
                              retain_samples=sel.retain_samples, batch_size=sel.score_batch_size,
                              seed=seed, wagle_mu=sel.wagle_mu,
-                             accumulator_device=sel.accumulator_device, params=params)
+                             accumulator_device=sel.accumulator_device, params=params,
+                             retain_squares=sel.ratio == AUTO and sel.scorer == "grin")
     start = time.perf_counter()
     ratio = sel.ratio
     if ratio == AUTO:
@@ -121,15 +122,16 @@ def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, se
 def auto_ratio(result, selection: SelectionConfig, seed: int, log=print) -> tuple[float, dict]:
     """``--ratio auto``: p and its evidence from a scoring result.
 
-    GRIN's scores come with both gradients, so p balances first-order forget gain against retain
-    damage (:func:`~grin_unlearn.auto_ratio.balance_ratio`); any other scorer takes the knee of its
-    score-mass curve (:func:`~grin_unlearn.auto_ratio.knee_ratio`).
+    GRIN's scores come with both gradients (and, for this, the retain pass's squared batch gradients),
+    so p balances Adam-step forget gain against second-order retain damage
+    (:func:`~grin_unlearn.auto_ratio.balance_ratio`); any other scorer takes the knee of its score-mass
+    curve (:func:`~grin_unlearn.auto_ratio.knee_ratio`).
     """
     if selection.scorer == "grin":
-        found = balance_ratio(result.scores, result.forget_grads, result.retain_grads, selection.eps)
-        log(f"ratio auto: p = {found.ratio:.4f} ({found.selected:,} weights score above τ = {found.threshold:.4g}; "
-            f"they hold {found.forget_gain_share:.1%} of the forget gain, {found.retain_damage_share:.1%} "
-            "of the retain damage)")
+        found = balance_ratio(result.scores, result.forget_grads, result.retain_squares)
+        log(f"ratio auto: p = {found.ratio:.4f} (the top {found.selected:,} weights by score hold "
+            f"{found.forget_gain_share:.1%} of the forget gain and {found.retain_damage_share:.1%} of the retain "
+            "damage)")
         return found.ratio, found.evidence()
     knee = knee_ratio(result.scores, seed)
     log(f"ratio auto: p = {knee.ratio:.4f} ({knee.selected:,} weights above the mean score hold "

@@ -80,9 +80,12 @@ def subsample(items: list, max_samples: int | None, seed: int) -> list:
 def accumulate_gradients(
     model, tokenizer, records: list[dict], fmt: PromptFormat | None, params: dict[str, torch.nn.Parameter],
     batch_size: int = 8, max_samples: int | None = None, seed: int = 0, desc: str = "",
-    accumulator_device: str | torch.device | None = None,
+    accumulator_device: str | torch.device | None = None, squares_out: Grads | None = None,
 ) -> Grads:
     """``G = Σ_batches ∇θ L_batch`` over question/answer ``records`` (see the module docstring).
+
+    ``squares_out``, when given (an empty dict), is filled with ``S = Σ_batches (∇θ L_batch)²``, the
+    batch-level diagonal empirical Fisher of the loss (:func:`accumulate_example_gradients`).
 
     Raw-text records (``text``, no ``question``) are cut into ``fmt.max_length``-token chunks scored
     on every token (:func:`~grin_unlearn.data.formatting.encode_text`), so ``L`` of a batch of text is
@@ -100,16 +103,23 @@ def accumulate_gradients(
     if truncated:
         logger.warning("%s: %d of %d examples were truncated to max_length", name, truncated, len(examples))
     return accumulate_example_gradients(model, examples, params, PadCollator(pad_token_id(tokenizer)),
-                                        batch_size=batch_size, desc=desc, accumulator_device=accumulator_device)
+                                        batch_size=batch_size, desc=desc, accumulator_device=accumulator_device,
+                                        squares_out=squares_out)
 
 
 def accumulate_example_gradients(
     model, examples: list[dict], params: dict[str, torch.nn.Parameter],
     collator: Callable[[list[dict]], dict[str, torch.Tensor]], batch_size: int = 8,
     max_samples: int | None = None, seed: int = 0, desc: str = "",
-    accumulator_device: str | torch.device | None = None,
+    accumulator_device: str | torch.device | None = None, squares_out: Grads | None = None,
 ) -> Grads:
     """:func:`accumulate_gradients` on pre-encoded examples (``input_ids``/``labels`` lists).
+
+    ``squares_out``, when given, is filled with ``S = Σ_batches (∇θ L_batch)²`` (fp32, one tensor per
+    parameter, summed over processes like ``G``): each batch's gradient squared elementwise as the hook
+    folds it in, so it costs one more accumulator and no pass. Under FSDP2 a process sees each round's
+    sum of ``W`` batch gradients, so ``S`` there sums the squares of those round sums (the same diagonal at
+    a coarser batch level).
 
     ``collator`` turns a list of examples into ``input_ids``, ``labels`` (IGNORE_INDEX on unscored
     tokens) and ``attention_mask`` tensors. The model runs in eval mode (no dropout); its train/eval
@@ -135,13 +145,20 @@ def accumulate_example_gradients(
         shard = batches[rank::world_size]  # may be empty when there are fewer batches than processes
     device = model_device(model)
     accumulators = {key: zeros_like_shard(p, torch.float32, accumulator_device) for key, p in params.items()}
+    if squares_out is not None:
+        squares_out.update({key: zeros_like_shard(p, torch.float32, accumulator_device) for key, p in params.items()})
     quiet = not show_progress(rank)
-    with _gradient_pass(model, params, accumulators), (summed_gradients(model) if sharded else nullcontext()):
+    with _gradient_pass(model, params, accumulators, squares_out), \
+            (summed_gradients(model) if sharded else nullcontext()):
         for chunk in tqdm(shard, desc=f"{name} gradients", unit="batch", disable=quiet):
             batch = {k: v.to(device) for k, v in collator(chunk or batches[0]).items()}
             loss = batch_loss(model, batch)
             (loss if chunk is not None else loss * 0.0).backward()  # x·0: an exactly-zero gradient
-    return accumulators if sharded else reduce_across_processes(accumulators)
+    if sharded:
+        return accumulators
+    if squares_out is not None:
+        reduce_across_processes(squares_out)
+    return reduce_across_processes(accumulators)
 
 
 def check_accumulator_device(params: dict[str, torch.Tensor], accumulator_device) -> None:
@@ -163,8 +180,10 @@ def batch_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @contextmanager
-def _gradient_pass(model, params: dict[str, torch.nn.Parameter], accumulators: Grads) -> Iterator[None]:
-    """Eval mode, gradients for ``params`` only, each folded into its accumulator by a hook."""
+def _gradient_pass(model, params: dict[str, torch.nn.Parameter], accumulators: Grads,
+                   squares: Grads | None = None) -> Iterator[None]:
+    """Eval mode, gradients for ``params`` only, each folded into its accumulator (and its square into
+    ``squares``) by a hook."""
     was_training = model.training
     flags = [(p, p.requires_grad) for p in model.parameters()]
     saved_grads = {key: p.grad for key, p in params.items()}
@@ -176,7 +195,8 @@ def _gradient_pass(model, params: dict[str, torch.nn.Parameter], accumulators: G
         for key, p in params.items():
             p.grad = None
             p.requires_grad_(True)
-            handles.append(p.register_post_accumulate_grad_hook(_fold_into(accumulators[key])))
+            square = squares[key] if squares is not None else None
+            handles.append(p.register_post_accumulate_grad_hook(_fold_into(accumulators[key], square)))
         yield
     finally:
         for handle in handles:
@@ -188,12 +208,16 @@ def _gradient_pass(model, params: dict[str, torch.nn.Parameter], accumulators: G
         model.train(was_training)
 
 
-def _fold_into(accumulator: torch.Tensor) -> Callable[[torch.Tensor], None]:
+def _fold_into(accumulator: torch.Tensor, squares: torch.Tensor | None = None) -> Callable[[torch.Tensor], None]:
     def hook(param: torch.Tensor) -> None:
         with torch.no_grad():
             # In-place add upcasts a bf16/fp16 gradient into the fp32 accumulator without an fp32 copy.
             # Under FSDP2 both are DTensors placed alike: add this process's rows only.
-            local(accumulator).add_(local(param.grad).to(accumulator.device))
+            grad = local(param.grad).to(accumulator.device)
+            local(accumulator).add_(grad)
+            if squares is not None:
+                wide = grad.float()  # square in fp32: a bf16 square of a small gradient underflows
+                local(squares).addcmul_(wide, wide)
         param.grad = None  # free it now: peak memory is one gradient, not a full .grad set
 
     return hook
