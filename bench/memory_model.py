@@ -20,7 +20,8 @@ One process / DDP (every tensor whole; DDP adds its gradient buckets ``B = w·E_
     scoring   = wP + 8E + max(A_s,  4E + E + C_sel)
         8E: fp32 G_f and G_r (a hook folds each gradient into its accumulator and frees it, so no
         .grad set exists); then the grin scorer's fp32 scores (4E) and selection's bool masks (E),
-        C_sel its chunk scratch.
+        C_sel its chunk scratch. Not modelled: ``--ratio auto`` with the grin scorer keeps one more
+        fp32 accumulator, the retain pass's squared batch gradients (+4E).
     training  = wP + O + E + B + max(A_t, G)      G = w·E_T gradients of the trainable tensors
         O: the masked optimizer's state (:class:`OptimizerLayout`: 12 B per selected weight);
         E: the bool masks the gradient hooks hold. Backward frees saved activations layer by layer

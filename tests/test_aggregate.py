@@ -11,7 +11,7 @@ import pytest
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.experiments.aggregate import aggregate_cells, average_density, mean_std, write_sweep_report
 from grin_unlearn.experiments.report import COLUMNS
-from grin_unlearn.experiments.sweep import expand_grid
+from grin_unlearn.experiments.sweep_spec import expand_grid
 
 SPEC = {"base": {"objective": "po", "noise": {"noise_var": 1.0e-3}},
         "grid": {"selection.scorer": ["none", "grin"], "selection.ratio": [0.2, 0.4],

@@ -10,7 +10,8 @@ import pytest
 from grin_unlearn.cli import main
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.experiments.aggregate import write_sweep_report
-from grin_unlearn.experiments.sweep import expand_grid, load_spec, parse_spec, run_sweep
+from grin_unlearn.experiments.sweep import run_sweep
+from grin_unlearn.experiments.sweep_spec import expand_grid, load_spec, parse_spec
 
 MICRO = Path(__file__).resolve().parents[1] / "configs" / "micro_test.yaml"
 CONFIGS = sorted(MICRO.parent.glob("*.yaml"))

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments.aggregate import make_sweep_report
-    from ..experiments.sweep import expand_grid, load_spec, run_sweep
+    from ..experiments.sweep import run_sweep
+    from ..experiments.sweep_spec import expand_grid, load_spec
 
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     if args.dry_run:

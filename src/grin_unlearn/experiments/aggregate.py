@@ -25,7 +25,7 @@ from ..io_utils import atomic_write_text
 from ..masks import plot_density
 from ..run_dir import EVAL_FILE, finished_timing, is_evaluated
 from .report import (COLUMNS, config_label, mean_std_table, metrics_row, plot_metric_vs, plot_quality_utility)
-from .sweep import SEED_KEY, SWEEP_FILE
+from .sweep_spec import SEED_KEY, SWEEP_FILE
 
 METRICS = tuple(key for key, _ in COLUMNS) + ("seconds",)
 

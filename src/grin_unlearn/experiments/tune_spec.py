@@ -43,7 +43,7 @@ from ..errors import UserInputError
 from .report import COLUMNS
 from ..scoring.scorers import SCORERS
 from ..training.objectives import OBJECTIVES
-from .sweep import SPEC_KEYS, UNMASKED_IGNORES, SweepSpec, _check_key, _coerce, _with_values, parse_spec
+from .sweep_spec import SPEC_KEYS, UNMASKED_IGNORES, SweepSpec, _check_key, _coerce, _with_values, parse_spec
 
 TUNE_KEYS = ("objectives", "scorers", "trials", "space", "select", "validation", "seeds", "sampler_seed")
 METRICS = tuple(key for key, _ in COLUMNS)
