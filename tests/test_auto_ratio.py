@@ -133,6 +133,8 @@ def test_balance_rejects_missing_or_unusable_gradients():
         balance_ratio(scores, {"w": torch.ones(3)}, {"v": torch.ones(3)})
     with pytest.raises(UserInputError, match="NaN or inf"):
         balance_ratio(scores, {"w": torch.tensor([1.0, float("inf"), 0.0])}, {"w": torch.ones(3)})
+    with pytest.raises(UserInputError, match=">= 0"):
+        balance_ratio({"w": torch.tensor([1.0, -2.0, 0.0])}, {"w": torch.ones(3)}, {"w": torch.ones(3)})
 
 
 def test_mass_curve_is_exact_and_rejects_bad_scores():

@@ -165,6 +165,8 @@ def balance_ratio(scores: dict[str, torch.Tensor], forget_grads: dict[str, torch
     for name, flat in _chunks(scores):
         if not bool(torch.isfinite(flat).all()):
             raise UserInputError(f"scores[{name!r}]: holds NaN or inf; an automatic ratio needs finite scores")
+        if flat.numel() and float(flat.min()) < 0:
+            raise UserInputError(f"scores[{name!r}]: the balance needs GRIN scores >= 0, got {float(flat.min())}")
         positive = flat[flat > 0]
         if positive.numel():
             low, high = min(low, float(positive.min())), max(high, float(positive.max()))
