@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grin_unlearn.auto_noise import probe_noise_var
-from grin_unlearn.auto_ratio import balance_ratio, knee_ratio, mass_curve
+from grin_unlearn.auto_ratio import balance_ratio, coverage_ratio, knee_ratio, mass_curve
 from grin_unlearn.cli import main
 from grin_unlearn.config import NoiseConfig, SelectionConfig, config_from_mapping
 from grin_unlearn.data.formatting import PadCollator, PromptFormat, encode_training_records
@@ -100,7 +100,8 @@ def test_balance_cut_equals_a_hand_computation():
        st.integers(1, 3))
 def test_balance_maximises_gain_share_minus_damage_share(triples, pieces):
     """Over every prefix of the weights sorted by GRIN score, none has a larger F − D than the balance's
-    cut, and the top-p mask it implies holds exactly the weights it counted. Integer gradients keep
+    cut, the top-p mask it implies holds exactly the weights it counted, and the coverage cut is the
+    smallest prefix holding the asked share of the forget gain. Integer gradients keep
     distinct scores apart by more than a bin (2^20 bins), so every cut between distinct scores is a
     candidate."""
     g_f_all = torch.tensor([float(a) for a, _, _ in triples], dtype=torch.float64)
@@ -123,6 +124,27 @@ def test_balance_maximises_gain_share_minus_damage_share(triples, pieces):
     assert found.selected in cuts
     masks = select_top_fraction(split(scores_all), found.ratio)
     assert sum(int(m.sum()) for m in masks.values()) == found.selected
+    for share in (0.5, 0.9, 1.0):  # coverage: the smallest cut holding the share of Σ |g_f|
+        want = min(k for k in cuts if float(gain[order[:k]].sum() / gain.sum()) >= share - 1e-12)
+        assert coverage_ratio(split(scores_all), split(g_f_all), share, bins=1 << 20).selected == want
+
+
+def test_coverage_takes_the_smallest_top_set_holding_the_share():
+    """The weights of the hand computation above in GRIN order (3, 0, 1, 2) hold forget gain |g_f| =
+    0.5, 3, 1, 2 of 6.5: cumulative shares 1/13, 7/13, 9/13, 1. A share of 0.5 needs the top 2 weights,
+    0.6 the top 3, 0.7 all 4; exactly 7/13 needs only the top 2."""
+    g_f = {"a": torch.tensor([3.0, 1.0]), "b": torch.tensor([2.0, 0.5])}
+    g_r = {"a": torch.tensor([1.0, -1.0]), "b": torch.tensor([-4.0, 0.1])}
+    scores = _grin_scores(g_f, g_r, 0.0)
+    for share, selected in ((0.5, 2), (7 / 13, 2), (0.6, 3), (0.7, 4), (1.0, 4)):
+        found = coverage_ratio(scores, g_f, share)
+        assert found.selected == selected and found.ratio == selected / 4, share
+        assert found.forget_gain_share >= share - 1e-12
+    assert coverage_ratio(scores, g_f, 0.6).forget_gain_share == pytest.approx(9 / 13)
+    with pytest.raises(UserInputError, match="coverage share"):
+        coverage_ratio(scores, g_f, 1.5)
+    with pytest.raises(UserInputError, match="forget gradients"):
+        coverage_ratio(scores, None, 0.9)
 
 
 def test_balance_rejects_missing_or_unusable_gradients():
@@ -193,26 +215,49 @@ def test_noise_probe_picks_the_largest_tolerated_variance(micro_model, micro_tok
     assert generous.noise_var == 1.0  # the whole range is tolerated: the top of it
 
 
+def _unlearn_auto(out, model_dir, world_dir, *extra) -> int:
+    return main(["unlearn", "--model", str(model_dir), "--data", str(world_dir), "--forget", "forget10",
+                 "--retain", "retain90", "--out", str(out), "--epochs", "1", "--batch-size", "8",
+                 "--ratio", "auto", "--max-length", "48", "--score-batch-size", "16", *extra])
+
+
 def test_auto_values_land_in_config_json(tmp_path, micro_model_dir, micro_world_dir):
     out = tmp_path / "run"
-    code = main(["unlearn", "--model", str(micro_model_dir), "--data", str(micro_world_dir), "--forget", "forget10",
-                 "--retain", "retain90", "--out", str(out), "--epochs", "1", "--batch-size", "8",
-                 "--ratio", "auto", "--noise-var", "auto", "--noise-mode", "relative", "--max-length", "48",
-                 "--score-batch-size", "16"])
-    assert code == 0
+    assert _unlearn_auto(out, micro_model_dir, micro_world_dir, "--noise-var", "auto", "--noise-mode", "relative") == 0
     saved = json.loads((out / "config.json").read_text())
     ratio, noise = saved["auto"]["ratio"], saved["auto"]["noise_var"]
     assert ratio["requested"] == "auto" and 0 < ratio["ratio"] < 1
     assert saved["config"]["selection"]["ratio"] == ratio["ratio"]  # the p that was used
     assert ratio["selected"] == round(ratio["ratio"] * ratio["weights"])
     density = json.loads((out / "density.json").read_text())["overall"]
-    assert ratio["method"].startswith("balance")  # the default scorer is GRIN
+    assert ratio["method"].startswith("coverage")  # the default rule of the default scorer, GRIN
+    assert ratio["share"] == 0.9 and ratio["forget_gain_share"] >= 0.9
     assert density["selected"] == ratio["selected"]  # the mask holds exactly the weights above the cut
-    gains = [point[1] - point[2] for point in ratio["balance_curve"]]  # F − D at the recorded cuts
-    assert ratio["forget_gain_share"] - ratio["retain_damage_share"] >= max(gains) - 1e-9
     assert saved["config"]["noise"]["noise_var"] == noise["noise_var"] and noise["probe"]
     assert noise["noise_mode"] == "relative" and noise["retain_nll_before_noise"] > 0
     with pytest.raises(SystemExit) as exit_info:  # argparse rejects the word before anything runs
         main(["unlearn", "--model", str(micro_model_dir), "--data", str(micro_world_dir), "--out",
               str(tmp_path / "bad"), "--ratio", "most"])
     assert exit_info.value.code == 2 and not (tmp_path / "bad").exists()
+
+
+def test_auto_rules_other_than_the_default(tmp_path, micro_model_dir, micro_world_dir):
+    """--auto-rule balance records its curve and cut; a smaller --auto-share takes fewer weights; a rule
+    the scorer cannot serve is refused with exit 2 before anything is written."""
+    out = tmp_path / "balance"
+    assert _unlearn_auto(out, micro_model_dir, micro_world_dir, "--auto-rule", "balance") == 0
+    ratio = json.loads((out / "config.json").read_text())["auto"]["ratio"]
+    assert ratio["method"].startswith("balance")
+    gains = [point[1] - point[2] for point in ratio["balance_curve"]]  # F − D at the recorded cuts
+    assert ratio["forget_gain_share"] - ratio["retain_damage_share"] >= max(gains) - 1e-9
+    assert json.loads((out / "density.json").read_text())["overall"]["selected"] == ratio["selected"]
+    shares = {}
+    for share in ("0.5", "0.95"):
+        assert _unlearn_auto(tmp_path / share, micro_model_dir, micro_world_dir, "--auto-share", share) == 0
+        shares[share] = json.loads((tmp_path / share / "config.json").read_text())["auto"]["ratio"]
+        assert shares[share]["forget_gain_share"] >= float(share)
+    assert shares["0.5"]["ratio"] < shares["0.95"]["ratio"]
+    for bad in (["--scorer", "magnitude", "--auto-rule", "coverage"], ["--scorer", "forget-grad", "--auto-rule", "balance"],
+                ["--auto-rule", "elbow"], ["--auto-share", "1.5"]):
+        assert _unlearn_auto(tmp_path / "bad", micro_model_dir, micro_world_dir, *bad) == 2, bad
+        assert not (tmp_path / "bad").exists()

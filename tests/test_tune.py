@@ -186,9 +186,11 @@ def test_micro_tuner_run_completes_and_resumes(tmp_path):
     compared = json.loads((out / "auto_npo_grin.json").read_text())
     rows = {r["variant"]: r for r in compared["rows"]}
     assert set(rows) == {f"tuned (p = {state['methods']['npo_grin']['chosen']['params']['selection.ratio']:.3g})",
-                         "auto p", "p = 0.5"}
+                         "auto p (coverage)", "auto p (balance)", "p = 0.5"}
     assert rows["p = 0.5"]["ratio_used"] == 0.5 and compared["best_grid"] == "p = 0.5"
-    for cell in rows["auto p"]["cells"]:
-        saved = json.loads((out / cell["dir"] / "config.json").read_text())
-        assert saved["config"]["selection"]["ratio"] == saved["auto"]["ratio"]["ratio"] == cell["ratio_used"] < 1
+    for rule in ("coverage", "balance"):
+        for cell in rows[f"auto p ({rule})"]["cells"]:
+            saved = json.loads((out / cell["dir"] / "config.json").read_text())
+            assert saved["config"]["selection"]["ratio"] == saved["auto"]["ratio"]["ratio"] == cell["ratio_used"] < 1
+            assert saved["auto"]["ratio"]["method"].startswith(rule)
     assert (out / "auto_npo_grin.md").is_file()

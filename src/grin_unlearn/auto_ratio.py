@@ -1,5 +1,5 @@
-"""Automatic p without a grid: the forget-gain / retain-damage balance (GRIN), or the knee of the
-cumulative score-mass curve (Kneedle, any scorer).
+"""Automatic p without a grid: the coverage of the forget gain, the forget-gain / retain-damage
+balance, or the knee of the cumulative score-mass curve (Kneedle, any scorer).
 
 GRIN (Anjarlekar & Pombra, arXiv 2508.06467) keeps the global top ``p`` fraction of weights by
 influence score and leaves ``p`` to a greedy search; its first open question asks whether ``p`` can be
@@ -56,9 +56,25 @@ the mask that buys the most forget gain beyond its share of retain damage. Both 
 different orders in ``η`` and the batch-level scale of ``F`` cancel. ``F − D`` is computed from a
 histogram of the scores over :data:`BALANCE_BINS` log-spaced bins (two streaming passes, no sort; the
 selection is exactly the weights in the bins above the best cut, so top-p by score takes the same
-weights). On the embedded target (forget10) it gives p ≈ 0.53, where the knee gives 0.09
-(docs/tuning.md). Under FSDP2 both rules sum their streaming totals over the processes, so every
-process picks the same p.
+weights). On the embedded target (forget10) it gives p ≈ 0.52, where the knee gives 0.09
+(docs/tuning.md).
+
+**The coverage (:func:`coverage_ratio`, the default of ``--ratio auto``).** The balance prices retain
+damage as if nothing repaired it, but the unlearning objective carries its own retain term
+(``α · mean ℓ_r``), and on the embedded benchmark model utility stays flat from p = 0.4 to 0.8 while
+forgetting keeps improving (docs/tuning.md). There the mask's job is to carry the forget signal, and
+the objective protects the retain set. With the same Adam-step gain ``F(p)`` (the share of ``Σ |g_f|``
+held by the top-p set),
+
+    p* = min { p : F(p) >= q },
+
+the fewest weights (in GRIN's order) that still move the forget loss at a share ``q`` of the rate of
+the unmasked model; ``q`` (``--auto-share``, default :data:`~grin_unlearn.config.DEFAULT_AUTO_SHARE`)
+is a tolerance like the noise probe's, chosen on the tuner's validation authors. It needs only the
+forget gradient, so any scorer that computes one (GRIN, WAGLE, forget-grad) can use it along its own
+order.
+
+Under FSDP2 every rule sums its streaming totals over the processes, so every process picks the same p.
 """
 
 from __future__ import annotations
@@ -145,6 +161,33 @@ class BalanceResult:
                 "bins": self.bins, "balance_curve": self.curve}
 
 
+@dataclass
+class CoverageResult:
+    """The coverage ratio of GRIN scores and the evidence for it (see the module docstring).
+
+    Attributes:
+        ratio: ``p*``, the smallest top-p cut holding ``share`` of the forget gain.
+        selected: weights in the top-``p*`` set.
+        weights: ``N``.
+        share: ``q``, the share of ``Σ |g_f|`` asked for.
+        forget_gain_share: the share the selection holds (``>= q``, by a bin at most).
+        bins: histogram bins over the log score.
+    """
+
+    ratio: float
+    selected: int
+    weights: int
+    share: float
+    forget_gain_share: float
+    bins: int
+
+    def evidence(self) -> dict:
+        """The JSON-ready record written into a run's ``config.json``."""
+        return {"method": "coverage of the Adam-step forget gain: p = the smallest GRIN top-p set holding a share q "
+                          "of sum |g_f|", "ratio": self.ratio, "selected": self.selected, "weights": self.weights,
+                "share": self.share, "forget_gain_share": self.forget_gain_share, "bins": self.bins}
+
+
 def balance_ratio(scores: dict[str, torch.Tensor], forget_grads: dict[str, torch.Tensor],
                   retain_squares: dict[str, torch.Tensor], bins: int = BALANCE_BINS) -> BalanceResult:
     """The GRIN top-p cut maximising forget-gain share minus retain-damage share (module docstring).
@@ -154,65 +197,90 @@ def balance_ratio(scores: dict[str, torch.Tensor], forget_grads: dict[str, torch
     local shards under FSDP2). Raises :class:`UserInputError` when they are missing, mismatched or not
     finite, or the forget gradient is zero everywhere.
     """
-    if not scores:
-        raise UserInputError("scores: expected at least one score tensor, got an empty dict")
     for label, grads in (("forget gradients", forget_grads), ("retain squared gradients", retain_squares)):
-        if grads is None or set(grads) != set(scores):
+        if grads is None or set(grads) != set(scores or {}):
             raise UserInputError(f"{label}: the balance ratio needs one per scored tensor "
                                  "(score with retain_squares=True)")
-    sharded = any(is_sharded(t) for t in scores.values())
-    low, high = math.inf, 0.0  # the positive score range, for the log-spaced bins
+    count, (gain, damage) = _top_shares(scores, [(forget_grads, True), (retain_squares, False)], bins)
+    best = int(np.argmax(np.where(count > 0, gain - damage, -np.inf)))
+    total = int(count[-1])
+    curve = []
+    for x in CURVE_POINTS:
+        k = min(int(np.searchsorted(count, x * total)), len(count) - 1)
+        curve.append([round(float(count[k]) / total, 6), round(float(gain[k]), 6), round(float(damage[k]), 6)])
+    return BalanceResult(float(count[best]) / total, int(count[best]), total, float(gain[best]), float(damage[best]),
+                         bins, curve)
+
+
+def coverage_ratio(scores: dict[str, torch.Tensor], forget_grads: dict[str, torch.Tensor], share: float,
+                   bins: int = BALANCE_BINS) -> CoverageResult:
+    """The smallest GRIN top-p set holding ``share`` of the Adam-step forget gain ``Σ |g_f|`` (module
+    docstring); p rounds up to the histogram's bin cut."""
+    if not 0 < share <= 1:
+        raise UserInputError(f"coverage share: expected a fraction in (0, 1], got {share!r}")
+    if forget_grads is None or set(forget_grads) != set(scores or {}):
+        raise UserInputError("forget gradients: the coverage ratio needs one per scored tensor")
+    count, (gain,) = _top_shares(scores, [(forget_grads, True)], bins)
+    cut = min(int(np.searchsorted(gain, share - 1e-12)), len(gain) - 1)  # first cut with gain >= share
+    total = int(count[-1])
+    return CoverageResult(float(count[cut]) / total, int(count[cut]), total, share, float(gain[cut]), bins)
+
+
+def _top_shares(scores: dict[str, torch.Tensor], weights: list[tuple[dict[str, torch.Tensor], bool]], bins: int
+                ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(count, shares)`` at every cut of the score histogram, from the top: ``count[k]`` weights sit in
+    the ``k + 1`` highest slots and ``shares[j][k]`` is the share of ``Σ w_j`` they hold (``w_j`` taken as
+    ``|w_j|`` when its flag is True).
+
+    Slot 0 holds the zero scores, slots 1..``bins`` the positive ones, log-spaced between the smallest
+    and the largest positive score, so a cut takes exactly the weights scoring above it. Two streaming
+    passes (the range, then the sums); under FSDP2 the range and the sums are reduced over the processes.
+    """
+    if not scores:
+        raise UserInputError("scores: expected at least one score tensor, got an empty dict")
+    low, high = math.inf, 0.0  # the positive score range
     for name, flat in _chunks(scores):
         if not bool(torch.isfinite(flat).all()):
             raise UserInputError(f"scores[{name!r}]: holds NaN or inf; an automatic ratio needs finite scores")
         if flat.numel() and float(flat.min()) < 0:
-            raise UserInputError(f"scores[{name!r}]: the balance needs GRIN scores >= 0, got {float(flat.min())}")
+            raise UserInputError(f"scores[{name!r}]: an automatic ratio needs GRIN scores >= 0, got {float(flat.min())}")
         positive = flat[flat > 0]
         if positive.numel():
             low, high = min(low, float(positive.min())), max(high, float(positive.max()))
+    sharded = any(is_sharded(t) for t in scores.values())
     if sharded:
         high = all_reduce_max(high)
         low = -all_reduce_max(-low)  # +inf on a process without a positive score
     slots = bins + 1
-    gain, damage, count = np.zeros(slots), np.zeros(slots), np.zeros(slots)
+    sums, count = [np.zeros(slots) for _ in weights], np.zeros(slots)
     span = math.log(high / low) if math.isfinite(low) and high > low else 0.0
     for name in scores:
         score = local(scores[name]).detach().reshape(-1)
-        g_f = local(forget_grads[name]).detach().reshape(-1)
-        f_r = local(retain_squares[name]).detach().reshape(-1)
+        columns = [(local(w[name]).detach().reshape(-1), absolute) for w, absolute in weights]
         for start in range(0, score.numel(), _CHUNK):
             s = score[start : start + _CHUNK].double()
-            a = g_f[start : start + _CHUNK].double().abs()
-            d = f_r[start : start + _CHUNK].double()
-            if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(d).all())):
-                raise UserInputError(f"gradients of {name!r}: hold NaN or inf; an automatic ratio needs finite gradients")
-            # Slot 0 holds the zero scores, slots 1..bins the positive ones by log score.
             index = torch.zeros_like(s, dtype=torch.long)
             where = s > 0
             index[where] = 1
             if span > 0:
                 index[where] += ((s[where] / low).log() / span * bins).floor().long().clamp(0, bins - 1)
-            index, a, d = index.cpu(), a.cpu(), d.cpu()
-            gain += torch.zeros(slots, dtype=torch.float64).index_add_(0, index, a).numpy()
-            damage += torch.zeros(slots, dtype=torch.float64).index_add_(0, index, d).numpy()
+            index = index.cpu()
+            for total, (column, absolute) in zip(sums, columns):
+                piece = column[start : start + _CHUNK].double()
+                piece = piece.abs() if absolute else piece
+                if not bool(torch.isfinite(piece).all()):
+                    raise UserInputError(f"gradients of {name!r}: hold NaN or inf; an automatic ratio needs "
+                                         "finite gradients")
+                total += torch.zeros(slots, dtype=torch.float64).index_add_(0, index, piece.cpu()).numpy()
             count += np.bincount(index.numpy(), minlength=slots)
     if sharded:
-        gain, damage, count = (all_reduce_sum(v) for v in (gain, damage, count))
-    total_gain, total_damage, total = gain.sum(), damage.sum(), int(count.sum())
-    if total == 0 or total_gain == 0.0:
+        count = all_reduce_sum(count)
+        sums = [all_reduce_sum(total) for total in sums]
+    if int(count.sum()) == 0 or sums[0].sum() == 0.0:
         raise UserInputError("forget gradients: zero everywhere, so no weight moves the forget loss "
                              "(give the ratio as a number)")
-    # From the highest bin down: the top-p sets at each bin cut.
-    cum_gain = np.cumsum(gain[::-1]) / total_gain
-    cum_damage = np.cumsum(damage[::-1]) / total_damage if total_damage > 0 else np.zeros(slots)
-    cum_count = np.cumsum(count[::-1])
-    best = int(np.argmax(np.where(cum_count > 0, cum_gain - cum_damage, -np.inf)))
-    selected = int(cum_count[best])
-    curve = []
-    for x in CURVE_POINTS:
-        k = min(int(np.searchsorted(cum_count, x * total)), slots - 1)
-        curve.append([round(float(cum_count[k]) / total, 6), round(float(cum_gain[k]), 6), round(float(cum_damage[k]), 6)])
-    return BalanceResult(selected / total, selected, total, float(cum_gain[best]), float(cum_damage[best]), bins, curve)
+    shares = [np.cumsum(t[::-1]) / t.sum() if t.sum() > 0 else np.zeros(slots) for t in sums]
+    return np.cumsum(count[::-1]), shares
 
 
 def knee_ratio(scores: dict[str, torch.Tensor], seed: int = 0) -> KneeResult:

@@ -31,6 +31,8 @@ from .training.objectives import ObjectiveHyperparams, get_objective
 
 
 AUTO = "auto"  # --ratio auto / --noise-var auto: chosen from the model and data (auto_ratio, auto_noise)
+AUTO_RULES = ("coverage", "balance", "knee")  # how --ratio auto sets p (grin_unlearn.auto_ratio)
+DEFAULT_AUTO_SHARE = 0.9  # coverage's q: the smallest of 0.8, 0.9, 0.95 meeting issue #14 on the validation authors
 
 
 def _help(text: str, **extra) -> dict:
@@ -52,8 +54,15 @@ class SelectionConfig:
     scorer: str = field(default="grin", metadata=_help(
         "weight scorer: grin | forget-grad | magnitude | random | wagle | none (none = full fine-tuning)"))
     ratio: typing.Union[float, str] = field(default=0.4, metadata=_help(
-        "fraction p of eligible weights to select, in (0, 1], or auto (the knee of the score-mass curve)",
+        "fraction p of eligible weights to select, in (0, 1], or auto (set by --auto-rule)",
         type=number_or_auto))
+    auto_rule: typing.Optional[str] = field(default=None, metadata=_help(
+        "rule of --ratio auto: coverage (smallest top set holding --auto-share of the forget gain sum |G_f|), "
+        "balance (most forget gain beyond its share of retain Fisher damage), knee (Kneedle on the score "
+        "mass). Default: coverage for scorers with a forget gradient (grin, wagle, forget-grad), knee "
+        "otherwise; balance needs grin"))
+    auto_share: float = field(default=DEFAULT_AUTO_SHARE, metadata=_help(
+        "q of --auto-rule coverage: the share of the forget gain the mask must hold, in (0, 1]"))
     eps: float = field(default=DEFAULT_EPS, metadata=_help("ε in |G_f| / (|G_r| + ε)"))
     retain_samples: typing.Optional[int] = field(default=None, metadata=_help(
         "subsample the retain set to this many examples for G_r (default: all)"))
@@ -77,6 +86,10 @@ class SelectionConfig:
         self.ratio = _auto_or_number("--ratio", self.ratio)
         if self.ratio != AUTO and not 0 < self.ratio <= 1:
             raise UserInputError(f"--ratio: expected a fraction in (0, 1] or 'auto', got {self.ratio}")
+        if self.auto_rule is not None and self.auto_rule not in AUTO_RULES:
+            raise UserInputError(f"--auto-rule: expected one of {', '.join(AUTO_RULES)}, got '{self.auto_rule}'")
+        if not 0 < self.auto_share <= 1:
+            raise UserInputError(f"--auto-share: expected a share in (0, 1], got {self.auto_share}")
         if self.eps <= 0:
             raise UserInputError(f"--eps: expected ε > 0, got {self.eps}")
         if self.retain_samples is not None and self.retain_samples <= 0:

@@ -3,8 +3,10 @@
 Takes the config the tuner chose for a masked method (:mod:`grin_unlearn.experiments.tune`) and reruns
 it on the reported split, over the tuner's seeds, with only the selection changed:
 
-* ``auto p`` — ``selection.ratio = auto`` (:mod:`grin_unlearn.auto_ratio`);
-* ``auto p + auto σ²`` — also ``noise.noise_var = auto`` (:mod:`grin_unlearn.auto_noise`);
+* ``auto p (coverage)`` — ``selection.ratio = auto`` with its default rule, the coverage of the forget
+  gain (:mod:`grin_unlearn.auto_ratio`);
+* ``auto p (balance)`` — the same with the forget-gain / retain-damage balance;
+* ``auto p (coverage) + auto σ²`` — also ``noise.noise_var = auto`` (:mod:`grin_unlearn.auto_noise`);
 * ``p = x`` for every ``x`` of the grid (the paper's greedy search over p, the other settings fixed).
 
 The tuned config itself (its reruns) is the reference row. Compute is the wall time of the runs (each is
@@ -26,11 +28,15 @@ from .tune import STATE_FILE, Method, reported_phase, run_method_cell, select_tr
 from .tune_report import SHOWN
 from .tune_spec import params_key, parse_tune_spec
 
+AUTO_LABEL = "auto p (coverage)"  # the default rule of --ratio auto; the row the compute summary reads
+
 
 def _variants(chosen: dict, grid: list[float], auto_noise: bool) -> dict[str, dict]:
-    variants = {"auto p": {**chosen, "selection.ratio": AUTO}}
+    coverage = {**chosen, "selection.ratio": AUTO, "selection.auto_rule": "coverage"}
+    variants = {AUTO_LABEL: coverage,
+                "auto p (balance)": {**chosen, "selection.ratio": AUTO, "selection.auto_rule": "balance"}}
     if auto_noise:
-        variants["auto p + auto σ²"] = {**chosen, "selection.ratio": AUTO, "noise.noise_var": AUTO}
+        variants["auto p (coverage) + auto σ²"] = {**coverage, "noise.noise_var": AUTO}
     for ratio in grid:
         variants[f"p = {ratio:g}"] = {**chosen, "selection.ratio": float(ratio)}
     return variants
@@ -103,7 +109,7 @@ def _write_markdown(out_dir: Path, result: dict, grid_rows: list[dict]) -> Path:
         cells += [_ms(row, key) for key, _ in SHOWN] + [_ms(row, "seconds", 1), _ms(row, "cpu_seconds", 1), str(row["n"])]
         lines.append("| " + " | ".join(cells) + " |")
     grid_cpu = sum(r["cpu_seconds_total"] or 0 for r in grid_rows)
-    auto = next(r for r in result["rows"] if r["variant"] == "auto p")
+    auto = next(r for r in result["rows"] if r["variant"] == AUTO_LABEL)
     tuned = next((r for r in result["rows"] if r["variant"].startswith("tuned")), {"n": 0, "seconds_total": 0,
                                                                                   "cpu_seconds_total": 0})
     lines += ["", f"Best grid value by the tuner's rule (over seed means): **{result['best_grid']}** "
