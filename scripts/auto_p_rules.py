@@ -11,13 +11,16 @@ the p of each rule from the same scores:
   ``τ = Σ g_f² / Σ |g_f| (|g_r| + ε)`` (first-order gain and damage of a gradient step);
 * ``balance, Adam step`` — the GRIN top-p cut maximising the share of ``Σ |g_f|`` minus the share of
   ``Σ (|g_r| + ε)`` (first-order gain and damage bound of a sign step);
-* ``balance, Adam step / Fisher damage`` — the shipped ``--ratio auto``
-  (:func:`grin_unlearn.auto_ratio.balance_ratio`);
+* ``balance, Adam step / Fisher damage`` — :func:`grin_unlearn.auto_ratio.balance_ratio`;
+* ``coverage q`` — the smallest GRIN top-p set holding a share ``q`` of ``Σ |g_f|`` (the Adam-step
+  forget gain; :func:`grin_unlearn.auto_ratio.coverage_ratio`, the default rule at q = 0.95), for q in
+  :data:`COVERAGE`;
 
 then reruns the tuner's chosen GRIN + NPO config with each rule's p and with each p of ``--grid``, over
-the tuner's seeds, in ``<tune_dir>/auto_rules/<split>/`` (finished cells are reused). Prints a markdown
-table of mean ± sample std and writes it, with the raw numbers, to ``<tune_dir>/auto_rules/<split>.md``
-/ ``.json``.
+the tuner's seeds (or ``--seeds``; ``--only`` keeps the variants whose name starts with one of its
+words), in ``<tune_dir>/auto_rules/<split>/`` (finished cells are reused). Prints a markdown table of
+mean ± sample std and writes it, with the raw numbers, to ``<tune_dir>/auto_rules/<name>.md`` / ``.json``
+(``--name``, default the split).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-from grin_unlearn.auto_ratio import balance_ratio, knee_ratio
+from grin_unlearn.auto_ratio import balance_ratio, coverage_ratio, knee_ratio
+from grin_unlearn.config import DEFAULT_AUTO_SHARE
 from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.data.records import load_qa_split
 from grin_unlearn.experiments.aggregate import mean_std
@@ -39,6 +43,7 @@ from grin_unlearn.scoring import score_influence
 
 METRICS = ("forget_quality", "model_utility", "forget_keyword_accuracy", "retain_keyword_accuracy")
 EPS = 1e-8
+COVERAGE = (0.8, 0.9, 0.95)
 
 
 def rule_ratios(phase) -> dict[str, float]:
@@ -53,10 +58,12 @@ def rule_ratios(phase) -> dict[str, float]:
     tau = float((g_f * g_f).sum() / (g_f * (g_r + EPS)).sum())
     order = scores.argsort(descending=True)
     gain, damage = g_f[order].cumsum(0) / g_f.sum(), (g_r + EPS)[order].cumsum(0) / (g_r + EPS).sum()
-    return {"knee": knee_ratio(result.scores).ratio,
+    coverage = {f"coverage q = {q:g}" + (" (default)" if q == DEFAULT_AUTO_SHARE else ""):
+                coverage_ratio(result.scores, result.forget_grads, q).ratio for q in COVERAGE}
+    return {**coverage, "knee": knee_ratio(result.scores).ratio,
             "balance, SGD step": float((scores > tau).sum()) / scores.numel(),
             "balance, Adam step": (int((gain - damage).argmax()) + 1) / scores.numel(),
-            "balance, Adam step / Fisher damage (shipped)":
+            "balance, Adam step / Fisher damage (--auto-rule balance)":
                 balance_ratio(result.scores, result.forget_grads, result.retain_squares).ratio}
 
 
@@ -65,6 +72,9 @@ def main() -> None:
     parser.add_argument("tune_dir", type=Path)
     parser.add_argument("--split", choices=("validation", "reported"), default="validation")
     parser.add_argument("--grid", type=float, nargs="*", default=[0.1, 0.2, 0.4, 0.6, 0.8])
+    parser.add_argument("--seeds", type=int, nargs="*", help="seeds of the reruns (default: the tuner's)")
+    parser.add_argument("--only", nargs="*", help="run only the variants whose name starts with one of these")
+    parser.add_argument("--name", default=None, help="output name (default: the split)")
     args = parser.parse_args()
     state = json.loads((args.tune_dir / STATE_FILE).read_text())
     spec = parse_tune_spec(state["spec"], state["spec_path"])
@@ -72,27 +82,32 @@ def main() -> None:
              else reported_phase(spec, args.tune_dir, None, print))
     chosen = state["methods"]["npo_grin"]["chosen"]["params"]
     variants = [(name, ratio) for name, ratio in rule_ratios(phase).items()] + [(f"p = {g:g}", g) for g in args.grid]
+    if args.only:
+        variants = [(name, ratio) for name, ratio in variants if name.startswith(tuple(args.only))]
+    seeds = args.seeds or spec.seeds
     rows = []
     for name, ratio in variants:
         params = {**chosen, "selection.ratio": round(ratio, 6)}
         cells = [run_method_cell(spec, phase, Method("npo", "grin"), params, seed,
                                  args.tune_dir / "auto_rules" / args.split / f"p{params['selection.ratio']}" / f"seed{seed}",
-                                 args.tune_dir) for seed in spec.seeds]
-        row = {"variant": name, "p": ratio, "seeds": spec.seeds}
+                                 args.tune_dir) for seed in seeds]
+        row = {"variant": name, "p": ratio, "seeds": seeds}
         for key in METRICS:
             row[key], row[f"{key}_std"] = mean_std([c[key] for c in cells])
+            row[f"{key}_per_seed"] = [c[key] for c in cells]
         rows.append(row)
         print(name, f"p={ratio:.4f}", " ".join(f"{k}={row[k]:.4f}±{row[k + '_std']:.4f}" for k in METRICS), flush=True)
     header = ["variant", "p"] + list(METRICS)
-    lines = [f"# Automatic-p rules against a grid of p ({args.split} split, seeds {spec.seeds}, mean ± std)", "",
+    lines = [f"# Automatic-p rules against a grid of p ({args.split} split, seeds {seeds}, mean ± std)", "",
              f"GRIN + NPO, the tuner's chosen config with only p changed: `{json.dumps(chosen)}`.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join([row["variant"], f"{row['p']:.3f}"] +
                                        [f"{row[k]:.4f} ± {row[k + '_std']:.4f}" for k in METRICS]) + " |")
     out = args.tune_dir / "auto_rules"
-    (out / f"{args.split}.md").write_text("\n".join(lines) + "\n")
-    (out / f"{args.split}.json").write_text(json.dumps(rows, indent=1))
+    name = args.name or args.split
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
     print("\n".join(lines))
 
 

@@ -231,7 +231,7 @@ def test_auto_values_land_in_config_json(tmp_path, micro_model_dir, micro_world_
     assert ratio["selected"] == round(ratio["ratio"] * ratio["weights"])
     density = json.loads((out / "density.json").read_text())["overall"]
     assert ratio["method"].startswith("coverage")  # the default rule of the default scorer, GRIN
-    assert ratio["share"] == 0.9 and ratio["forget_gain_share"] >= 0.9
+    assert ratio["share"] == 0.95 and ratio["forget_gain_share"] >= 0.95
     assert density["selected"] == ratio["selected"]  # the mask holds exactly the weights above the cut
     assert saved["config"]["noise"]["noise_var"] == noise["noise_var"] and noise["probe"]
     assert noise["noise_mode"] == "relative" and noise["retain_nll_before_noise"] > 0
