@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import torch
@@ -97,13 +98,14 @@ def main() -> None:
             row[f"{key}_per_seed"] = [c[key] for c in cells]
         rows.append(row)
         print(name, f"p={ratio:.4f}", " ".join(f"{k}={row[k]:.4f}±{row[k + '_std']:.4f}" for k in METRICS), flush=True)
-    header = ["variant", "p"] + list(METRICS)
+    header = ["variant", "p"] + list(METRICS) + ["forget_quality median"]
     lines = [f"# Automatic-p rules against a grid of p ({args.split} split, seeds {seeds}, mean ± std)", "",
              f"GRIN + NPO, the tuner's chosen config with only p changed: `{json.dumps(chosen)}`.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join([row["variant"], f"{row['p']:.3f}"] +
-                                       [f"{row[k]:.4f} ± {row[k + '_std']:.4f}" for k in METRICS]) + " |")
+                                       [f"{row[k]:.4f} ± {row[k + '_std']:.4f}" for k in METRICS] +
+                                       [f"{statistics.median(row['forget_quality_per_seed']):.4f}"]) + " |")
     out = args.tune_dir / "auto_rules"
     name = args.name or args.split
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
