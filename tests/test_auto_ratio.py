@@ -101,13 +101,13 @@ def test_balance_cut_equals_a_hand_computation():
 def test_balance_maximises_gain_share_minus_damage_share(triples, pieces):
     """Over every prefix of the weights sorted by GRIN score, none has a larger F − D than the balance's
     cut, the top-p mask it implies holds exactly the weights it counted, and the coverage cut is the
-    smallest prefix holding the asked share of the forget gain. Integer gradients keep
-    distinct scores apart by more than a bin (2^20 bins), so every cut between distinct scores is a
-    candidate."""
+    smallest prefix holding the asked share of the forget gain. Integer gradients and ε = 1 keep
+    distinct scores apart by far more than a bin (2^20 bins), so every cut between distinct scores is
+    a candidate."""
     g_f_all = torch.tensor([float(a) for a, _, _ in triples], dtype=torch.float64)
     g_r_all = torch.tensor([float(b) for _, b, _ in triples], dtype=torch.float64)
     fisher_all = torch.tensor([float(c) for _, _, c in triples], dtype=torch.float64)
-    eps = 1e-3
+    eps = 1.0  # scores |a| / (|b| + 1) of integers <= 20: distinct ones differ by >= 1e-4 relative, >> a bin
     scores_all = g_f_all.abs() / (g_r_all.abs() + eps)
     if float(g_f_all.abs().sum()) == 0.0:
         with pytest.raises(UserInputError, match="zero everywhere"):

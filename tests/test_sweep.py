@@ -133,6 +133,15 @@ def test_micro_sweep_runs_then_resumes_only_the_crashed_cell(tmp_path):
     assert "| none |" in text and "| grin |" in text and "| **target** |" in text
     assert (out / "quality_utility.png").is_file() and (out / "density.png").is_file()
 
+    # A folder written before a config field existed (here the auto-ratio fields) is still reused:
+    # the missing fields hold their defaults.
+    spec_file = second / "cell_spec.json"
+    saved = json.loads(spec_file.read_text())
+    for key in ("auto_rule", "auto_share"):
+        del saved["config"]["selection"][key]
+    spec_file.write_text(json.dumps(saved))
+    assert [e["status"] for e in run_sweep(MICRO, out, cache, log=lambda *a, **k: None)] == ["reused", "reused"]
+
     # The same cell name with another config must not be reused.
     changed = tmp_path / "changed.yaml"
     changed.write_text(MICRO.read_text().replace("lr: 2.0e-3", "lr: 5.0e-3"))
