@@ -204,6 +204,12 @@ def test_resume_with_other_settings_is_refused_before_the_model_is_loaded(tmp_pa
     # The same settings pass the check and only then fail on the missing model.
     rc = main(["unlearn", *argv, "--lr", "0.5", "--resume"])
     _fails(capsys, rc, "--model", "no-model", "not a model folder")
+    # A record from before the auto-ratio fields existed: they take their defaults, so it still matches.
+    for key in ("auto_rule", "auto_share"):
+        del record["config"]["selection"][key]
+    (out / "checkpoints" / "run_config.json").write_text(json.dumps(record))
+    rc = main(["unlearn", *argv, "--lr", "0.5", "--resume"])
+    _fails(capsys, rc, "--model", "no-model", "not a model folder")
 
 
 def test_tokenizer_without_pad_token_runs(tmp_path, capsys, micro_model_dir, micro_world_dir):

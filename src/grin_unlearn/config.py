@@ -60,7 +60,7 @@ class SelectionConfig:
         "rule of --ratio auto: coverage (smallest top set holding --auto-share of the forget gain sum |G_f|), "
         "balance (most forget gain beyond its share of retain Fisher damage), knee (Kneedle on the score "
         "mass). Default: coverage for scorers with a forget gradient (grin, wagle, forget-grad), knee "
-        "otherwise; balance needs grin"))
+        "otherwise; balance needs grin or wagle"))
     auto_share: float = field(default=DEFAULT_AUTO_SHARE, metadata=_help(
         "q of --auto-rule coverage: the share of the forget gain the mask must hold, in (0, 1]"))
     eps: float = field(default=DEFAULT_EPS, metadata=_help("ε in |G_f| / (|G_r| + ε)"))
