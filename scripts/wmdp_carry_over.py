@@ -2,7 +2,7 @@
 
     python scripts/wmdp_carry_over.py runs/tune_npo [--out runs/wmdp_carry]
 
-``wmdp world`` trains on the embedded world's forget10 / retain90 (``data/benchmarks.py``), the sets
+``wmdp world`` trains on the embedded world's forget10 / retain90 (``data/benchmark_adapters.py``), the sets
 the tuner's reruns (``<tune>/final/<method>/<hash>/seed<k>/model``) unlearned, so those models are the
 carried-over runs. Each one, the target and the oracle is evaluated by ``grin-unlearn eval --benchmark
 wmdp --forget-split world`` (an existing ``<out>/<name>/eval.json`` is reused), and the cloze and

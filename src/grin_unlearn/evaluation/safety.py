@@ -1,6 +1,6 @@
 """Safety evaluation on harmful prompts: greedy generation, then :mod:`grin_unlearn.metrics.safety`.
 
-For PKU-SafeRLHF (:class:`grin_unlearn.data.benchmarks.PkuSafeRlhf`): each safety set is a list of
+For PKU-SafeRLHF (:class:`grin_unlearn.data.benchmark_adapters.PkuSafeRlhf`): each safety set is a list of
 prompts; the model answers each greedily (:func:`grin_unlearn.evaluation.engine.generate_answers`, or the
 generations an evaluated question/answer set already holds for the same prompts), and the answers
 get the refusal rate, the harmful-keyword rate and, with a classifier, the classifier unsafe rate.
