@@ -22,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds of the reruns (overrides the file)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite report.md from <out>/tune.json")
     parser.add_argument("--compare-auto", metavar="METHOD",
-                        help="after tuning, rerun METHOD's chosen config (e.g. npo_grin) with p = auto, with p and σ² "
-                             "= auto, and with each --grid-ratios value; writes <out>/auto_METHOD.md")
+                        help="after tuning, rerun METHOD's chosen config (e.g. npo_grin) with p = auto (the coverage "
+                             "and the balance rule), with p and σ² = auto, and with each --grid-ratios value; writes "
+                             "<out>/auto_METHOD.md")
     parser.add_argument("--grid-ratios", nargs="*", type=float, default=[0.1, 0.2, 0.4, 0.6, 0.8],
                         help="the grid of p for --compare-auto (default 0.1 0.2 0.4 0.6 0.8; none: only the tuned p)")
     parser.add_argument("--no-auto-noise", action="store_true", help="--compare-auto without the auto σ² variant")
