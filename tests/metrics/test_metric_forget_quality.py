@@ -3,7 +3,7 @@
 import pytest
 
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.metrics import forget_quality
+from grin_unlearn.metrics import forget_ks_distance, forget_quality
 
 
 def test_identical_samples_give_one():
@@ -37,3 +37,25 @@ def test_same_p_value_as_the_reference_transform():
     oracle = [0.5, 0.6, 0.66, 0.8, 1.1, 1.9]
     inverse = ks_2samp([1 / (r + 1e-10) for r in model], [1 / (r + 1e-10) for r in oracle]).pvalue
     assert forget_quality(model, oracle).value == pytest.approx(float(inverse), rel=1e-12)
+
+
+def test_ks_distance_equals_a_hand_computation():
+    """model = (1, 2, 3, 4), oracle = (3, 4, 5, 6): at x in [2, 3) F_model = 1/2 and F_oracle = 0, and no
+    gap is larger, so D = 1/2. Identical samples give 0, disjoint ones 1."""
+    r = forget_ks_distance([1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0])
+    assert r.name == "forget_ks_distance" and r.value == pytest.approx(0.5) and r.per_item == []
+    assert forget_ks_distance([0.2, 0.7], [0.2, 0.7]).value == 0.0
+    assert forget_ks_distance([0.1, 0.2], [0.8, 0.9]).value == 1.0
+
+
+def test_forget_quality_moves_in_steps_of_the_ks_distance():
+    """48 against 48: shifting the model's ratios past one more oracle ratio raises D by 1/48, and the
+    p-value falls by about half per step below 0.05 (the ladder docs/tuning.md describes)."""
+    oracle = [i / 48 for i in range(48)]
+    values = []
+    for k in (14, 15, 16):
+        model = [x + k / 48 - 1e-9 for x in oracle]
+        assert forget_ks_distance(model, oracle).value == pytest.approx(k / 48)
+        values.append(forget_quality(model, oracle).value)
+    assert values[0] == pytest.approx(0.0332, abs=1e-4) and values[1] == pytest.approx(0.0179, abs=1e-4)
+    assert 0.4 < values[2] / values[1] < 0.6

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
-from ..metrics import forget_quality, mia_auc, model_utility, privleak
+from ..metrics import forget_ks_distance, forget_quality, mia_auc, model_utility, privleak
 from .reference_logs import MIA_ATTACKS, OracleView, is_reference_logs, load_reference_logs, oracle_view
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def aggregate(sets: dict[str, dict], oracle: dict | OracleView | None = None) ->
     * ``forget_quality``: TOFU (arXiv 2401.06121, Sec. 2.2.2), the p-value of the two-sample KS test
       between the forget-set truth ratios ``R_i`` of this model and of the oracle (a retain-only
       model's ``eval.json`` or reference ``TOFU_EVAL.json``); None without an oracle.
+    * ``forget_ks_distance``: that test's statistic ``D`` (lower = closer to the oracle), which compares
+      linearly where the p-value moves in coarse steps.
     * ``model_utility``: the harmonic mean of probability (normalised over the options on Real
       Authors / World Facts), ROUGE-L and truth-ratio score on the retain, real_authors and
       world_facts sets present (``model_utility_components`` lists them); None when none is there.
@@ -52,11 +54,12 @@ def aggregate(sets: dict[str, dict], oracle: dict | OracleView | None = None) ->
     """
     view = oracle if isinstance(oracle, OracleView) or oracle is None else oracle_view(oracle)
     forget, holdout = _first_of_role(sets, "forget"), _first_of_role(sets, "holdout")
-    result: dict = {"forget_quality": None}
+    result: dict = {"forget_quality": None, "forget_ks_distance": None}
     if forget is not None and view is not None:
         model_ratios = [r for r in forget["per_item"].get("truth_ratio") or [] if r is not None]
         if model_ratios and view.truth_ratios:
             result["forget_quality"] = forget_quality(model_ratios, view.truth_ratios).value
+            result["forget_ks_distance"] = forget_ks_distance(model_ratios, view.truth_ratios).value
         else:
             logger.warning("forget quality skipped: the %s has no forget-set truth ratios",
                            "model" if not model_ratios else "oracle")
