@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, f
 
 from safetensors.torch import save_file  # noqa: E402
 
-from grin_unlearn.auto_ratio import balance_ratio, knee_ratio  # noqa: E402
+from grin_unlearn.auto_knee import knee_ratio  # noqa: E402
+from grin_unlearn.auto_ratio import balance_ratio  # noqa: E402
 from grin_unlearn.cli import main as cli_main  # noqa: E402
 from grin_unlearn.config import NoiseConfig, UnlearnConfig  # noqa: E402
 from grin_unlearn.training.objectives import ObjectiveHyperparams  # noqa: E402

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grin_unlearn.auto_noise import probe_noise_var
-from grin_unlearn.auto_ratio import balance_ratio, coverage_ratio, knee_ratio, mass_curve
+from grin_unlearn.auto_knee import knee_ratio, mass_curve
+from grin_unlearn.auto_ratio import balance_ratio, coverage_ratio
 from grin_unlearn.cli import main
 from grin_unlearn.config import NoiseConfig, SelectionConfig, config_from_mapping
 from grin_unlearn.data.formatting import PadCollator, PromptFormat, encode_training_records

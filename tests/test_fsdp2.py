@@ -43,7 +43,8 @@ import transformers
 from packaging.version import Version
 from safetensors.torch import load_file
 
-from grin_unlearn.auto_ratio import balance_ratio, knee_ratio
+from grin_unlearn.auto_knee import knee_ratio
+from grin_unlearn.auto_ratio import balance_ratio
 from grin_unlearn.cli import main as cli_main
 from grin_unlearn.masks import load_mask
 from grin_unlearn.noise import inject_noise

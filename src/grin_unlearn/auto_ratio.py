@@ -1,37 +1,12 @@
 """Automatic p without a grid: the coverage of the forget gain, the forget-gain / retain-damage
-balance, or the knee of the cumulative score-mass curve (Kneedle, any scorer).
+balance, or (:mod:`grin_unlearn.auto_knee`) the knee of the score-mass curve; :func:`auto_ratio` applies
+the rule ``--auto-rule`` names to a scoring result.
 
 GRIN (Anjarlekar & Pombra, arXiv 2508.06467) keeps the global top ``p`` fraction of weights by
 influence score and leaves ``p`` to a greedy search; its first open question asks whether ``p`` can be
 set automatically. This module sets it from the scores alone.
 
-**The curve.** Sort the ``N`` eligible scores in decreasing order ``s_(1) >= ... >= s_(N) >= 0``,
-``S = Σ_i s_i``, and let
-
-    x_k = k / N,        y_k = (Σ_{j <= k} s_(j)) / S,        k = 0 .. N,
-
-the share of the total score mass held by the top ``k`` weights. ``y`` rises from (0, 0) to (1, 1) and
-is concave (its slope ``N s_(k) / S`` only falls). A few weights holding most of the mass make a sharp
-bend: past it, each extra weight adds less than its fair share ``1/N`` of the mass.
-
-**The knee.** Kneedle (Satopää, Albrecht, Irwin & Raghavan, "Finding a 'Kneedle' in a Haystack:
-Detecting Knee Points in System Behavior", ICDCS Workshops 2011) normalises both axes to [0, 1] (they
-already are) and puts the knee at the maximum of the difference curve ``d_k = y_k − x_k``, the point
-of the curve farthest from the chord ``y = x`` (its distance is ``d_k / √2``). Since
-``d_k − d_{k−1} = s_(k) / S − 1/N``, ``d`` grows exactly while ``s_(k) > S / N = s̄``, so
-
-    k* = #{ i : s_i > s̄ },        p* = k* / N,
-
-the share of weights scoring above the mean score (weights scoring exactly ``s̄`` leave ``d`` flat and
-are not taken). Two streaming passes (the sum, then the count) find it: no sort and O(1) extra memory,
-so it costs nothing next to the gradient passes that produced the scores. The mass at the knee,
-``y_{k*}``, and a coarse summary of the curve are returned as evidence.
-
-Departure from Kneedle: no smoothing and no online detection; the curve is exact and the global
-maximum of ``d`` is the knee (Kneedle's offline case). Scores of every scorer are >= 0; a negative
-score is rejected.
-
-**The balance (GRIN's ratio, :func:`balance_ratio`).** The knee looks at the scores only. GRIN's
+**The balance (GRIN's ratio, :func:`balance_ratio`).** The knee (:mod:`grin_unlearn.auto_knee`) looks at the scores only. GRIN's
 score ``s_i = |g_f,i| / (|g_r,i| + ε)`` comes with the gradients that made it, and the weights it ranks
 are then trained with Adam. Two facts set what a masked step buys and costs:
 
@@ -86,48 +61,13 @@ import numpy as np
 import torch
 
 from .errors import UserInputError
+from .auto_knee import CHUNK, CURVE_POINTS, knee_ratio, score_chunks
+from .config import SelectionConfig
+from .scoring.scorers import get_scorer
 from .sharding import all_reduce_max, all_reduce_sum, is_sharded, local
 
-# Points x of the mass-curve summary written as evidence (fractions of the eligible weights).
-CURVE_POINTS = (0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
-# Above this many scores the summary curve is read from a seeded uniform sample of this size (the knee
-# itself is always exact).
-CURVE_SAMPLE = 1 << 22
-_CHUNK = 1 << 20
 # Bins of the balance ratio's score histogram (log-spaced over the positive scores).
 BALANCE_BINS = 1 << 14
-
-
-@dataclass
-class KneeResult:
-    """The automatic ratio and the evidence for it.
-
-    Attributes:
-        ratio: ``p* = k* / N``.
-        selected: ``k*``, weights with a score above the mean.
-        weights: ``N``.
-        mean_score: ``s̄ = S / N``.
-        mass_at_knee: ``y_{k*}``, the share of the score mass the selection holds.
-        distance: ``(y_{k*} − x_{k*}) / √2``, the knee's distance from the chord.
-        curve: ``[[x, y(x)], ...]`` at :data:`CURVE_POINTS` (from a sample when ``N`` > :data:`CURVE_SAMPLE`).
-    """
-
-    ratio: float
-    selected: int
-    weights: int
-    mean_score: float
-    mass_at_knee: float
-    distance: float
-    curve: list[list[float]] = field(default_factory=list)
-    curve_sampled: bool = False
-
-    def evidence(self) -> dict:
-        """The JSON-ready record written into a run's ``config.json``."""
-        return {"method": "kneedle on the cumulative score mass: p = share of weights scoring above the mean",
-                "ratio": self.ratio, "selected": self.selected, "weights": self.weights,
-                "mean_score": self.mean_score, "mass_at_knee": self.mass_at_knee,
-                "distance_from_chord": self.distance, "mass_curve": self.curve,
-                "mass_curve_sampled": self.curve_sampled}
 
 
 @dataclass
@@ -239,7 +179,7 @@ def _top_shares(scores: dict[str, torch.Tensor], weights: list[tuple[dict[str, t
     if not scores:
         raise UserInputError("scores: expected at least one score tensor, got an empty dict")
     low, high = math.inf, 0.0  # the positive score range
-    for name, flat in _chunks(scores):
+    for name, flat in score_chunks(scores):
         if not bool(torch.isfinite(flat).all()):
             raise UserInputError(f"scores[{name!r}]: holds NaN or inf; an automatic ratio needs finite scores")
         if flat.numel() and float(flat.min()) < 0:
@@ -257,8 +197,8 @@ def _top_shares(scores: dict[str, torch.Tensor], weights: list[tuple[dict[str, t
     for name in scores:
         score = local(scores[name]).detach().reshape(-1)
         columns = [(local(w[name]).detach().reshape(-1), absolute) for w, absolute in weights]
-        for start in range(0, score.numel(), _CHUNK):
-            s = score[start : start + _CHUNK].double()
+        for start in range(0, score.numel(), CHUNK):
+            s = score[start : start + CHUNK].double()
             index = torch.zeros_like(s, dtype=torch.long)
             where = s > 0
             index[where] = 1
@@ -266,7 +206,7 @@ def _top_shares(scores: dict[str, torch.Tensor], weights: list[tuple[dict[str, t
                 index[where] += ((s[where] / low).log() / span * bins).floor().long().clamp(0, bins - 1)
             index = index.cpu()
             for total, (column, absolute) in zip(sums, columns):
-                piece = column[start : start + _CHUNK].double()
+                piece = column[start : start + CHUNK].double()
                 piece = piece.abs() if absolute else piece
                 if not bool(torch.isfinite(piece).all()):
                     raise UserInputError(f"gradients of {name!r}: hold NaN or inf; an automatic ratio needs "
@@ -283,82 +223,43 @@ def _top_shares(scores: dict[str, torch.Tensor], weights: list[tuple[dict[str, t
     return np.cumsum(count[::-1]), shares
 
 
-def knee_ratio(scores: dict[str, torch.Tensor], seed: int = 0) -> KneeResult:
-    """The Kneedle knee of the cumulative score mass of ``scores`` (see the module docstring).
+def auto_rule(selection: SelectionConfig) -> str:
+    """The rule ``--ratio auto`` uses: ``selection.auto_rule``, else coverage for a scorer that computes
+    the forget gradient and the knee for one that does not. Raises :class:`UserInputError` (before any
+    pass runs) when the scorer lacks the gradients the rule needs."""
+    spec = get_scorer(selection.scorer)
+    rule = selection.auto_rule or ("coverage" if spec.needs_forget else "knee")
+    if rule == "coverage" and not spec.needs_forget:
+        raise UserInputError(f"--auto-rule coverage: scorer '{selection.scorer}' computes no forget gradient "
+                             "(use --auto-rule knee, or a scorer such as grin)")
+    if rule == "balance" and not (spec.needs_forget and spec.needs_retain):
+        raise UserInputError(f"--auto-rule balance: scorer '{selection.scorer}' does not compute both the forget and "
+                             "the retain gradient (use grin or wagle, or --auto-rule knee)")
+    return rule
 
-    Raises :class:`UserInputError` when the scores are empty, not finite, negative, or all equal (a
-    straight mass curve has no knee: give ``--ratio`` a number).
+
+def auto_ratio(result, selection: SelectionConfig, seed: int, log=print) -> tuple[float, dict]:
+    """``--ratio auto``: p and its evidence from a scoring result, by :func:`auto_rule`'s rule.
+
+    * coverage: the smallest top-p set (in the scorer's order) holding ``selection.auto_share`` of the
+      Adam-step forget gain ``Σ |G_f|`` (:func:`~grin_unlearn.auto_ratio.coverage_ratio`);
+    * balance: the top-p cut with the most forget gain beyond its share of retain Fisher damage
+      (:func:`~grin_unlearn.auto_ratio.balance_ratio`);
+    * knee: Kneedle on the score-mass curve (:func:`~grin_unlearn.auto_ratio.knee_ratio`).
     """
-    if not scores:
-        raise UserInputError("scores: expected at least one score tensor, got an empty dict")
-    total, count, low = 0.0, 0, math.inf
-    for name, flat in _chunks(scores):
-        if not bool(torch.isfinite(flat).all()):
-            raise UserInputError(f"scores[{name!r}]: holds NaN or inf; an automatic ratio needs finite scores")
-        total += float(flat.sum(dtype=torch.float64))
-        count += flat.numel()
-        low = min(low, float(flat.min())) if flat.numel() else low
-    sharded = any(is_sharded(t) for t in scores.values())
-    if sharded:  # local shards under FSDP2: every process takes the mean over the whole model
-        total, count = (float(v) for v in all_reduce_sum(np.array([total, count], dtype=np.float64)))
-        count = int(count)
-        low = -all_reduce_max(-low) if math.isfinite(low) else low
-    if count == 0:
-        raise UserInputError("scores: the score tensors hold no element")
-    if low < 0:
-        raise UserInputError(f"scores: the mass curve needs scores >= 0, got a minimum of {low}")
-    mean = total / count
-    selected, mass = 0, 0.0
-    for _, flat in _chunks(scores):
-        above = flat > mean
-        selected += int(above.sum())
-        mass += float(flat[above].sum(dtype=torch.float64))
-    if sharded:
-        selected, mass = (float(v) for v in all_reduce_sum(np.array([selected, mass], dtype=np.float64)))
-        selected = int(selected)
-    if selected == 0:
-        raise UserInputError("scores: every weight has the same score, so the mass curve has no knee "
-                             "(give the ratio as a number)")
-    ratio = selected / count
-    mass_share = mass / total
-    curve, sampled = mass_curve(scores, seed)
-    return KneeResult(ratio, selected, count, mean, mass_share, (mass_share - ratio) / math.sqrt(2), curve, sampled)
-
-
-def mass_curve(scores: dict[str, torch.Tensor], seed: int = 0,
-               points: tuple[float, ...] = CURVE_POINTS) -> tuple[list[list[float]], bool]:
-    """``[[x, y(x)], ...]``: the share ``y`` of the score mass held by the top ``x`` fraction of the
-    weights, exact up to :data:`CURVE_SAMPLE` scores, else from a seeded uniform sample; and whether it
-    was sampled. Evidence only: under FSDP2 it is the curve of this process's shards."""
-    total_count = sum(local(s).numel() for s in scores.values())
-    sampled = total_count > CURVE_SAMPLE
-    generator = torch.Generator().manual_seed(int(seed))
-    pieces = []
-    for tensor in scores.values():
-        flat = local(tensor).detach().reshape(-1)  # (n,) this process's rows under FSDP2
-        if sampled:  # a share of the sample proportional to the tensor's size: no (N,) copy
-            take = round(flat.numel() * CURVE_SAMPLE / total_count)
-            flat = flat[torch.randint(flat.numel(), (take,), generator=generator).to(flat.device)]
-        pieces.append(flat.float().cpu())
-    flat = torch.cat(pieces)  # (n,) n = N, or about CURVE_SAMPLE when sampled
-    ordered = flat.double().sort(descending=True).values  # (n,)
-    cumulative = ordered.cumsum(0)
-    total = float(cumulative[-1]) if ordered.numel() else 0.0
-    curve = []
-    for x in points:
-        k = round(x * ordered.numel())
-        y = float(cumulative[k - 1]) / total if k > 0 and total > 0 else 0.0
-        curve.append([x, round(y, 6)])
-    return curve, sampled
-
-
-def _chunks(scores: dict[str, torch.Tensor]):
-    """``(name, fp32 piece)`` of every tensor, flat, in bounded pieces."""
-    for name, tensor in scores.items():
-        flat = local(tensor).detach().reshape(-1)  # (n,)
-        if not flat.is_floating_point():
-            raise UserInputError(f"scores[{name!r}]: expected a floating-point tensor, got {flat.dtype}")
-        if flat.numel() == 0:
-            yield name, flat.float()
-        for start in range(0, flat.numel(), _CHUNK):
-            yield name, flat[start : start + _CHUNK].float()
+    rule = auto_rule(selection)
+    if rule == "coverage":
+        found = coverage_ratio(result.scores, result.forget_grads, selection.auto_share)
+        log(f"ratio auto (coverage): p = {found.ratio:.4f} (the top {found.selected:,} weights by score hold "
+            f"{found.forget_gain_share:.1%} of the forget gain; asked {found.share:.0%})")
+        return found.ratio, found.evidence()
+    if rule == "balance":
+        found = balance_ratio(result.scores, result.forget_grads, result.retain_squares)
+        log(f"ratio auto (balance): p = {found.ratio:.4f} (the top {found.selected:,} weights by score hold "
+            f"{found.forget_gain_share:.1%} of the forget gain and {found.retain_damage_share:.1%} of the retain "
+            "damage)")
+        return found.ratio, found.evidence()
+    knee = knee_ratio(result.scores, seed)
+    log(f"ratio auto (knee): p = {knee.ratio:.4f} ({knee.selected:,} weights above the mean score hold "
+        f"{knee.mass_at_knee:.1%} of the score mass)")
+    return knee.ratio, knee.evidence()

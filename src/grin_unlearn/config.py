@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -225,6 +226,18 @@ def mapping_with_flags(mapping: dict | None, args: argparse.Namespace, objective
         if section:
             merged[name] = section
     return merged
+
+
+def current_config_dict(stored):
+    """A stored ``UnlearnConfig.to_dict()`` (a run folder's or a checkpoint record's) as this version
+    writes it: fields added since it was stored take their defaults. Anything that does not read as a
+    config is returned unchanged (so it compares as different)."""
+    if not isinstance(stored, dict):
+        return stored
+    try:
+        return json.loads(json.dumps(config_from_mapping(stored).to_dict(), default=str))
+    except UserInputError:
+        return stored
 
 
 def config_from_mapping(mapping: dict, source: str = "config") -> UnlearnConfig:

@@ -150,13 +150,10 @@ def check_resume_record(out_dir: Path, record: dict) -> None:
         raise UserInputError(f"--resume: the checkpoints in {out_dir / CHECKPOINTS_DIR} have no readable record of "
                              f"the config they were made with ({RESUME_RECORD_FILE}); pass --overwrite to start "
                              "over") from None
-    if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
-        from .config import config_from_mapping  # here: config imports much of the package
+    if isinstance(saved, dict) and "config" in saved:
+        from .config import current_config_dict  # here: config imports much of the package
 
-        try:  # a record from an older version lacks the config fields added since: they hold their defaults
-            saved["config"] = json.loads(json.dumps(config_from_mapping(saved["config"]).to_dict(), default=str))
-        except UserInputError:
-            pass  # not readable as a config: compared as it is, so it differs
+        saved["config"] = current_config_dict(saved["config"])  # an older record: new fields at their defaults
     differences = _differences(saved, json.loads(json.dumps(record, default=str)))
     if differences:
         shown = "; ".join(differences[:6]) + (f"; and {len(differences) - 6} more" if len(differences) > 6 else "")

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 
 from .auto_noise import probe_noise_var
-from .auto_ratio import balance_ratio, coverage_ratio, knee_ratio
+from .auto_ratio import auto_ratio, auto_rule
 from .config import AUTO, SelectionConfig, UnlearnConfig
 from .data.formatting import PromptFormat
 from .data.unlearning import UnlearningCollator, UnlearningDataset, check_objective_accepts
@@ -63,7 +63,6 @@ from .noise import inject_noise
 from .run_dir import (CHECKPOINTS_DIR, check_out_dir, check_resume_record, last_complete_checkpoint, prepare_out_dir,
                       save_run, stopped_message, write_resume_record)
 from .scoring import accumulate_gradients, eligible_parameters, score_influence, selected_gradient_stats
-from .scoring.scorers import get_scorer
 from .selection import mask_fraction, select_top_fraction
 from .sharding import any_selected, is_sharded_model, shard_model, shard_of
 from .training.arguments import enable_gradient_checkpointing, training_arguments
@@ -119,48 +118,6 @@ def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, se
     timing = {f"score_{k}": v for k, v in result.timing.items()}
     timing["select"] = time.perf_counter() - start
     return masks, timing
-
-
-def auto_rule(selection: SelectionConfig) -> str:
-    """The rule ``--ratio auto`` uses: ``selection.auto_rule``, else coverage for a scorer that computes
-    the forget gradient and the knee for one that does not. Raises :class:`UserInputError` (before any
-    pass runs) when the scorer lacks the gradients the rule needs."""
-    spec = get_scorer(selection.scorer)
-    rule = selection.auto_rule or ("coverage" if spec.needs_forget else "knee")
-    if rule == "coverage" and not spec.needs_forget:
-        raise UserInputError(f"--auto-rule coverage: scorer '{selection.scorer}' computes no forget gradient "
-                             "(use --auto-rule knee, or a scorer such as grin)")
-    if rule == "balance" and not (spec.needs_forget and spec.needs_retain):
-        raise UserInputError(f"--auto-rule balance: scorer '{selection.scorer}' does not compute both the forget and "
-                             "the retain gradient (use grin or wagle, or --auto-rule knee)")
-    return rule
-
-
-def auto_ratio(result, selection: SelectionConfig, seed: int, log=print) -> tuple[float, dict]:
-    """``--ratio auto``: p and its evidence from a scoring result, by :func:`auto_rule`'s rule.
-
-    * coverage: the smallest top-p set (in the scorer's order) holding ``selection.auto_share`` of the
-      Adam-step forget gain ``Σ |G_f|`` (:func:`~grin_unlearn.auto_ratio.coverage_ratio`);
-    * balance: the top-p cut with the most forget gain beyond its share of retain Fisher damage
-      (:func:`~grin_unlearn.auto_ratio.balance_ratio`);
-    * knee: Kneedle on the score-mass curve (:func:`~grin_unlearn.auto_ratio.knee_ratio`).
-    """
-    rule = auto_rule(selection)
-    if rule == "coverage":
-        found = coverage_ratio(result.scores, result.forget_grads, selection.auto_share)
-        log(f"ratio auto (coverage): p = {found.ratio:.4f} (the top {found.selected:,} weights by score hold "
-            f"{found.forget_gain_share:.1%} of the forget gain; asked {found.share:.0%})")
-        return found.ratio, found.evidence()
-    if rule == "balance":
-        found = balance_ratio(result.scores, result.forget_grads, result.retain_squares)
-        log(f"ratio auto (balance): p = {found.ratio:.4f} (the top {found.selected:,} weights by score hold "
-            f"{found.forget_gain_share:.1%} of the forget gain and {found.retain_damage_share:.1%} of the retain "
-            "damage)")
-        return found.ratio, found.evidence()
-    knee = knee_ratio(result.scores, seed)
-    log(f"ratio auto (knee): p = {knee.ratio:.4f} ({knee.selected:,} weights above the mean score hold "
-        f"{knee.mass_at_knee:.1%} of the score mass)")
-    return knee.ratio, knee.evidence()
 
 
 def unlearning_arguments(out_dir: Path, config: UnlearnConfig):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
-from ..metrics import forget_ks_distance, forget_quality, mia_auc, model_utility, privleak
+from ..metrics import forget_ks, mia_auc, model_utility, privleak
 from .reference_logs import MIA_ATTACKS, OracleView, is_reference_logs, load_reference_logs, oracle_view
 
 logger = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ def aggregate(sets: dict[str, dict], oracle: dict | OracleView | None = None) ->
     if forget is not None and view is not None:
         model_ratios = [r for r in forget["per_item"].get("truth_ratio") or [] if r is not None]
         if model_ratios and view.truth_ratios:
-            result["forget_quality"] = forget_quality(model_ratios, view.truth_ratios).value
-            result["forget_ks_distance"] = forget_ks_distance(model_ratios, view.truth_ratios).value
+            quality, distance = forget_ks(model_ratios, view.truth_ratios)
+            result["forget_quality"], result["forget_ks_distance"] = quality.value, distance.value
         else:
             logger.warning("forget quality skipped: the %s has no forget-set truth ratios",
                            "model" if not model_ratios else "oracle")

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import config_from_mapping
+from ..config import current_config_dict
 from ..errors import UserInputError
 from ..evaluation import EvalConfig, default_roles, load_eval
 from ..io_utils import atomic_write_json
@@ -99,11 +99,7 @@ def _check_cell_dir(cell_dir: Path, cell: Cell, eval_config: EvalConfig) -> None
         stored = json.loads((cell_dir / "config.json").read_text()).get("config")
     if stored is not None:
         wanted = _flatten(json.loads(json.dumps(cell.config.to_dict())))
-        try:  # a folder from an older version lacks the fields added since: they hold their defaults
-            stored = json.loads(json.dumps(config_from_mapping(stored, str(cell_dir)).to_dict()))
-        except UserInputError:
-            pass  # unreadable as a config: compared as stored, so it differs
-        stored = _flatten(stored)
+        stored = _flatten(current_config_dict(stored))  # an older folder: new fields at their defaults
         changed = sorted(k for k in set(wanted) | set(stored) if wanted.get(k) != stored.get(k))
         if changed:
             raise UserInputError(f"{cell_dir} holds a run with another config (differs in: {', '.join(changed)}): "

@@ -6,7 +6,7 @@ Each function takes precomputed numbers, strings or tensors (never a model) and 
 
 from grin_unlearn.metrics.result import MetricResult
 from grin_unlearn.metrics.extraction import exact_memorization, extraction_strength
-from grin_unlearn.metrics.forget_quality import forget_ks_distance, forget_quality
+from grin_unlearn.metrics.forget_quality import forget_ks, forget_ks_distance, forget_quality
 from grin_unlearn.metrics.keywords import derive_keywords, keyword_accuracy, normalize_text
 from grin_unlearn.metrics.membership import loss_score, mia_auc, min_k_percent_score, privleak, zlib_score
 from grin_unlearn.metrics.multiple_choice import multiple_choice_accuracy
@@ -23,6 +23,7 @@ __all__ = [
     "derive_keywords",
     "exact_memorization",
     "extraction_strength",
+    "forget_ks",
     "forget_ks_distance",
     "forget_quality",
     "harmful_keyword_rate",

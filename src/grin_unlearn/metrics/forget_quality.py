@@ -14,7 +14,7 @@ from scipy.stats import ks_2samp
 
 from grin_unlearn.metrics.result import MetricResult, as_floats
 
-__all__ = ["forget_ks_distance", "forget_quality"]
+__all__ = ["forget_ks", "forget_ks_distance", "forget_quality"]
 
 
 def forget_quality(
@@ -29,10 +29,7 @@ def forget_quality(
     The TOFU code passes ``1/R`` rather than ``R``; since ``x -> 1/x`` is strictly monotone on
     positive reals, ``D`` and the p-value are the same either way. Set-level: ``per_item`` is empty.
     """
-    model = as_floats("model_truth_ratios", model_truth_ratios, allow_inf=True)
-    oracle = as_floats("oracle_truth_ratios", oracle_truth_ratios, allow_inf=True)
-    result = ks_2samp(model, oracle, alternative="two-sided")
-    return MetricResult(name="forget_quality", value=float(result.pvalue), per_item=[])
+    return forget_ks(model_truth_ratios, oracle_truth_ratios)[0]
 
 
 def forget_ks_distance(
@@ -45,7 +42,15 @@ def forget_ks_distance(
     0.0332, 0.0179, 0.0092, … for ``D`` = 14/48, 15/48, 16/48, …), each rung about half the last; means
     of a few such values compare poorly, and ``D`` (lower is closer to the oracle) compares linearly.
     """
+    return forget_ks(model_truth_ratios, oracle_truth_ratios)[1]
+
+
+def forget_ks(
+    model_truth_ratios: Sequence[float], oracle_truth_ratios: Sequence[float]
+) -> tuple[MetricResult, MetricResult]:
+    """``(forget_quality, forget_ks_distance)`` from one two-sided ``scipy.stats.ks_2samp`` test."""
     model = as_floats("model_truth_ratios", model_truth_ratios, allow_inf=True)
     oracle = as_floats("oracle_truth_ratios", oracle_truth_ratios, allow_inf=True)
     result = ks_2samp(model, oracle, alternative="two-sided")
-    return MetricResult(name="forget_ks_distance", value=float(result.statistic), per_item=[])
+    return (MetricResult(name="forget_quality", value=float(result.pvalue), per_item=[]),
+            MetricResult(name="forget_ks_distance", value=float(result.statistic), per_item=[]))
