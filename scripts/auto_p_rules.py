@@ -19,7 +19,8 @@ the p of each rule from the same scores:
 then reruns the tuner's chosen GRIN + NPO config with each rule's p and with each p of ``--grid``, over
 the tuner's seeds (or ``--seeds``; ``--only`` keeps the variants whose name starts with one of its
 words), in ``<tune_dir>/auto_rules/<split>/`` (finished cells are reused). Prints a markdown table of
-mean ± sample std and writes it, with the raw numbers, to ``<tune_dir>/auto_rules/<name>.md`` / ``.json``
+mean ± sample std (plus the median forget quality and the mean KS distance behind it, in forget
+questions) and writes it, with the raw numbers, to ``<tune_dir>/auto_rules/<name>.md`` / ``.json``
 (``--name``, default the split).
 """
 
@@ -32,13 +33,17 @@ from pathlib import Path
 
 import torch
 
-from grin_unlearn.auto_ratio import balance_ratio, coverage_ratio, knee_ratio
+from grin_unlearn.auto_knee import knee_ratio
+from grin_unlearn.auto_ratio import balance_ratio, coverage_ratio
 from grin_unlearn.config import DEFAULT_AUTO_SHARE
 from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.data.records import load_qa_split
 from grin_unlearn.experiments.aggregate import mean_std
-from grin_unlearn.experiments.tune import STATE_FILE, Method, embedded_validation, reported_phase, run_method_cell
+from grin_unlearn.experiments.tune import STATE_FILE, Method, run_method_cell
+from grin_unlearn.experiments.tune_phases import embedded_validation, reported_phase
 from grin_unlearn.experiments.tune_spec import parse_tune_spec
+from grin_unlearn.evaluation.reference_logs import oracle_view
+from grin_unlearn.metrics import forget_ks_distance
 from grin_unlearn.models import load_model, load_tokenizer
 from grin_unlearn.scoring import score_influence
 
@@ -68,6 +73,15 @@ def rule_ratios(phase) -> dict[str, float]:
                 balance_ratio(result.scores, result.forget_grads, result.retain_squares).ratio}
 
 
+def ks_questions(cell: Path, oracle_ratios: list[float]) -> float:
+    """The KS distance behind forget quality, in forget questions: ``D · n`` from the cell's stored
+    forget-set truth ratios against the oracle's (:func:`grin_unlearn.metrics.forget_ks_distance`)."""
+    sets = json.loads((cell / "eval.json").read_text())["sets"]
+    forget = next(s for s in sets.values() if s["role"] == "forget")
+    ratios = [r for r in forget["per_item"]["truth_ratio"] if r is not None]
+    return forget_ks_distance(ratios, oracle_ratios).value * len(ratios)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tune_dir", type=Path)
@@ -86,26 +100,30 @@ def main() -> None:
     if args.only:
         variants = [(name, ratio) for name, ratio in variants if name.startswith(tuple(args.only))]
     seeds = args.seeds or spec.seeds
+    oracle_ratios = oracle_view(phase.oracle).truth_ratios
     rows = []
     for name, ratio in variants:
         params = {**chosen, "selection.ratio": round(ratio, 6)}
         cells = [run_method_cell(spec, phase, Method("npo", "grin"), params, seed,
                                  args.tune_dir / "auto_rules" / args.split / f"p{params['selection.ratio']}" / f"seed{seed}",
                                  args.tune_dir) for seed in seeds]
-        row = {"variant": name, "p": ratio, "seeds": seeds}
+        row = {"variant": name, "p": ratio, "seeds": seeds,
+               "ks_questions_per_seed": [ks_questions(args.tune_dir / c["dir"], oracle_ratios) for c in cells]}
+        row["ks_questions"] = statistics.mean(row["ks_questions_per_seed"])
         for key in METRICS:
             row[key], row[f"{key}_std"] = mean_std([c[key] for c in cells])
             row[f"{key}_per_seed"] = [c[key] for c in cells]
         rows.append(row)
         print(name, f"p={ratio:.4f}", " ".join(f"{k}={row[k]:.4f}±{row[k + '_std']:.4f}" for k in METRICS), flush=True)
-    header = ["variant", "p"] + list(METRICS) + ["forget_quality median"]
+    header = ["variant", "p"] + list(METRICS) + ["forget_quality median", "KS distance (questions)"]
     lines = [f"# Automatic-p rules against a grid of p ({args.split} split, seeds {seeds}, mean ± std)", "",
              f"GRIN + NPO, the tuner's chosen config with only p changed: `{json.dumps(chosen)}`.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join([row["variant"], f"{row['p']:.3f}"] +
                                        [f"{row[k]:.4f} ± {row[k + '_std']:.4f}" for k in METRICS] +
-                                       [f"{statistics.median(row['forget_quality_per_seed']):.4f}"]) + " |")
+                                       [f"{statistics.median(row['forget_quality_per_seed']):.4f}",
+                                        f"{row['ks_questions']:.1f}"]) + " |")
     out = args.tune_dir / "auto_rules"
     name = args.name or args.split
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")

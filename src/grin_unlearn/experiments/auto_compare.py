@@ -24,7 +24,8 @@ from ..errors import UserInputError
 from ..io_utils import atomic_write_json, atomic_write_text
 from .aggregate import mean_std
 from .report import _fmt
-from .tune import STATE_FILE, Method, reported_phase, run_method_cell, select_trial
+from .tune import STATE_FILE, Method, run_method_cell, select_trial
+from .tune_phases import reported_phase
 from .tune_report import SHOWN
 from .tune_spec import params_key, parse_tune_spec
 
