@@ -23,6 +23,7 @@ from ..training.objectives import ObjectiveHyperparams
 from .embedded import EmbeddedConfig, prepare_embedded
 from .report import markdown_table, metrics_row, plot_metric_bars, plot_quality_utility
 from .runs import evaluate_model_dir, run_cell
+from .truth_ratio_shift import plot_truth_ratio_cdfs, shift_rows, shift_table
 
 @dataclass
 class MethodSettings:
@@ -113,14 +114,16 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
     target = evaluate_model_dir(assets.target, assets.world, roles, assets.target / f"eval-{forget}.json",
                                 config.eval, oracle)
     rows.insert(0, metrics_row("target", target))
+    evals = {"target": target}
     for label, unlearn_config in config.unlearn_configs().items():
         stage(f"unlearning: {label}")
         cell = run_cell(assets.target, assets.world, forget, retain, roles, unlearn_config,
                         out_dir / _slug(label), config.eval, oracle, log=lambda *a, **k: None)
         rows.append(metrics_row(label, cell.eval, (finished_timing(cell.out_dir) or {}).get("total")))
+        evals[label] = cell.eval
     stage("writing the report")
     chance = chance_table(assets.world, forget, retain, oracle, target)
-    report = write_demo_report(out_dir, rows, config, chance)
+    report = write_demo_report(out_dir, rows, config, chance, truth_ratio_lines(out_dir, evals, oracle))
     stage(f"done: {report}")
     return rows, report
 
@@ -158,7 +161,22 @@ def noise_lines(record: dict | None) -> list[str]:
             + f"; mean |g| {before['mean_abs']:.3g} → {after['mean_abs']:.3g}.", ""]
 
 
-def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig, chance: str = "") -> Path:
+def truth_ratio_lines(out_dir: Path, evals: dict[str, dict], oracle: dict) -> list[str]:
+    """Report section: the forget-set truth-ratio distributions behind forget quality, plot and table
+    (:mod:`grin_unlearn.experiments.truth_ratio_shift`)."""
+    rows = shift_rows(evals, oracle)
+    if len(rows) < 2:
+        return []
+    plot_truth_ratio_cdfs(evals, oracle, out_dir / "truth_ratios.png")
+    return ["## Forget truth ratios against the oracle's", "",
+            "Forget quality compares these distributions (KS test): ln R = 0 when the model cannot tell the "
+            "correct answer from the perturbed ones, below 0 when it prefers the correct one. A model can stop "
+            "generating the forget answers (low keyword accuracy) and still rank them like the target.", "",
+            "![forget truth ratios](truth_ratios.png)", "", shift_table(rows), ""]
+
+
+def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig, chance: str = "",
+                      truth_ratios: list[str] = ()) -> Path:
     plot_metric_bars(rows, out_dir / "metrics.png")
     plot_quality_utility(rows, out_dir / "quality_utility.png")
     grin_dir = out_dir / _slug(list(config.unlearn_configs())[1])
@@ -174,6 +192,7 @@ def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig, chanc
         "Model utility: harmonic mean of probability, ROUGE-L and truth ratio on retain and world facts.", "",
         "![metrics](metrics.png)", "", "![forget quality vs model utility](quality_utility.png)", "",
     ]
+    lines += list(truth_ratios)
     if chance:
         lines += ["## Forget-split keyword accuracy by attribute", "",
                   "Chance: always answering the most frequent value among the retain authors.", "", chance, ""]
