@@ -3,6 +3,7 @@ CDF against the KS statistic that forget quality is built on."""
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ks_2samp
@@ -43,6 +44,7 @@ def _cdf_at(xs, fs, x):
     return value
 
 
+@pytest.mark.filterwarnings("ignore:ks_2samp:RuntimeWarning")  # the p-value's method, not D
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(-4, 4), min_size=1, max_size=15), st.lists(st.floats(-4, 4), min_size=1, max_size=15))
 def test_largest_gap_between_plotted_cdfs_is_the_ks_distance(model_logs, oracle_logs):
