@@ -41,6 +41,7 @@ from grin_unlearn.data.records import load_qa_split
 from grin_unlearn.experiments.aggregate import mean_std
 from grin_unlearn.experiments.tune import STATE_FILE, Method, run_method_cell
 from grin_unlearn.experiments.tune_phases import embedded_validation, reported_phase
+from grin_unlearn.experiments.truth_ratio_shift import forget_truth_ratios
 from grin_unlearn.experiments.tune_spec import parse_tune_spec
 from grin_unlearn.evaluation.reference_logs import oracle_view
 from grin_unlearn.metrics import forget_ks_distance
@@ -76,9 +77,7 @@ def rule_ratios(phase) -> dict[str, float]:
 def ks_questions(cell: Path, oracle_ratios: list[float]) -> float:
     """The KS distance behind forget quality, in forget questions: ``D · n`` from the cell's stored
     forget-set truth ratios against the oracle's (:func:`grin_unlearn.metrics.forget_ks_distance`)."""
-    sets = json.loads((cell / "eval.json").read_text())["sets"]
-    forget = next(s for s in sets.values() if s["role"] == "forget")
-    ratios = [r for r in forget["per_item"]["truth_ratio"] if r is not None]
+    ratios = forget_truth_ratios(json.loads((cell / "eval.json").read_text()))
     return forget_ks_distance(ratios, oracle_ratios).value * len(ratios)
 
 

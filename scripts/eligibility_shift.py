@@ -10,7 +10,9 @@ GRIN + NPO's hyperparameters), each run three ways on the embedded benchmark's f
 * ``GRIN, blocks + embeddings + lm_head`` — the same p of a pool that also holds ``embed_tokens`` and
   ``lm_head`` (``--include embed_tokens lm_head``).
 
-GRIN's runs keep the tuned p and σ² of the demo. Prints, and writes to ``<out>/eligibility.md``, mean ±
+GRIN's runs keep the tuned p and σ² of the demo. With ``--probes`` it instead runs the unmasked NPO's
+settings with every weight of a pool trained (p = 1, no noise) for four pools: the blocks, + lm_head,
++ embed_tokens, + both (``--seeds 0`` for the docs' single-seed probes; written to ``<out>/probes.md``). Prints, and writes to ``<out>/eligibility.md``, mean ±
 sample std over the seeds of forget quality, its KS distance in forget questions, model utility, the
 keyword accuracies and the median forget-set ``ln R`` (the oracle's and the target's for reference), and
 the count of forget-set tokens that occur in no retain or world-facts record: embedding rows only the
@@ -53,6 +55,15 @@ def variants(config: DemoConfig) -> dict[str, object]:
     return out
 
 
+def probe_variants(config: DemoConfig) -> dict[str, object]:
+    """The unmasked NPO's settings, p = 1 and σ² = 0 over four pools: where the forget quality lives."""
+    full, grin = list(config.unlearn_configs().values())
+    return {f"unmasked NPO's settings | p = 1, no noise, blocks{' + ' + ' + '.join(pool) if pool else ''}":
+            replace(grin, train=full.train, hyperparams=full.hyperparams, noise=replace(grin.noise, noise_var=0.0),
+                    selection=replace(grin.selection, ratio=1.0, include=pool))
+            for pool in ([], ["lm_head"], ["embed_tokens"], POOL)}
+
+
 def forget_only_tokens(tokenizer, world: Path, forget: str, retain: str) -> tuple[list[str], int, int]:
     """Tokens of the forget records that no retain or world-facts record holds, their occurrences, all."""
     def count(split):
@@ -69,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/eligibility"))
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--probes", action="store_true", help="the p = 1 pool probes instead of the main table")
     args = parser.parse_args()
     config = DemoConfig()
     assets = prepare_embedded(config.embedded, None, log=lambda *a, **k: None)
@@ -78,12 +90,13 @@ def main() -> None:
     target = json.loads((assets.target / f"eval-{forget}.json").read_text())
     references = {row["method"]: row for row in shift_rows({"target": target}, oracle)}
     rows = []
-    for index, (name, unlearn_config) in enumerate(variants(config).items()):
+    kind = "probe" if args.probes else "variant"
+    for index, (name, unlearn_config) in enumerate((probe_variants if args.probes else variants)(config).items()):
         per_seed = []
         for seed in args.seeds:
             run_config = replace(unlearn_config, train=replace(unlearn_config.train, seed=seed))
             cell = run_cell(assets.target, assets.world, forget, retain, roles, run_config,
-                            args.out / f"variant{index}" / f"seed{seed}", config.eval, oracle, log=lambda *a, **k: None)
+                            args.out / f"{kind}{index}" / f"seed{seed}", config.eval, oracle, log=lambda *a, **k: None)
             shift = shift_rows({"run": cell.eval}, oracle)[-1]
             per_seed.append({**{k: cell.eval["aggregates"][k] for k in METRICS[2:5]},
                              "forget_quality": shift["forget_quality"], "ks_questions": shift["ks_questions"],
@@ -111,8 +124,9 @@ def main() -> None:
               f"({occurrences} of the forget records' {total} token occurrences): "
               + ", ".join(f"`{t.strip()}`" for t in tokens) + "."]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "eligibility.md").write_text("\n".join(lines) + "\n")
-    (args.out / "eligibility.json").write_text(json.dumps(rows, indent=1))
+    name = "probes" if args.probes else "eligibility"
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{name}.json").write_text(json.dumps(rows, indent=1))
     print("\n".join(lines))
 
 

@@ -49,7 +49,7 @@ def markdown_table(rows: list[dict], columns=COLUMNS, time_column: bool = True) 
     return "\n".join(lines)
 
 
-def _figure(width: float = 8.0, height: float = 4.5):
+def new_figure(width: float = 8.0, height: float = 4.5):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -67,7 +67,7 @@ def save_figure(figure, path: str | Path) -> Path:
 
 def plot_metric_bars(rows: list[dict], path: str | Path, columns=COLUMNS) -> Path:
     """Grouped bars: one group per metric, one bar per method."""
-    figure = _figure(10, 4.5)
+    figure = new_figure(10, 4.5)
     axes = figure.add_subplot(1, 1, 1)
     width = 0.8 / max(len(rows), 1)
     for i, row in enumerate(rows):
@@ -85,7 +85,7 @@ def plot_quality_utility(points: list[dict], path: str | Path, title: str = "for
     """Scatter of model utility (x) against log10 forget quality (y); each point ``{method, model_utility,
     forget_quality}`` with optional ``*_std`` error bars (forget quality's as mean ± std mapped onto the
     log axis); the oracle and target are marked."""
-    figure = _figure(7, 5)
+    figure = new_figure(7, 5)
     axes = figure.add_subplot(1, 1, 1)
     for point in points:
         quality = point.get("forget_quality")
@@ -180,7 +180,7 @@ def plot_metric_vs(groups: list[dict], x_key: str, path: str | Path, metric: str
     lines, ``references`` (label, value) dotted ones. With ``log_x`` the value 0 sits one decade left
     of the smallest positive value, labelled "0" and set apart by a grey break line.
     """
-    figure = _figure(7.5, 4.5)
+    figure = new_figure(7.5, 4.5)
     axes = figure.add_subplot(1, 1, 1)
     lines: dict[str, list] = {}
     for group in groups:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..evaluation.reference_logs import oracle_view
 from ..metrics import forget_ks
-from .report import _figure, save_figure
+from .report import new_figure, save_figure
 
 __all__ = ["forget_truth_ratios", "log_ratio_cdf", "plot_truth_ratio_cdfs", "shift_rows", "shift_table"]
 
@@ -72,7 +72,7 @@ def plot_truth_ratio_cdfs(models: dict[str, dict], oracle: dict, path: str | Pat
     """Step plot of the empirical CDF of ``ln R`` on the forget set: the oracle in black, each model
     (label -> ``eval.json`` dict) in colour, its legend entry giving the KS distance and forget quality."""
     rows = {row["method"]: row for row in shift_rows(models, oracle)}
-    figure = _figure(7.5, 4.8)
+    figure = new_figure(7.5, 4.8)
     axes = figure.add_subplot(1, 1, 1)
     for label, result in {"oracle": oracle, **models}.items():
         if label not in rows:

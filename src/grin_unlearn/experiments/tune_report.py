@@ -25,7 +25,7 @@ from ..evaluation import aggregate, load_eval
 from ..io_utils import atomic_write_text
 from ..run_dir import noise_record
 from .aggregate import mean_std
-from .report import _figure, _fmt, _log_error, metrics_row, save_figure
+from .report import new_figure, _fmt, _log_error, metrics_row, save_figure
 from .tune import STATE_FILE, STORAGE_FILE
 
 SHOWN = (("forget_quality", "forget quality ↑"), ("model_utility", "model utility ↑"),
@@ -82,7 +82,7 @@ def _references(out_dir: Path, state: dict) -> list[dict]:
 
 
 def plot_objective(objective: str, methods: dict[str, dict], references: list[dict], rule: dict, path: Path) -> Path:
-    figure = _figure(12, 5)
+    figure = new_figure(12, 5)
     left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     colors = {}
     for name, entry in methods.items():
