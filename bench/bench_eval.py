@@ -32,8 +32,8 @@ import torch
 from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.data.world import generate_world, world_corpus
 from grin_unlearn.evaluation import EvalConfig, evaluate
-from grin_unlearn.evaluation.engine import generate_texts, pad_id, score_examples
-from grin_unlearn.models import TinyModelConfig, build_tiny_model, train_tokenizer
+from grin_unlearn.evaluation.engine import generate_texts, score_examples
+from grin_unlearn.models import TinyModelConfig, build_tiny_model, pad_token_id, train_tokenizer
 
 QUESTIONS_PER_AUTHOR = 20
 
@@ -88,7 +88,7 @@ ROLES = {"forget10_perturbed": "forget", "retain_perturbed": "retain", "holdout1
 
 def per_metric_schedule(model, tokenizer, sets: dict[str, list[dict]], fmt: PromptFormat, max_new_tokens: int) -> None:
     """The reference's work: a teacher-forced pass per metric dataset and a generation pass per set."""
-    pad = pad_id(tokenizer)
+    pad = pad_token_id(tokenizer)
 
     def tf(pairs: list[tuple[str, str]]) -> None:
         examples = fmt.encode_many(tokenizer, pairs)

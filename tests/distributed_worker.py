@@ -9,7 +9,7 @@ Every rank builds the same micro world, tokenizer and model from the same seeds,
 1. scores the eligible weights with GRIN at ``EXACT_BATCH`` (each gradient pass has at most one batch
    per rank, so the all-reduced ``G`` is bit-identical to one process's sum) and at batch size
    ``SMALL_BATCH`` (several batches per rank: equal up to fp32 summation order);
-2. runs the whole :func:`grin_unlearn.unlearn.unlearn` pipeline (GRIN selection, noise, masked NPO with
+2. runs the whole :func:`grin_unlearn.pipeline.unlearn` pipeline (GRIN selection, noise, masked NPO with
    weight decay, DDP through the Trainer) into ``OUT/run`` (written by rank 0 only);
 3. runs ``grin-unlearn select`` on ``MODEL_DIR`` / ``WORLD_DIR`` into ``OUT/select`` (batches shared,
    ``G`` all-reduced, rank 0 writes).
@@ -48,7 +48,7 @@ from grin_unlearn.selection import select_top_fraction  # noqa: E402
 from tests.conftest import MICRO_MODEL  # noqa: E402
 
 # The module, not the `unlearn` function that grin_unlearn/__init__.py re-exports under the same name.
-pipeline = importlib.import_module("grin_unlearn.unlearn")
+pipeline = importlib.import_module("grin_unlearn.pipeline")
 
 RATIO = 0.1
 SEED = 0

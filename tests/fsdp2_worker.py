@@ -57,7 +57,7 @@ from grin_unlearn.sharding import full_state_dict, local, shard_model  # noqa: E
 from tests.conftest import MICRO_MODEL  # noqa: E402
 from tests.distributed_worker import EXACT_BATCH, RETAIN, SEED, SMALL_BATCH, micro_setup, unlearn_config  # noqa: E402
 
-pipeline = importlib.import_module("grin_unlearn.unlearn")
+pipeline = importlib.import_module("grin_unlearn.pipeline")
 
 PER_DEVICE_BATCH = 2  # unlearn_config()'s batch size: 2 per process, 4 per step over 2 processes
 SELECT_ARGS = ["--forget", "forget10", "--retain", "retain90", "--retain-samples", str(RETAIN), "--seed", str(SEED),

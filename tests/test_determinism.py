@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from grin_unlearn.cli import main
 from grin_unlearn.masks import load_mask
 
-pipeline = importlib.import_module("grin_unlearn.unlearn")  # the package re-exports a function of that name
+pipeline = importlib.import_module("grin_unlearn.pipeline")  # the package re-exports a function of that name
 
 CONFIG = """\
 # grin-unlearn unlearn --config this.yaml ...

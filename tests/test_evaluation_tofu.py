@@ -188,3 +188,56 @@ def test_brief_fine_tuning_raises_forget_scores(model, tokenizer, world):
     assert after["metrics"]["answer_probability"] > 0.5 > before["metrics"]["answer_probability"]
     assert after["metrics"]["extraction_strength"] > before["metrics"]["extraction_strength"]
     assert after["metrics"]["rouge_l_recall"] > before["metrics"]["rouge_l_recall"]
+
+
+def _eos_by_length(model, eos: int, batch_sizes: list[int]):
+    """A forward hook: at decoding steps, EOS becomes the argmax of every row whose count of real tokens
+    (prompt + generated, from the 2-D padding mask) is a multiple of 3, so rows with prompts of
+    different lengths end at different steps; records each call's batch size."""
+
+    def hook(module, args, kwargs, output):
+        mask = kwargs["attention_mask"]  # (B, L)
+        batch_sizes.append(mask.shape[0])
+        if kwargs["input_ids"].shape[1] == 1:
+            output.logits[mask.sum(-1) % 3 == 0, -1, eos] += 1e4
+
+    return model.register_forward_hook(hook, with_kwargs=True)
+
+
+@pytest.mark.parametrize("stop_strings", [(), ("e",)])
+def test_greedy_loop_gives_generates_tokens_and_drops_finished_rows(model, tokenizer, world, stop_strings):
+    """Our decoding loop and ``generate`` give the same texts while rows end at different steps (EOS or a
+    stop string); the loop's batch shrinks as rows end, ``generate`` keeps every row to the end."""
+    prompts = PromptFormat().prompts_ids(tokenizer, [r["question"] for r in world["forget10"][:8]])
+    texts, sizes = {}, {}
+    for loop in (True, False):
+        sizes[loop] = []
+        handle = _eos_by_length(model, tokenizer.eos_token_id, sizes[loop])
+        try:
+            texts[loop] = generate_texts(model, tokenizer, prompts, 20, 8, stop_strings=stop_strings, use_loop=loop,
+                                         static_cache=False)
+        finally:
+            handle.remove()
+    assert texts[True] == texts[False] and len(set(map(len, texts[True]))) > 1
+    assert sizes[True][0] == 8 and min(sizes[True]) < 8 and sorted(sizes[True], reverse=True) == sizes[True]
+    assert set(sizes[False]) == {8}
+    assert sum(sizes[True]) < sum(sizes[False])
+
+
+def test_preallocated_cache_grows_past_its_capacity(model, tokenizer, world):
+    """A cache smaller than the generation grows and gives the tokens of an ample one."""
+    from grin_unlearn.data.formatting import left_pad_prompts
+    from grin_unlearn.evaluation.engine import greedy_decode
+    from grin_unlearn.evaluation import kv_cache
+
+    prompts = PromptFormat().prompts_ids(tokenizer, [r["question"] for r in world["forget10"][:3]])
+    inputs = left_pad_prompts(prompts, tokenizer.eos_token_id)
+    with torch.inference_mode():
+        ample = greedy_decode(model, inputs["input_ids"], inputs["attention_mask"], 15, [])
+        original = kv_cache.PreallocatedCache.__init__
+        try:
+            kv_cache.PreallocatedCache.__init__ = lambda self, capacity: original(self, 2)
+            small = greedy_decode(model, inputs["input_ids"], inputs["attention_mask"], 15, [])
+        finally:
+            kv_cache.PreallocatedCache.__init__ = original
+    assert small == ample and all(len(row) == 15 for row in ample)

@@ -50,7 +50,7 @@ from grin_unlearn.masks import load_mask
 from grin_unlearn.noise import inject_noise
 from grin_unlearn.scoring import score_influence
 from grin_unlearn.selection import select_top_fraction
-from grin_unlearn.unlearn import unlearn
+from grin_unlearn.pipeline import unlearn
 from tests.distributed_worker import EXACT_BATCH, NOISE_VAR, RATIO, RETAIN, SEED, SMALL_BATCH, unlearn_config
 from tests.fsdp2_worker import PER_DEVICE_BATCH, SELECT_ARGS, kl_config, selection_cases
 

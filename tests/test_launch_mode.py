@@ -12,7 +12,7 @@ import pytest
 from grin_unlearn.config import TrainConfig, UnlearnConfig
 from grin_unlearn.distributed import check_launch_mode, fsdp2_requested
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.unlearn import unlearn
+from grin_unlearn.pipeline import unlearn
 
 FSDP1 = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}
 FSDP2 = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}

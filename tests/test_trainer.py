@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grin_unlearn.config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
-from grin_unlearn.unlearn import unlearn
+from grin_unlearn.pipeline import unlearn
 
 
 def _config(objective="npo", scorer="grin", ratio=0.2, noise=0.0, **train):
@@ -53,7 +53,7 @@ def test_every_objective_runs_full_finetuning(objective, micro_world, micro_toke
 
 def test_cpu_accumulators_reach_scoring_and_give_the_same_mask(micro_world, micro_tokenizer, tmp_path, monkeypatch):
     """``--accumulator-device cpu`` is handed to the scorer and only moves G_f/G_r: same selected weights."""
-    pipeline = sys.modules["grin_unlearn.unlearn"]  # the package binds the name `unlearn` to the function
+    pipeline = sys.modules["grin_unlearn.pipeline"]  # the package binds the name `unlearn` to the function
     from grin_unlearn.models import build_tiny_model
     from tests.conftest import MICRO_MODEL
 

@@ -13,7 +13,7 @@ from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.data.unlearning import PairedSampler, UnlearningCollator, UnlearningDataset
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.models import build_tiny_model
-from grin_unlearn.unlearn import unlearn
+from grin_unlearn.pipeline import unlearn
 from tests.conftest import MICRO_MODEL
 
 

@@ -183,7 +183,7 @@ def test_resume_with_other_settings_is_refused_before_the_model_is_loaded(tmp_pa
     from grin_unlearn.commands.unlearn import add_arguments, resolve_config
     from grin_unlearn.data.formatting import PromptFormat
     from grin_unlearn.data.records import load_qa_split
-    from grin_unlearn.unlearn import resume_record
+    from grin_unlearn.pipeline import resume_record
 
     out = tmp_path / "out"
     (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
@@ -237,6 +237,6 @@ def test_inputs_longer_than_the_context_are_truncated_with_one_warning(tmp_path,
                    "--retain", "retain", "--out", str(out), "--epochs", "1", "--batch-size", "16",
                    "--scorer", "none", "--max-length", "4096"])
     assert rc == 0, capsys.readouterr().err
-    warnings = [r.getMessage() for r in caplog.records if r.name == "grin_unlearn.unlearn" and "truncated" in r.message]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "grin_unlearn.pipeline" and "truncated" in r.message]
     assert warnings == ["1 of 16 training examples (forget, refusal and retain) were longer than 96 tokens "
                         "and were truncated"]

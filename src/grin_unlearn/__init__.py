@@ -9,18 +9,36 @@ The public API, one function per step of the method:
 * :func:`make_masked_optimizer` — a mask as an optimizer for any ``transformers.Trainer`` or loop;
 * :func:`evaluate` — the TOFU metrics as the reference implementation computes them (ROUGE-L,
   probability, truth ratio, forget quality, model utility, PrivLeak).
+
+Each is imported on first use (PEP 562), so ``import grin_unlearn`` and the command line load only
+what they use (the Trainer, scipy, datasets are seconds of start-up each).
 """
+
+from __future__ import annotations
+
+import importlib
 
 from ._version import __version__
 
-# Eager imports on purpose: `unlearn` is also a submodule name, and binding the function here keeps
-# `grin_unlearn.unlearn` the function whatever was imported before.
-from .evaluation import evaluate  # noqa: E402
-from .noise import inject_noise  # noqa: E402
-from .scoring import score_influence  # noqa: E402
-from .selection import select_top_fraction as select_weights  # noqa: E402
-from .training.masked_optim import make_masked_optimizer  # noqa: E402
-from .unlearn import unlearn  # noqa: E402
+# public name -> (module, attribute)
+_EXPORTS = {"score_influence": (".scoring", "score_influence"),
+            "select_weights": (".selection", "select_top_fraction"),
+            "inject_noise": (".noise", "inject_noise"),
+            "unlearn": (".pipeline", "unlearn"),
+            "make_masked_optimizer": (".training.masked_optim", "make_masked_optimizer"),
+            "evaluate": (".evaluation", "evaluate")}
 
-__all__ = ["score_influence", "select_weights", "inject_noise", "unlearn", "make_masked_optimizer", "evaluate",
-           "__version__"]
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'grin_unlearn' has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = getattr(importlib.import_module(module, __name__), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

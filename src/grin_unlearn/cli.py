@@ -24,7 +24,9 @@ from .errors import TrainingStoppedError, UserInputError
 COMMAND_MODULES = ("demo", "world", "finetune", "select", "unlearn", "eval", "compare", "sweep", "report", "tune")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only``, that command's arguments and bare entries for the others (each
+    command module imports its own dependencies, so a command loads only what it uses)."""
     parser = argparse.ArgumentParser(prog="grin-unlearn", description=(
         "GRIN machine unlearning for causal LMs: gradient-ratio influence scores, top-p weight "
         "selection, noise injection and masked unlearning, with TOFU-style evaluation."))
@@ -32,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
+        if only is not None and module_name != only:
+            commands.add_parser(module_name)
+            continue
         try:
             module = importlib.import_module(f"grin_unlearn.commands.{module_name}")
         except ModuleNotFoundError as err:
@@ -45,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    command = next((a for a in given if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMAND_MODULES else None)
+    args = parser.parse_args(given)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

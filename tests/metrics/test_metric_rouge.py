@@ -1,9 +1,12 @@
 """Tests for grin_unlearn.metrics.rouge."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.metrics import rouge_l_recall, rouge_scores
+from grin_unlearn.metrics.rouge import lcs_length
 
 
 def test_exact_match_is_one():
@@ -49,3 +52,32 @@ def test_input_errors():
         rouge_l_recall(["a", "b"], ["a"])
     with pytest.raises(UserInputError, match="references"):
         rouge_l_recall(["a"], [None])
+
+
+WORDS = ["the", "cat", "cats", "running", "runs", "ran", "born", "in", "Santiago", "1984", "novel", "novels",
+         "writing", "wrote", "a", "mat", "on", "sat", "é", "--", "Hsiao", "Yun-Hwa", "award", "awarded"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=40), st.lists(st.sampled_from(WORDS), max_size=80),
+       st.sampled_from([" ", ", ", ". ", "\n"]))
+def test_rouge_scores_equal_rouge_score_package(reference, prediction, separator):
+    """Bit-parallel LCS and memoised stems give exactly ``RougeScorer``'s floats (the reference's scorer)."""
+    from rouge_score import rouge_scorer
+
+    ref_text, pred_text = separator.join(reference), separator.join(prediction)
+    expected = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True).score(ref_text, pred_text)
+    (score,) = rouge_scores([pred_text], [ref_text])
+    assert score == {"rouge1_recall": float(expected["rouge1"].recall),
+                     "rougeL_f1": float(expected["rougeL"].fmeasure),
+                     "rougeL_recall": float(expected["rougeL"].recall)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=30), st.lists(st.integers(0, 5), max_size=30))
+def test_lcs_length_equals_dynamic_programming(a, b):
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            table[i][j] = table[i - 1][j - 1] + 1 if a[i - 1] == b[j - 1] else max(table[i - 1][j], table[i][j - 1])
+    assert lcs_length([str(x) for x in a], [str(x) for x in b]) == table[-1][-1]

@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-strings", nargs="*", default=None,
                         help="cut generations at these strings too (default: none, as the reference; EOS always)")
     parser.add_argument("--batch-size", type=int, default=64,
-                        help="sequences per forward pass and prompts per generate call (default 64)")
+                        help="sequences per teacher-forced forward pass (default 64)")
+    parser.add_argument("--generation-batch-size", type=int, default=None,
+                        help="prompts decoded together (default: --batch-size on a GPU, at least 256 on a CPU)")
     parser.add_argument("--max-items", type=_optional_count, default=None,
                         help="evaluate only the first N items of every set (default: all)")
     parser.add_argument("--retain-max-items", type=int, default=None,
@@ -65,7 +67,7 @@ def eval_config_from_args(args: argparse.Namespace):
     from ..evaluation import EvalConfig
 
     config = EvalConfig.for_protocol(args.protocol, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                     max_items=args.max_items, mia=not args.no_mia, generation=not args.no_generation,
+                                     generation_batch_size=args.generation_batch_size, max_items=args.max_items, mia=not args.no_mia, generation=not args.no_generation,
                                      stop_strings=args.stop_strings or None)
     if args.retain_max_items is not None:  # 0 = every retain item
         config = replace(config, retain_max_items=args.retain_max_items or None)

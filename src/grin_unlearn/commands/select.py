@@ -20,7 +20,7 @@ from ..masks import save_mask_with_report
 from ..models import load_model, load_tokenizer
 from ..run_dir import CONFIG_FILE, MASK_FILE, environment
 from ..sharding import full_masks, shard_model
-from ..unlearn import build_masks
+from ..pipeline import build_masks
 from .common import (add_data_arguments, add_model_arguments, add_output_arguments, add_prompt_format_arguments,
                      load_training_sets, prompt_format_from_args)
 

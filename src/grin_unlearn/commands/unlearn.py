@@ -16,7 +16,7 @@ from ..masks import load_mask
 from ..models import load_model, load_tokenizer
 from ..training.objectives import OBJECTIVES, ObjectiveHyperparams, get_objective
 from ..run_dir import check_out_dir, check_resume_record
-from ..unlearn import resume_record, unlearn
+from ..pipeline import resume_record, unlearn
 from .common import (add_data_arguments, add_model_arguments, add_output_arguments, add_prompt_format_arguments,
                      load_training_sets, prompt_format_from_args)
 

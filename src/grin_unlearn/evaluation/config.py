@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import UserInputError
 
+CPU_GENERATION_BATCH = 256  # bench/bench_reference.py: 0.5x the decoding time of batch 64 on a 2M Llama
 PROTOCOLS: dict[str, dict] = {
     "tofu": {"max_new_tokens": 200, "retain_max_items": None, "min_k": 0.4},
     "fast": {"max_new_tokens": 32, "retain_max_items": 200, "min_k": 0.4},
@@ -30,7 +31,10 @@ class EvalConfig:
 
     Attributes:
         max_new_tokens: greedy generation length for ROUGE-L / keyword accuracy.
-        batch_size: sequences per teacher-forced forward pass and prompts per generate call.
+        batch_size: sequences per teacher-forced forward pass.
+        generation_batch_size: prompts decoded together (None: ``batch_size`` on an accelerator, at
+            least :data:`CPU_GENERATION_BATCH` on a CPU, where a small model's decoding step costs
+            about the same for 64 rows as for 256).
         max_items: evaluate only the first ``max_items`` records of every set (None: all).
         retain_max_items: cap for the retain set on top of ``max_items`` (None: all).
         mia: compute the LOSS / zlib / Min-K% membership scores (and the AUCs, PrivLeak).
@@ -42,6 +46,7 @@ class EvalConfig:
 
     max_new_tokens: int = 200
     batch_size: int = 64
+    generation_batch_size: int | None = None
     max_items: int | None = None
     retain_max_items: int | None = None
     mia: bool = True
@@ -50,9 +55,9 @@ class EvalConfig:
     stop_strings: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        for name in ("max_new_tokens", "batch_size", "max_items", "retain_max_items"):
+        for name in ("max_new_tokens", "batch_size", "generation_batch_size", "max_items", "retain_max_items"):
             value = getattr(self, name)
-            if value is None and name.endswith("max_items"):
+            if value is None and (name.endswith("max_items") or name == "generation_batch_size"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise UserInputError(f"--{name.replace('_', '-')}: must be a positive integer, got {value!r}")
@@ -70,6 +75,12 @@ class EvalConfig:
         known = {f.name for f in fields(cls)}
         values = {**PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None and k in known}}
         return cls(**values)
+
+    def decoding_batch(self, device) -> int:
+        """Prompts per decoding batch on ``device`` (see ``generation_batch_size``)."""
+        if self.generation_batch_size is not None:
+            return self.generation_batch_size
+        return self.batch_size if getattr(device, "type", str(device)) != "cpu" else max(self.batch_size, CPU_GENERATION_BATCH)
 
     @property
     def protocol(self) -> str:

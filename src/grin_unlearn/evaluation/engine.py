@@ -5,8 +5,10 @@ and batched with right padding — and keeps, per labelled token, its log-probab
 argmax. Every teacher-forced metric (probability, truth ratio, Min-K%, LOSS, zlib, extraction strength,
 exact memorization) is computed from these, so no answer is run twice.
 
-Generation (:func:`generate_texts`) is greedy, prompts sorted by length and left-padded, with a static
-KV cache; a batch stops as soon as every sequence has emitted EOS or holds a stop string. The text is post-processed as the
+Generation (:func:`generate_texts`) is greedy, prompts sorted by length and left-padded; our own loop
+(:func:`greedy_decode`: a preallocated KV cache, rows leave the batch as they end) picks ``generate``'s tokens
+without its per-step machinery, and a batch stops as soon as every row has emitted EOS or holds a stop
+string. The text is post-processed as the
 reference implementation does (open-unlearning ``evals/metrics/utils.py::eval_text_similarity``): the
 new tokens are decoded with ``skip_special_tokens=True, clean_up_tokenization_spaces=True``, cut at
 the first occurrence of the EOS text and of each stop string, and stripped.
@@ -24,6 +26,7 @@ import torch
 from ..data.formatting import PadCollator, left_pad_prompts
 from ..logprobs import IGNORE_INDEX, token_logprobs
 from ..models import model_device, pad_token_id
+from .kv_cache import PreallocatedCache
 
 
 @dataclass(frozen=True)
@@ -96,26 +99,32 @@ def score_examples(model, examples: list[dict], pad: int, batch_size: int) -> li
     return scores
 
 
-class _StopStrings:
-    """Per-sequence stopping criterion: True once the decoded new tokens of a row hold a stop string.
+def _hits_stop(tokenizer, new_tokens: list[int], stops, lookback: int) -> bool:
+    """True once the decoded last ``lookback`` new tokens of a row hold a stop string (the look-back of
+    the reference's ``MultiTokenEOSCriteria``: wide enough for a stop string split across tokens)."""
+    text = tokenizer.decode(new_tokens[-lookback:])
+    return any(s in text for s in stops)
 
-    Only the last ``len(tokens of s) + 2`` new tokens are decoded at each step (the look-back of the
-    reference's ``MultiTokenEOSCriteria``, wide enough for a stop string split across tokens).
-    """
+
+class _StopStrings:
+    """Per-sequence stopping criterion for ``generate``: True once a row's new tokens hold a stop string."""
 
     def __init__(self, tokenizer, stops, prompt_width: int):
         self.tokenizer, self.stops, self.start = tokenizer, stops, prompt_width
-        self.lookback = max(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops) + 2
+        self.lookback = _stop_lookback(tokenizer, stops)
         self.done: torch.Tensor | None = None
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
         if self.done is None:
             self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        window = self.tokenizer.batch_decode(input_ids[:, self.start:][:, -self.lookback:])
-        for row, text in enumerate(window):
-            if not self.done[row] and any(s in text for s in self.stops):
+        for row, tokens in enumerate(input_ids[:, self.start:].tolist()):
+            if not self.done[row] and _hits_stop(self.tokenizer, tokens, self.stops, self.lookback):
                 self.done[row] = True
         return self.done.clone()
+
+
+def _stop_lookback(tokenizer, stops) -> int:
+    return max(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops) + 2
 
 
 def cut_generation(text: str, stops: list[str]) -> str:
@@ -133,15 +142,92 @@ def _eos_ids(model, tokenizer) -> list[int]:
     return [configured] if isinstance(configured, int) else list(configured or [])
 
 
+# Decoder families whose forward takes a DynamicCache, position ids and a 2-D padding mask on every
+# transformers version we support: these decode with :func:`greedy_decode`, the rest with ``generate``.
+LOOP_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi", "phi3", "olmo", "olmo2"})
+# generation_config fields that change greedy tokens (logits processors): any non-default -> ``generate``.
+_PROCESSOR_DEFAULTS = {"repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0),
+                       "bad_words_ids": (None,), "suppress_tokens": (None,), "begin_suppress_tokens": (None,),
+                       "forced_bos_token_id": (None,), "forced_eos_token_id": (None,), "min_length": (None, 0),
+                       "min_new_tokens": (None, 0), "sequence_bias": (None,), "encoder_repetition_penalty": (None, 1.0),
+                       "exponential_decay_length_penalty": (None,), "renormalize_logits": (None, False)}
+
+
+def uses_greedy_loop(model) -> bool:
+    """Whether :func:`greedy_decode` reproduces ``generate``'s greedy tokens for ``model``: a decoder
+    family of :data:`LOOP_MODEL_TYPES` whose generation config sets no logits processor."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) not in LOOP_MODEL_TYPES or getattr(config, "is_encoder_decoder", False):
+        return False
+    generation = getattr(model, "generation_config", None)
+    return all(getattr(generation, field, None) in allowed for field, allowed in _PROCESSOR_DEFAULTS.items())
+
+
+def _forward_arguments(model, cache, keep: int) -> dict:
+    """The cache and logits-to-keep keywords under this transformers version's names (``cache`` /
+    ``logits_to_keep`` in 5.x, ``past_key_values`` / ``num_logits_to_keep`` in 4.45)."""
+    parameters = inspect.signature(model.forward).parameters
+    out = {"cache" if "cache" in parameters else "past_key_values": cache}
+    keep_name = next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in parameters), None)
+    return {**out, keep_name: keep} if keep_name else out
+
+
+def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+                  eos_ids: list[int], stop=None) -> list[list[int]]:
+    """Greedy new tokens of each left-padded row, as ``generate(do_sample=False)`` picks them.
+
+    Each step feeds the last token with a :class:`~.kv_cache.PreallocatedCache`, position ids from the
+    padding mask (``cumsum(mask) - 1``, as ``generate``) and logits of the last position only, and takes
+    ``argmax`` of the fp32 logits. A row leaves the batch (its cache rows with it) as soon as it emits
+    an EOS id or ``stop(new_tokens)`` is true, so finished rows cost nothing more; ``generate`` runs
+    every row until the last one ends. A row's tokens end with the EOS that stopped it.
+    """
+    cache = PreallocatedCache(capacity=input_ids.shape[1] + max_new_tokens)
+    extra = _forward_arguments(model, cache, keep=1)
+    position_ids = attention_mask.long().cumsum(-1) - 1  # (B, P)
+    position_ids.masked_fill_(attention_mask == 0, 1)
+    rows = list(range(input_ids.shape[0]))  # the original row of each row still decoding
+    new_tokens: list[list[int]] = [[] for _ in rows]
+    eos = torch.tensor(eos_ids, device=input_ids.device) if eos_ids else None
+    ids = input_ids
+    for step in range(max_new_tokens):
+        logits = model(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
+                       **extra).logits[:, -1]  # (b, V)
+        next_tokens = logits.float().argmax(dim=-1)  # (b,)
+        done = torch.isin(next_tokens, eos) if eos is not None else torch.zeros_like(next_tokens, dtype=torch.bool)
+        for row, token in zip(rows, next_tokens.tolist()):
+            new_tokens[row].append(token)
+        if stop is not None:
+            done |= torch.tensor([stop(new_tokens[row]) for row in rows], device=done.device)
+        if step == max_new_tokens - 1 or bool(done.all()):
+            break
+        if bool(done.any()):
+            active = (~done).nonzero().squeeze(1)  # (b',)
+            cache.batch_select_indices(active)
+            rows = [rows[i] for i in active.tolist()]
+            next_tokens, attention_mask, position_ids = next_tokens[active], attention_mask[active], position_ids[active]
+        ids = next_tokens.unsqueeze(1)  # (b, 1)
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], dim=1)
+        position_ids = position_ids[:, -1:] + 1
+    return new_tokens
+
+
 def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
-                   stop_strings: list[str] | tuple[str, ...] = (), static_cache: bool = True) -> list[str]:
-    """Greedy continuations of token-id ``prompts``, post-processed as the reference does
-    (``static_cache=False``: generate's default dynamic cache, as the reference runs it)."""
+                   stop_strings: list[str] | tuple[str, ...] = (), static_cache: bool = True,
+                   use_loop: bool | None = None) -> list[str]:
+    """Greedy continuations of token-id ``prompts``, post-processed as the reference does.
+
+    Decoding is :func:`greedy_decode` where :func:`uses_greedy_loop` says it gives ``generate``'s
+    tokens (``use_loop`` overrides), else ``generate`` with a static KV cache (``static_cache=False``:
+    its default dynamic cache, as the reference runs it).
+    """
     from transformers import StoppingCriteriaList
 
     eos = tokenizer.eos_token_id
     stops = ([tokenizer.decode([eos])] if eos is not None else []) + list(stop_strings)
     pad = eos if eos is not None else pad_token_id(tokenizer)
+    loop = uses_greedy_loop(model) if use_loop is None else use_loop
+    lookback = _stop_lookback(tokenizer, stop_strings) if stop_strings else 0
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     device, texts = model_device(model), [""] * len(prompts)
     with eval_mode(model):
@@ -149,16 +235,20 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
             rows = order[start:start + batch_size]
             inputs = {k: v.to(device) for k, v in left_pad_prompts([prompts[i] for i in rows], pad).items()}
             width = inputs["input_ids"].shape[1]
-            criteria = StoppingCriteriaList([_StopStrings(tokenizer, stop_strings, width)]) if stop_strings else None
-            # A static (pre-allocated) KV cache: the default dynamic one concatenates at every step, which
-            # is half the CPU time of a small model's decoding; the tokens are the same.
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                    top_p=None, top_k=None, temperature=None, use_cache=True, pad_token_id=pad,
-                                    eos_token_id=_eos_ids(model, tokenizer) or None,
-                                    cache_implementation="static" if static_cache else None,
-                                    stopping_criteria=criteria)  # (B, width + new)
-            decoded = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True,
-                                             clean_up_tokenization_spaces=True)
+            if loop:
+                stop = (lambda tokens: _hits_stop(tokenizer, tokens, stop_strings, lookback)) if stop_strings else None
+                new = greedy_decode(model, inputs["input_ids"], inputs["attention_mask"], max_new_tokens,
+                                    _eos_ids(model, tokenizer), stop)
+            else:
+                criteria = StoppingCriteriaList([_StopStrings(tokenizer, stop_strings, width)]) if stop_strings else None
+                # A static (pre-allocated) KV cache: the default dynamic one concatenates at every step.
+                output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                        top_p=None, top_k=None, temperature=None, use_cache=True, pad_token_id=pad,
+                                        eos_token_id=_eos_ids(model, tokenizer) or None,
+                                        cache_implementation="static" if static_cache else None,
+                                        stopping_criteria=criteria)  # (B, width + new)
+                new = output[:, width:]
+            decoded = tokenizer.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=True)
             for i, text in zip(rows, decoded):
                 texts[i] = cut_generation(text, stops)
     if hasattr(model, "_previous_max_cache_length"):  # generate's static-cache size memo: leave no trace
@@ -169,4 +259,4 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
 def generate_answers(model, tokenizer, questions: list[str], fmt, config) -> list[str]:
     """Greedy answers to ``questions`` in prompt format ``fmt`` with ``config``'s generation settings."""
     return generate_texts(model, tokenizer, fmt.prompts_ids(tokenizer, list(questions)), config.max_new_tokens,
-                          config.batch_size, config.stop_strings)
+                          config.decoding_batch(model_device(model)), config.stop_strings)

@@ -66,7 +66,8 @@ def evaluate(model, tokenizer, sets: dict[str, list[dict]], roles: dict[str, str
             validate_qa_records(records, f"set '{name}'")
             qa[name] = (roles[name], records)
     given = {name: list(g)[:len(capped[name])] for name, g in (generations or {}).items() if name in qa}
-    results = evaluate_qa_sets(model, tokenizer, qa, fmt, config, given) if qa else {}
+    phases: dict[str, float] = {}
+    results = evaluate_qa_sets(model, tokenizer, qa, fmt, config, given, phases) if qa else {}
     for name, records in capped.items():
         role = roles[name]
         if role in ("mcq", "text"):
@@ -84,7 +85,7 @@ def evaluate(model, tokenizer, sets: dict[str, list[dict]], roles: dict[str, str
     return {"sets": {name: results[name] for name in sets}, "aggregates": aggregate(results, oracle),
             "config": {**config.to_dict(), "protocol": config.protocol, "prompt_format": fmt.to_dict(),
                        "oracle": oracle is not None},
-            "timing": {"seconds": seconds}}
+            "timing": {"seconds": seconds, **phases}}
 
 
 def evaluate_set(model, tokenizer, records: list[dict], fmt: PromptFormat | None = None,

@@ -32,6 +32,7 @@ of forget quality.
 from __future__ import annotations
 
 import math
+import time
 
 from ..data.formatting import PromptFormat
 from ..errors import UserInputError
@@ -39,7 +40,7 @@ from ..metrics import (MetricResult, answer_probability, derive_keywords, exact_
                        extraction_strength, keyword_accuracy, loss_score, min_k_percent_score,
                        normalized_option_probability, rouge_scores, truth_ratio_forget_score,
                        truth_ratio_per_item, truth_ratio_retain_score, zlib_score)
-from ..models import pad_token_id
+from ..models import model_device, pad_token_id
 from .config import EvalConfig
 from .engine import AnswerScore, generate_texts, score_examples
 
@@ -134,13 +135,16 @@ def _generation_metrics(records, generations, ground_truths) -> tuple[dict, dict
 
 
 def evaluate_qa_sets(model, tokenizer, sets: dict[str, tuple[str, list[dict]]], fmt: PromptFormat,
-                     config: EvalConfig, generations: dict[str, list[str]] | None = None) -> dict[str, dict]:
+                     config: EvalConfig, generations: dict[str, list[str]] | None = None,
+                     timing: dict[str, float] | None = None) -> dict[str, dict]:
     """Evaluate question/answer sets together; returns set name -> ``{"role", "n", "metrics", "per_item"}``.
 
     ``sets`` maps a set name to ``(role, records)``; ``generations`` (set name -> one answer per
     record) replaces greedy generation for those sets. Records are used as given (caps applied by
-    the caller).
+    the caller). ``timing``, when given, receives the seconds of each phase: ``tokenise``,
+    ``teacher_forcing``, ``generation`` and ``metrics``.
     """
+    clock = _PhaseClock(timing if timing is not None else {})
     generations = dict(generations or {})
     for name, (role, records) in sets.items():
         if role not in QA_ROLES:
@@ -150,8 +154,10 @@ def evaluate_qa_sets(model, tokenizer, sets: dict[str, tuple[str, list[dict]]], 
                                  f"got {len(generations[name])}")
     pairs = list(dict.fromkeys(pair for role, records in sets.values() for pair in _pairs(records, role)))
     examples = dict(zip(pairs, fmt.encode_many(tokenizer, pairs)))
+    clock.lap("tokenise")
     scored: list[AnswerScore] = score_examples(model, list(examples.values()), pad_token_id(tokenizer), config.batch_size)
     scores = dict(zip(examples, scored))
+    clock.lap("teacher_forcing")
 
     to_generate = {name for name, (role, _) in sets.items()
                    if config.generation and role in GENERATION_ROLES and name not in generations}
@@ -160,10 +166,11 @@ def evaluate_qa_sets(model, tokenizer, sets: dict[str, tuple[str, list[dict]]], 
         gold_prompt = {r["question"]: examples[(r["question"], r["answer"])]["prompt_ids"]
                        for name in to_generate for r in sets[name][1]}
         texts = generate_texts(model, tokenizer, [gold_prompt[q] for q in questions], config.max_new_tokens,
-                               config.batch_size, config.stop_strings)
+                               config.decoding_batch(model_device(model)), config.stop_strings)
         answered = dict(zip(questions, texts))
         for name in to_generate:
             generations[name] = [answered[r["question"]] for r in sets[name][1]]
+    clock.lap("generation")
 
     results = {}
     for name, (role, records) in sets.items():
@@ -175,4 +182,17 @@ def evaluate_qa_sets(model, tokenizer, sets: dict[str, tuple[str, list[dict]]], 
             per_item.update(more_items, prompt=prompts)
         per_item["truncated"] = [examples[(r["question"], r["answer"])]["truncated"] for r in records]
         results[name] = {"role": role, "n": len(records), "metrics": metrics, "per_item": per_item}
+    clock.lap("metrics")
     return results
+
+
+class _PhaseClock:
+    """Adds the seconds since the previous lap to ``timing[phase]``."""
+
+    def __init__(self, timing: dict[str, float]):
+        self.timing, self.last = timing, time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.timing[phase] = round(self.timing.get(phase, 0.0) + now - self.last, 3)
+        self.last = now

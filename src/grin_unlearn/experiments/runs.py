@@ -18,7 +18,7 @@ from ..evaluation import EvalConfig, evaluate, load_eval_sets
 from ..io_utils import atomic_write_json
 from ..models import load_model, load_tokenizer
 from ..run_dir import EVAL_FILE, MODEL_DIR, is_evaluated, is_finished
-from ..unlearn import unlearn
+from ..pipeline import unlearn
 
 
 @dataclass
