@@ -120,7 +120,7 @@ def run_npo_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict) -> di
     state = json.loads((work / "ou" / "unlearn" / tag / "trainer_state.json").read_text())
     ours_out = work / f"ours_{tag}"
     ours_s = timed(GRIN + ["unlearn", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu),
-                           "--forget", "forget10:80", "--scorer", "none", "--objective", "npo", "--batch-size", "4",
+                           "--forget", "forget10[:80]", "--scorer", "none", "--objective", "npo", "--batch-size", "4",
                            "--epochs", "1", "--out", str(ours_out), "--overwrite"], env, work / f"{tag}.ours.log")
     ours_log = json.loads((ours_out / "train_log.json").read_text())
     steps = max(h.get("step", 0) for h in ours_log)

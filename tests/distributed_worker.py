@@ -70,7 +70,7 @@ def unlearn_config() -> UnlearnConfig:
     return UnlearnConfig(
         objective="npo",
         selection=SelectionConfig(scorer="grin", ratio=RATIO, score_batch_size=EXACT_BATCH),
-        noise=NoiseConfig(noise_var=NOISE_VAR),
+        noise=NoiseConfig(noise_var=NOISE_VAR, noise_probe=True),
         train=TrainConfig(epochs=1, lr=1e-2, batch_size=2, weight_decay=0.1, warmup_ratio=0.0, seed=SEED),
     )
 

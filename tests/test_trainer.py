@@ -86,6 +86,7 @@ def test_masked_run_records_the_forget_gradient_before_and_after_the_noise(micro
     forget, retain = micro_world["forget10"][:8], micro_world["retain90"][:8]
     config = _config(noise=1e-2, epochs=1)
     config.selection.score_batch_size = 4
+    config.noise.noise_probe = True
     result = unlearn(build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0), micro_tokenizer, forget, retain, config,
                      tmp_path / "run", log=lambda *_: None)
     record = json.loads((tmp_path / "run" / "noise.json").read_text())
@@ -104,6 +105,32 @@ def test_masked_run_records_the_forget_gradient_before_and_after_the_noise(micro
 
     text = "\n".join(noise_lines(noise_record(tmp_path / "run")))
     assert f"{before['l2']:.4g} before the noise, {after['l2']:.4g} after (× {after['l2'] / before['l2']:.3g})" in text
+
+
+def test_noise_probe_off_costs_no_pass_and_changes_no_weight(micro_world, micro_tokenizer, tmp_path):
+    """Without ``noise_probe`` a masked run makes no forget-gradient pass beyond scoring (2 × 2 forward
+    passes fewer over 8 forget examples in batches of 4) and trains bit-identical weights."""
+    import json
+
+    from grin_unlearn.models import build_tiny_model
+    from tests.conftest import MICRO_MODEL
+
+    forget, retain = micro_world["forget10"][:8], micro_world["retain90"][:8]
+    weights, calls = {}, {}
+    for probe in (True, False):
+        config = _config(noise=1e-2, epochs=1)
+        config.selection.score_batch_size = 4
+        config.noise.noise_probe = probe
+        model = build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0)
+        calls[probe] = []
+        handle = model.register_forward_hook(lambda *_: calls[probe].append(1))
+        unlearn(model, micro_tokenizer, forget, retain, config, tmp_path / str(probe), log=lambda *_: None)
+        handle.remove()
+        weights[probe] = {k: v.clone() for k, v in model.state_dict().items()}
+    assert len(calls[True]) - len(calls[False]) == 2 * 2
+    assert all(torch.equal(weights[True][k], weights[False][k]) for k in weights[True])
+    record = json.loads((tmp_path / "False" / "noise.json").read_text())
+    assert "forget_gradient" not in record and record["noise"]["variance"] == 1e-2
 
 
 def test_full_finetuning_writes_no_noise_record(micro_world, micro_tokenizer, micro_model, tmp_path):

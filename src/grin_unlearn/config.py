@@ -104,6 +104,9 @@ class NoiseConfig:
         "loss tolerates)", type=number_or_auto))
     noise_mode: str = field(default="absolute", metadata=_help(
         "absolute: N(0, σ²) as in the paper; relative: σ scaled by each tensor's weight std"))
+    noise_probe: bool = field(default=False, metadata=_help(
+        "measure the forget gradient over the selected weights before and after the noise into noise.json "
+        "(two extra forget-gradient passes; off by default)"))
 
     def __post_init__(self):
         self.noise_var = _auto_or_number("--noise-var", self.noise_var)

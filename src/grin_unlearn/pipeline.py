@@ -6,9 +6,10 @@
    ``scorer == "none"`` (plain full fine-tuning with the objective, the baseline) or a saved mask is
    given;
 2. global top-p selection (:func:`~grin_unlearn.selection.select_top_fraction`) → ``mask.safetensors``;
-3. noise ``θ_i ← θ_i + N(0, σ²)`` on selected weights (:func:`~grin_unlearn.noise.inject_noise`), with
-   the forget-set gradient over the selected weights measured before and after it (``noise.json``:
-   does the noise act by enlarging vanishing gradients? GRIN's third open question);
+3. noise ``θ_i ← θ_i + N(0, σ²)`` on selected weights (:func:`~grin_unlearn.noise.inject_noise`); with
+   ``noise.noise_probe`` the forget-set gradient over the selected weights is measured before and after
+   it (``noise.json``: does the noise act by enlarging vanishing gradients? GRIN's third open question;
+   two extra forget-gradient passes, so off by default);
 4. masked unlearning with :class:`~grin_unlearn.training.trainer.UnlearningTrainer` (reference
    log-probs taken from the model as it was before the noise, i.e. the starting model);
 5. the run folder (:mod:`grin_unlearn.run_dir`), ``run.json`` last.
@@ -147,18 +148,23 @@ def resume_record(config: UnlearnConfig, forget: list[dict], retain: list[dict],
 
 
 def forget_gradient_stats(model, tokenizer, forget: list[dict], fmt: PromptFormat, params: dict, masks: dict,
-                          selection: SelectionConfig) -> dict:
-    """Norms of the forget gradient ``G_f`` over the selected weights of the model as it is now.
+                          selection: SelectionConfig, timing: dict[str, float] | None = None) -> dict:
+    """Norms of the forget gradient ``G_f`` over the selected weights of the model as it is now (the
+    noise probe, ``noise.noise_probe``; its seconds add to ``timing["noise_probe"]``).
 
     ``G_f = Σ_batches ∇θ L_batch`` exactly as for scoring (:func:`~grin_unlearn.scoring.gradients.
     accumulate_gradients`, batches of ``selection.score_batch_size``), on the tensors holding a selected
     weight; the statistics are over the selected entries only
     (:func:`~grin_unlearn.scoring.gradients.selected_gradient_stats`).
     """
+    start = time.perf_counter()
     chosen = {name: params[name] for name, mask in masks.items() if any_selected(mask)}
     grads = accumulate_gradients(model, tokenizer, forget, fmt, chosen, batch_size=selection.score_batch_size,
                                  desc="forget (gradient norm)", accumulator_device=selection.accumulator_device)
-    return selected_gradient_stats(grads, {name: masks[name] for name in chosen})
+    stats = selected_gradient_stats(grads, {name: masks[name] for name in chosen})
+    if timing is not None:
+        timing["noise_probe"] = timing.get("noise_probe", 0.0) + time.perf_counter() - start
+    return stats
 
 
 def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: UnlearnConfig,
@@ -228,22 +234,23 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         params = {name: all_params[name] for name in masks}
         if config.noise.noise_var == AUTO:
             config = _resolve_noise_var(model, tokenizer, retain, params, masks, config, fmt, auto, log)
-        probe_start = time.perf_counter()
-        before = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection)
         noise = {"variance": 0.0, "perturbed": 0}
-        after = before  # no noise: the gradient is the same
+        before = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection, timing) \
+            if config.noise.noise_probe else None
         if config.noise.noise_var > 0:
             noise = inject_noise(params, masks, config.noise.noise_var, config.noise.noise_mode, config.train.seed)
             log(f"noise σ²={config.noise.noise_var} ({config.noise.noise_mode}) on {noise.get('perturbed', 'the')} selected weights")
-            after = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection)
-        timing["gradient_norms"] = time.perf_counter() - probe_start
-        noise_report = {"noise": noise, "forget_gradient": {
-            "before_noise": before, "after_noise": after,
-            "l2_ratio": after["l2"] / before["l2"] if before["l2"] > 0 else None,
-            "definition": "G_f = sum over forget batches of the gradient of the mean answer-token NLL "
-                          f"(batches of {config.selection.score_batch_size}), over the selected weights only"}}
-        log(f"forget-gradient L2 over the selected weights: {before['l2']:.4g} before the noise, "
-            f"{after['l2']:.4g} after")
+        noise_report = {"noise": noise}
+        if before is not None:
+            after = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection, timing) \
+                if config.noise.noise_var > 0 else before  # no noise: the gradient is the same
+            noise_report["forget_gradient"] = {
+                "before_noise": before, "after_noise": after,
+                "l2_ratio": after["l2"] / before["l2"] if before["l2"] > 0 else None,
+                "definition": "G_f = sum over forget batches of the gradient of the mean answer-token NLL "
+                              f"(batches of {config.selection.score_batch_size}), over the selected weights only"}
+            log(f"forget-gradient L2 over the selected weights: {before['l2']:.4g} before the noise, "
+                f"{after['l2']:.4g} after")
         optimizer = make_masked_optimizer(model, masks, lr=args.learning_rate, weight_decay=args.weight_decay,
                                           betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
         trained = sum(p.requires_grad for p in all_params.values())

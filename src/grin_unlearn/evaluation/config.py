@@ -18,7 +18,10 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import UserInputError
 
-CPU_GENERATION_BATCH = 256  # bench/bench_reference.py: 0.5x the decoding time of batch 64 on a 2M Llama
+# bench/bench_reference.py (2.1M Llama, 1017 prompts x 200 tokens): decoding in batches of 512 takes 0.55x
+# the time of batches of 64 on 2 CPU cores; more rows only grow the KV cache.
+CPU_GENERATION_BATCH = 512
+CPU_KV_BUDGET = 2**30
 PROTOCOLS: dict[str, dict] = {
     "tofu": {"max_new_tokens": 200, "retain_max_items": None, "min_k": 0.4},
     "fast": {"max_new_tokens": 32, "retain_max_items": 200, "min_k": 0.4},
@@ -32,9 +35,10 @@ class EvalConfig:
     Attributes:
         max_new_tokens: greedy generation length for ROUGE-L / keyword accuracy.
         batch_size: sequences per teacher-forced forward pass.
-        generation_batch_size: prompts decoded together (None: ``batch_size`` on an accelerator, at
-            least :data:`CPU_GENERATION_BATCH` on a CPU, where a small model's decoding step costs
-            about the same for 64 rows as for 256).
+        generation_batch_size: prompts decoded together (None: ``batch_size`` on an accelerator; on a
+            CPU as many as keep the KV cache within :data:`CPU_KV_BUDGET` bytes, between ``batch_size``
+            and :data:`CPU_GENERATION_BATCH`: a small model's decoding step costs about as much for 64
+            rows as for 512).
         max_items: evaluate only the first ``max_items`` records of every set (None: all).
         retain_max_items: cap for the retain set on top of ``max_items`` (None: all).
         mia: compute the LOSS / zlib / Min-K% membership scores (and the AUCs, PrivLeak).
@@ -76,11 +80,14 @@ class EvalConfig:
         values = {**PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None and k in known}}
         return cls(**values)
 
-    def decoding_batch(self, device) -> int:
-        """Prompts per decoding batch on ``device`` (see ``generation_batch_size``)."""
+    def decoding_batch(self, device, kv_bytes_per_row: int) -> int:
+        """Prompts per decoding batch on ``device`` when one row's KV cache takes ``kv_bytes_per_row``
+        (see ``generation_batch_size``)."""
         if self.generation_batch_size is not None:
             return self.generation_batch_size
-        return self.batch_size if getattr(device, "type", str(device)) != "cpu" else max(self.batch_size, CPU_GENERATION_BATCH)
+        if getattr(device, "type", str(device)) != "cpu":
+            return self.batch_size
+        return max(self.batch_size, min(CPU_GENERATION_BATCH, CPU_KV_BUDGET // max(kv_bytes_per_row, 1)))
 
     @property
     def protocol(self) -> str:

@@ -256,7 +256,24 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
     return texts
 
 
+def kv_bytes_per_row(model, positions: int) -> int:
+    """Bytes of one sequence's KV cache over ``positions`` tokens: ``2·layers·kv_heads·head_dim·positions``
+    values of the weights' dtype (0 when the config does not say)."""
+    config = getattr(model, "config", None)
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers, heads = getattr(config, "num_hidden_layers", 0), getattr(config, "num_attention_heads", 0)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or (getattr(config, "hidden_size", 0) // max(heads, 1))
+    return 2 * layers * kv_heads * head_dim * positions * next(model.parameters()).element_size()
+
+
+def generate_with_config(model, tokenizer, prompts: list[list[int]], config) -> list[str]:
+    """:func:`generate_texts` with an :class:`~.config.EvalConfig`'s length, stop strings and decoding batch."""
+    longest = max((len(p) for p in prompts), default=0)
+    batch = config.decoding_batch(model_device(model), kv_bytes_per_row(model, longest + config.max_new_tokens))
+    return generate_texts(model, tokenizer, prompts, config.max_new_tokens, batch, config.stop_strings)
+
+
 def generate_answers(model, tokenizer, questions: list[str], fmt, config) -> list[str]:
     """Greedy answers to ``questions`` in prompt format ``fmt`` with ``config``'s generation settings."""
-    return generate_texts(model, tokenizer, fmt.prompts_ids(tokenizer, list(questions)), config.max_new_tokens,
-                          config.decoding_batch(model_device(model)), config.stop_strings)
+    return generate_with_config(model, tokenizer, fmt.prompts_ids(tokenizer, list(questions)), config)

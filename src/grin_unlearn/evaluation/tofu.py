@@ -40,9 +40,9 @@ from ..metrics import (MetricResult, answer_probability, derive_keywords, exact_
                        extraction_strength, keyword_accuracy, loss_score, min_k_percent_score,
                        normalized_option_probability, rouge_scores, truth_ratio_forget_score,
                        truth_ratio_per_item, truth_ratio_retain_score, zlib_score)
-from ..models import model_device, pad_token_id
+from ..models import pad_token_id
 from .config import EvalConfig
-from .engine import AnswerScore, generate_texts, score_examples
+from .engine import AnswerScore, generate_with_config, score_examples
 
 QA_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout")
 OPTION_ROLES = ("world_facts", "real_authors")  # the probability is normalised over the options here
@@ -165,8 +165,7 @@ def evaluate_qa_sets(model, tokenizer, sets: dict[str, tuple[str, list[dict]]], 
     if questions:
         gold_prompt = {r["question"]: examples[(r["question"], r["answer"])]["prompt_ids"]
                        for name in to_generate for r in sets[name][1]}
-        texts = generate_texts(model, tokenizer, [gold_prompt[q] for q in questions], config.max_new_tokens,
-                               config.decoding_batch(model_device(model)), config.stop_strings)
+        texts = generate_with_config(model, tokenizer, [gold_prompt[q] for q in questions], config)
         answered = dict(zip(questions, texts))
         for name in to_generate:
             generations[name] = [answered[r["question"]] for r in sets[name][1]]

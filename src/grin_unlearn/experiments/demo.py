@@ -76,7 +76,7 @@ class DemoConfig:
             f"{name} (full)": UnlearnConfig(self.objective, SelectionConfig(scorer="none"), NoiseConfig(noise_var=0.0),
                                             replace(full.train), replace(full.hyperparams)),
             f"GRIN + {name}": UnlearnConfig(self.objective, SelectionConfig(scorer="grin", ratio=grin.ratio),
-                                            NoiseConfig(noise_var=grin.noise_var, noise_mode=grin.noise_mode),
+                                            NoiseConfig(noise_var=grin.noise_var, noise_mode=grin.noise_mode, noise_probe=True),
                                             replace(grin.train), replace(grin.hyperparams)),
         }
 
