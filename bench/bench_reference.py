@@ -19,8 +19,13 @@ each ratio is measured in one run:
 Data: the TOFU-sized world of ``bench/bench_eval.py`` written under TOFU's config names
 (``forget10.json``, ``forget10_perturbed.json``, ``retain90.json``, ``retain_perturbed.json``,
 ``holdout10.json``, ``real_authors_perturbed.json``, ``world_facts_perturbed.json``). Model: a Llama of
-2.1M parameters (4 layers, hidden 128, intermediate 512) with a 4,096-token BPE trained on the world;
+1.55M parameters (4 layers, hidden 128, intermediate 512) with a BPE trained on the world (asked for
+4,096 tokens; the world's text yields 1,965);
 ``finetuned`` is the same model after 300 AdamW steps on every set but the holdout.
+
+``--baseline-src DIR`` (the ``src`` folder of another checkout, e.g. ``git worktree add /tmp/landed
+<commit>``) adds that tree's commands to every pair, run the same way with ``PYTHONPATH=DIR``: its
+wall time, and whether our ``eval.json`` per-item values and our NPO weights are bit-identical to its.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from grin_unlearn.data.world import world_corpus
 from grin_unlearn.models import TinyModelConfig, build_tiny_model, save_model_folder, train_tokenizer
 
 REFERENCE_SCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "reference"
-GRIN = [str(Path(sys.executable).with_name("grin-unlearn"))]
+GRIN = [sys.executable, "-m", "grin_unlearn.cli"]
 
 
 def write_tofu_dir(folder: Path) -> dict[str, list[dict]]:
@@ -84,7 +89,8 @@ def timed(command: list[str], env: dict, log: Path) -> float:
 
 
 def per_item_difference(ours: Path, reference: Path) -> tuple[float, int]:
-    """Largest |ours - reference| over the per-item values both TOFU_EVAL.json files hold, and how many."""
+    """Largest ``|ours - reference| / max(1, |reference|)`` (absolute below 1, relative above) over the
+    per-item values both TOFU_EVAL.json files hold, and how many values."""
     a, b = json.loads(ours.read_text()), json.loads(reference.read_text())
     worst, count = 0.0, 0
     for metric, entry in b.items():
@@ -96,36 +102,68 @@ def per_item_difference(ours: Path, reference: Path) -> tuple[float, int]:
             for key, value in values.items():
                 mine = (other.get(index) or {}).get(key)
                 if isinstance(value, (int, float)) and isinstance(mine, (int, float)) and math.isfinite(value):
-                    worst, count = max(worst, abs(mine - value)), count + 1
+                    worst, count = max(worst, abs(mine - value) / max(1.0, abs(value))), count + 1
     return worst, count
 
 
-def run_eval_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict) -> dict:
+def same_per_item(a: Path, b: Path) -> bool:
+    """Whether two eval.json files hold exactly the same per-item values in every set."""
+    first, second = json.loads(a.read_text()), json.loads(b.read_text())
+    return all(first["sets"][name]["per_item"] == second["sets"][name]["per_item"] for name in first["sets"])
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    from safetensors.torch import load_file
+
+    first, second = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def with_baseline(command: list[str], env: dict, baseline: Path | None) -> tuple[list[str], dict] | None:
+    return None if baseline is None else (command, dict(env, PYTHONPATH=str(baseline)))
+
+
+def run_eval_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict, baseline: Path | None) -> dict:
     ref_env = dict(env, TOFU_DIR=str(tofu), RUNS_DIR=str(work / "ou"))
     ref_s = timed(["bash", str(REFERENCE_SCRIPTS / "run_eval.sh"), tag, str(model)], ref_env, work / f"{tag}.ref.log")
-    ours_out = work / f"ours_{tag}"
-    ours_s = timed(GRIN + ["eval", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu),
-                           "--out", str(ours_out), "--overwrite"], env, work / f"{tag}.ours.log")
-    diff, count = per_item_difference(ours_out / "TOFU_EVAL.json", work / "ou" / "eval" / tag / "TOFU_EVAL.json")
-    return {"reference_s": ref_s, "ours_s": ours_s, "max_item_diff": diff, "items": count}
+    row = {"reference_s": ref_s}
+    for side, path in (("ours", None), ("baseline", baseline)):
+        if side == "baseline" and baseline is None:
+            continue
+        out = work / f"{side}_{tag}"
+        row[f"{side}_s"] = timed(GRIN + ["eval", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu),
+                                         "--out", str(out), "--overwrite"],
+                                 dict(env, PYTHONPATH=str(path)) if path else env, work / f"{tag}.{side}.log")
+    diff, count = per_item_difference(work / f"ours_{tag}" / "TOFU_EVAL.json", work / "ou" / "eval" / tag / "TOFU_EVAL.json")
+    row.update(max_item_diff=diff, items=count)
+    if baseline is not None:
+        row["identical_to_baseline"] = same_per_item(work / f"ours_{tag}" / "eval.json", work / f"baseline_{tag}" / "eval.json")
+    return row
 
 
 def train_runtime(trainer_log: list[dict]) -> float:
     return next(h["train_runtime"] for h in reversed(trainer_log) if "train_runtime" in h)
 
 
-def run_npo_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict) -> dict:
+def run_npo_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict, baseline: Path | None) -> dict:
     ref_env = dict(env, TOFU_DIR=str(tofu), RUNS_DIR=str(work / "ou"), MAX_STEPS="20", BS="4")
     ref_s = timed(["bash", str(REFERENCE_SCRIPTS / "run_npo.sh"), tag, str(model)], ref_env, work / f"{tag}.ref.log")
     state = json.loads((work / "ou" / "unlearn" / tag / "trainer_state.json").read_text())
-    ours_out = work / f"ours_{tag}"
-    ours_s = timed(GRIN + ["unlearn", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu),
-                           "--forget", "forget10[:80]", "--scorer", "none", "--objective", "npo", "--batch-size", "4",
-                           "--epochs", "1", "--out", str(ours_out), "--overwrite"], env, work / f"{tag}.ours.log")
-    ours_log = json.loads((ours_out / "train_log.json").read_text())
-    steps = max(h.get("step", 0) for h in ours_log)
-    return {"reference_s": ref_s, "ours_s": ours_s, "reference_train_s": train_runtime(state["log_history"]),
-            "ours_train_s": train_runtime(ours_log), "reference_steps": state["global_step"], "ours_steps": steps}
+    row = {"reference_s": ref_s, "reference_train_s": train_runtime(state["log_history"]),
+           "reference_steps": state["global_step"]}
+    for side, path in (("ours", None), ("baseline", baseline)):
+        if side == "baseline" and baseline is None:
+            continue
+        out = work / f"{side}_{tag}"
+        row[f"{side}_s"] = timed(GRIN + ["unlearn", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu),
+                                         "--forget", "forget10[:80]", "--scorer", "none", "--objective", "npo",
+                                         "--batch-size", "4", "--epochs", "1", "--out", str(out), "--overwrite"],
+                                 dict(env, PYTHONPATH=str(path)) if path else env, work / f"{tag}.{side}.log")
+        log = json.loads((out / "train_log.json").read_text())
+        row[f"{side}_train_s"], row[f"{side}_steps"] = train_runtime(log), max(h.get("step", 0) for h in log)
+    if baseline is not None:
+        row["identical_to_baseline"] = same_weights(work / f"ours_{tag}", work / f"baseline_{tag}")
+    return row
 
 
 def spread(values: list[float]) -> str:
@@ -137,7 +175,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_reference", help="work folder (data, models, logs)")
     parser.add_argument("--pairs", type=int, default=3, help="back-to-back pairs of runs per row (default 3)")
     parser.add_argument("--only", choices=["eval", "npo"], help="run one part only")
+    parser.add_argument("--baseline-src", type=Path, help="src folder of another checkout to time beside ours")
     args = parser.parse_args()
+    baseline = args.baseline_src.resolve() if args.baseline_src else None
     work = Path(args.out).resolve()
     tofu = work / "tofu"
     sets = write_tofu_dir(tofu)
@@ -153,24 +193,35 @@ def main() -> None:
             results = []
             for pair in range(args.pairs):
                 run = run_eval_pair if part == "eval" else run_npo_pair
-                results.append(run(models[kind], tofu, work, f"{part}_{kind}_{pair}", env))
+                results.append(run(models[kind], tofu, work, f"{part}_{kind}_{pair}", env, baseline))
                 print(json.dumps({"part": part, "model": kind, "pair": pair, **results[-1]}), flush=True)
             rows.append((part, kind, results))
-    print("\n| what | model | reference s | ours s | ratio (per pair) | notes |")
-    print("|---|---|---:|---:|---:|---|")
+    base = baseline is not None
+    print("\n| what | model | reference s | ours s | ours / reference | " + ("baseline s | ours / baseline | bit-identical |"
+                                                                       if base else "notes |"))
+    print("|---|---|---:|---:|---:|" + ("---:|---:|---|" if base else "---|"))
     for part, kind, results in rows:
-        ratios = [r["ours_s"] / r["reference_s"] for r in results]
-        if part == "eval":
-            notes = f"max per-item difference {max(r['max_item_diff'] for r in results):.1e} over {results[0]['items']} values"
-            print(f"| TOFU evaluation, whole command | {kind} | {spread([r['reference_s'] for r in results])} | "
-                  f"{spread([r['ours_s'] for r in results])} | {spread(ratios)} | {notes} |")
+        key = "" if part == "eval" else "train_"
+        what = "TOFU evaluation, whole command" if part == "eval" else f"NPO train_runtime, {results[0]['ours_steps']} steps"
+        cells = [what, kind, spread([r[f"reference_{key}s"] for r in results]), spread([r[f"ours_{key}s"] for r in results]),
+                 spread([r[f"ours_{key}s"] / r[f"reference_{key}s"] for r in results])]
+        if base:
+            cells += [spread([r[f"baseline_{key}s"] for r in results]),
+                      spread([r[f"ours_{key}s"] / r[f"baseline_{key}s"] for r in results]),
+                      "yes" if all(r["identical_to_baseline"] for r in results) else "NO"]
         else:
-            train = [r["ours_train_s"] / r["reference_train_s"] for r in results]
-            print(f"| NPO train_runtime, {results[0]['ours_steps']} steps batch 4 | {kind} | "
-                  f"{spread([r['reference_train_s'] for r in results])} | {spread([r['ours_train_s'] for r in results])} "
-                  f"| {spread(train)} | |")
-            print(f"| NPO whole command | {kind} | {spread([r['reference_s'] for r in results])} | "
-                  f"{spread([r['ours_s'] for r in results])} | {spread(ratios)} | fixed cost: imports, load, tokenise, save |")
+            cells.append("")
+        print("| " + " | ".join(cells) + " |")
+        if part == "eval":
+            print(f"\nmax per-item |ours - reference| / max(1, |reference|) ({kind}): {max(r['max_item_diff'] for r in results):.1e} "
+                  f"over {results[0]['items']} values")
+        else:
+            cells = ["NPO whole command", kind, spread([r["reference_s"] for r in results]),
+                     spread([r["ours_s"] for r in results]), spread([r["ours_s"] / r["reference_s"] for r in results])]
+            if base:
+                cells += [spread([r["baseline_s"] for r in results]),
+                          spread([r["ours_s"] / r["baseline_s"] for r in results]), ""]
+            print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

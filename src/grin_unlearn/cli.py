@@ -21,7 +21,8 @@ import sys
 from . import __version__
 from .errors import TrainingStoppedError, UserInputError
 
-COMMAND_MODULES = ("demo", "world", "finetune", "select", "unlearn", "eval", "compare", "sweep", "report", "tune")
+COMMAND_MODULES = ("demo", "world", "finetune", "select", "unlearn", "eval", "attack", "compare", "sweep", "report",
+                   "tune")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

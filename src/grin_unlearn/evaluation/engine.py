@@ -144,7 +144,7 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 # Decoder families whose forward takes a DynamicCache, position ids and a 2-D padding mask on every
 # transformers version we support: these decode with :func:`greedy_decode`, the rest with ``generate``.
-LOOP_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi", "phi3", "olmo", "olmo2"})
+LOOP_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 # generation_config fields that change greedy tokens (logits processors): any non-default -> ``generate``.
 _PROCESSOR_DEFAULTS = {"repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0),
                        "bad_words_ids": (None,), "suppress_tokens": (None,), "begin_suppress_tokens": (None,),

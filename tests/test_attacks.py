@@ -1,0 +1,131 @@
+"""Tests for grin_unlearn.evaluation.attacks: quantization, relearning, the recovery share, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grin_unlearn.evaluation.attacks import (QuantizeConfig, changed_buckets, quantize_model, recovery, recovery_table,
+                                             relearn_curve, rtn_dequantized, split_relearn_probe)
+from grin_unlearn.evaluation.attacks.quantize import quantization_steps
+from grin_unlearn.errors import UserInputError
+from grin_unlearn.models import build_tiny_model
+from tests.conftest import MICRO_MODEL
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.sampled_from([4, 8, 16]), st.sampled_from([2, 3, 4, 8]), st.sampled_from([None, 4, 8]),
+       st.floats(1e-4, 10.0), st.integers(0, 2**31 - 1))
+def test_every_weight_lies_within_half_a_step(rows, groups, bits, group_size, spread, seed):
+    """RTN moves each weight by at most half its group's step s = (max - min) / (2^b - 1), and uses at most
+    2^b levels per group."""
+    cols = groups * (group_size or 5)
+    weight = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed)) * spread
+    out = rtn_dequantized(weight, bits, group_size)
+    steps = quantization_steps(weight, bits, group_size)
+    assert out.dtype == weight.dtype and out.shape == weight.shape
+    assert torch.all((out - weight).abs() <= steps / 2 * (1 + 1e-4) + 1e-12)
+    size = group_size or cols
+    for group in out.reshape(rows, cols // size, size).reshape(-1, size):
+        assert group.unique().numel() <= 2 ** bits
+
+
+def test_sixteen_bit_is_bf16_and_constant_groups_stay_exact():
+    weight = torch.randn(4, 8)
+    assert torch.equal(rtn_dequantized(weight, 16, 4), weight.to(torch.bfloat16).float())
+    flat = torch.full((2, 8), 0.3)
+    assert torch.equal(rtn_dequantized(flat, 4, 4), flat)
+    with pytest.raises(UserInputError, match="group-size 3"):
+        rtn_dequantized(weight, 4, 3)
+    with pytest.raises(UserInputError, match="--bits"):
+        QuantizeConfig(bits=5)
+
+
+def test_quantized_model_saves_and_loads_as_a_normal_folder(micro_tokenizer, tmp_path):
+    from grin_unlearn.models import load_model, save_model_folder
+
+    model = build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = quantize_model(model, QuantizeConfig(bits=4, group_size=16))
+    assert report["tensors"] == 2 * 7 and report["max_error_in_steps"] <= 0.5 + 1e-4
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(".layers." in k and "norm" not in k for k in changed)  # embeddings, head, norms kept
+    save_model_folder(model, micro_tokenizer, tmp_path / "q")
+    loaded = load_model(str(tmp_path / "q"))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+def test_changed_buckets_counts_weights_quantization_cannot_send_back(micro_tokenizer):
+    target = build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0)
+    same = changed_buckets(target, target, QuantizeConfig(bits=4, group_size=16))
+    assert same["changed"] == 0 and same["weights"] > 0
+    moved = build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0)
+    with torch.no_grad():
+        moved.model.layers[0].mlp.up_proj.weight.add_(1.0)  # a large update on one tensor
+    result = changed_buckets(moved, target, QuantizeConfig(bits=4, group_size=16))
+    assert result["changed"] > 0 and result["changed"] <= moved.model.layers[0].mlp.up_proj.weight.numel()
+
+
+def test_relearn_and_probe_halves_are_disjoint_cover_and_split_every_entity(micro_world):
+    records = micro_world["forget10"]
+    relearn, probe = split_relearn_probe(records, seed=3)
+    assert not set(relearn) & set(probe) and sorted(relearn + probe) == list(range(len(records)))
+    for author in {r["author"] for r in records}:
+        mine = [i for i, r in enumerate(records) if r["author"] == author]
+        assert len([i for i in mine if i in relearn]) == len(mine) // 2
+    assert split_relearn_probe(records, seed=3) == (relearn, probe) != split_relearn_probe(records, seed=4)
+
+
+def test_relearning_with_lr_zero_changes_no_weight_and_no_metric(micro_world, micro_tokenizer):
+    from grin_unlearn.evaluation import EvalConfig, evaluate
+
+    model = build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sets = {"forget10": micro_world["forget10"][:6], "retain90": micro_world["retain90"][:6]}
+    roles = {"forget10": "forget", "retain90": "retain"}
+    config = EvalConfig(max_new_tokens=6, batch_size=8, mia=False)
+
+    def metrics(_k):
+        result = evaluate(model, micro_tokenizer, sets, roles, config=config)
+        return {name: entry["per_item"] for name, entry in result["sets"].items()}
+
+    curve = relearn_curve(model, micro_tokenizer, micro_world["forget10"][6:12], [0, 3], 0.0, 2, 0, metrics)
+    assert curve[0] == curve[3]
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    moved = relearn_curve(model, micro_tokenizer, micro_world["forget10"][6:12], [2], 1e-2, 2, 0, metrics)
+    assert moved[2] != curve[0]
+
+
+def test_recovery_share_by_hand():
+    """(0.6 - 0.2) / (0.9 - 0.1) = 0.5; a zero gap or a missing value gives None."""
+    assert recovery(0.6, 0.2, 0.9, 0.1) == pytest.approx(0.5)
+    assert recovery(0.6, 0.2, 0.5, 0.5) is None and recovery(None, 0.2, 0.9, 0.1) is None
+    table = recovery_table({"forget_rouge_l": 0.6}, {"forget_rouge_l": 0.2}, {"forget_rouge_l": 0.9},
+                           {"forget_rouge_l": 0.1})
+    assert table == {"forget_rouge_l": {"attacked": 0.6, "oracle_attacked": 0.2, "target": 0.9, "oracle": 0.1,
+                                        "recovery": pytest.approx(0.5)}}
+
+
+@pytest.mark.slow
+def test_attack_cli_writes_recovery_for_both_attacks(micro_model_dir, micro_world_dir, tmp_path):
+    from grin_unlearn.cli import main
+
+    common = ["--model", str(micro_model_dir), "--target", str(micro_model_dir), "--oracle", str(micro_model_dir),
+              "--data", str(micro_world_dir), "--max-items", "4"]
+    assert main(["attack", "quantize", *common, "--bits", "8", "4", "--group-size", "16", "--out",
+                 str(tmp_path / "q")]) == 0
+    report = json.loads((tmp_path / "q" / "attack.json").read_text())
+    assert report["settings"] == ["8-bit RTN, groups of 16", "4-bit RTN, groups of 16"]
+    # one model as unlearned, target and oracle: the target-oracle gap is 0, so no recovery share exists
+    assert all(row["recovery"] is None for table in report["recovery"].values() for row in table.values())
+    assert report["changed_buckets"]["4-bit RTN, groups of 16"]["changed"] == 0
+    assert main(["attack", "relearn", *common, "--steps", "0", "2", "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "attack.json").read_text())
+    split = report["split"]
+    assert not set(split["relearn"]) & set(split["probe"]) and set(report["runs"]["unlearned"]) == {"0", "2"}
+    assert (tmp_path / "r" / "recovery.png").stat().st_size > 0
+    assert main(["attack", "relearn", *common, "--steps", "0", "--out", str(tmp_path / "r")]) == 2  # exists
