@@ -137,3 +137,27 @@ def test_full_finetuning_writes_no_noise_record(micro_world, micro_tokenizer, mi
     unlearn(micro_model, micro_tokenizer, micro_world["forget10"][:4], micro_world["retain90"][:4],
             _config(scorer="none", epochs=1), tmp_path / "run", log=lambda *_: None)
     assert (tmp_path / "run" / "run.json").is_file() and not (tmp_path / "run" / "noise.json").exists()
+
+
+def test_per_step_log_dicts_reach_the_console_only_when_verbose(micro_world, micro_tokenizer, micro_model, tmp_path,
+                                                                 capsys):
+    """The Trainer's log dicts ('loss', 'learning_rate', ...) go to train_log.json; the console shows them
+    only at INFO level (``grin-unlearn -v``)."""
+    import json
+    import logging
+
+    forget, retain = micro_world["forget10"][:4], micro_world["retain90"][:4]
+    logger = logging.getLogger("grin_unlearn")
+    shown = {}
+    for verbose in (False, True):
+        previous = logger.level
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+        try:
+            unlearn(micro_model, micro_tokenizer, forget, retain, _config(scorer="none", epochs=1),
+                    tmp_path / str(verbose), log=lambda *_: None)
+        finally:
+            logger.setLevel(previous)
+        captured = capsys.readouterr()
+        shown[verbose] = "'loss'" in captured.out + captured.err
+        assert any("loss" in entry for entry in json.loads((tmp_path / str(verbose) / "train_log.json").read_text()))
+    assert shown == {False: False, True: True}

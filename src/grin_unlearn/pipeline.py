@@ -66,7 +66,7 @@ from .run_dir import (CHECKPOINTS_DIR, check_out_dir, check_resume_record, last_
 from .scoring import accumulate_gradients, eligible_parameters, score_influence, selected_gradient_stats
 from .selection import mask_fraction, select_top_fraction
 from .sharding import any_selected, is_sharded_model, shard_model, shard_of
-from .training.arguments import enable_gradient_checkpointing, training_arguments
+from .training.arguments import enable_gradient_checkpointing, quiet_log_lines, training_arguments
 from .training.masked_optim import make_masked_optimizer
 from .training.objectives import get_objective
 from .training.reference import precompute_reference
@@ -270,6 +270,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
                                 data_collator=collator, pad_id=pad_token_id(tokenizer), objective=spec,
                                 hyperparams=config.hyperparams, reference=reference, ref_model=ref_model,
                                 optimizers=(optimizer, None))
+    quiet_log_lines(trainer)
     checkpoint = last_complete_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
         log(f"resuming from {checkpoint}")

@@ -16,6 +16,7 @@ arguments changed meaning across it:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from functools import cache
 
@@ -63,3 +64,23 @@ def training_arguments(output_dir: str, *, epochs: int, learning_rate: float, ba
 def enable_gradient_checkpointing(model) -> None:
     """Non-reentrant activation checkpointing on ``model`` (gradients reach blocks behind frozen embeddings)."""
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def quiet_log_lines(trainer) -> None:
+    """Keep ``trainer``'s progress bar but print its per-step log dicts only at INFO level (``-v``): they
+    go to the run folder's ``train_log.json`` anyway, and a newcomer's console shows bars and tables.
+    Applies to the bar (``ProgressCallback``) and to the printer the Trainer uses without a bar."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in (ProgressCallback, PrinterCallback):
+        if trainer.pop_callback(callback) is not None:
+            trainer.add_callback(type(f"Quiet{callback.__name__}", (callback,), {"on_log": _log_if_verbose(callback)}))
+
+
+def _log_if_verbose(callback):
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logging.getLogger("grin_unlearn").isEnabledFor(logging.INFO):
+            return callback.on_log(self, args, state, control, logs=logs, **kwargs)
+        return None
+
+    return on_log

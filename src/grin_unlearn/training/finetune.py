@@ -18,7 +18,7 @@ import torch
 from ..data.formatting import FORMAT_FILE, PadCollator, PromptFormat, encode_records
 from ..errors import UserInputError
 from ..models import pad_token_id, save_model_folder
-from .arguments import training_arguments
+from .arguments import quiet_log_lines, training_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ def finetune(model, tokenizer, records: list[dict], config: FinetuneConfig, out_
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.trainer.") as scratch:
         trainer = Trainer(model=model, args=finetune_arguments(scratch, config), train_dataset=ListDataset(examples),
                           data_collator=PadCollator(pad_token_id(tokenizer)))
+        quiet_log_lines(trainer)
         result = trainer.train()
         save_model_folder(model, tokenizer, out_dir, extra_json={FORMAT_FILE: fmt.to_dict(), "finetune.json": {
             "config": asdict(config), "examples": len(examples), "train_loss": result.training_loss,
