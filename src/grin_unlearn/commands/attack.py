@@ -82,10 +82,15 @@ def _load(path: str, args):
     return load_model(path, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
 
 
-def _aggregates(model, tokenizer, sets, roles, fmt, config, oracle) -> tuple[dict, dict]:
+def _aggregates(model, tokenizer, sets, roles, fmt, config, oracle, is_oracle: bool = False) -> tuple[dict, dict]:
+    """The aggregates and the whole result of one evaluation; the unattacked oracle (``is_oracle``) is
+    compared with itself, so its forget quality is the KS p-value of identical samples, 1."""
     from ..evaluation import evaluate
+    from ..evaluation.report import aggregate
 
     result = evaluate(model, tokenizer, sets, roles, fmt, config, oracle)
+    if is_oracle:
+        result["aggregates"] = aggregate(result["sets"], result)
     return result["aggregates"], result
 
 
@@ -99,7 +104,8 @@ def _quantize(models: dict, tokenizer, plan, fmt, config, settings, args) -> dic
     for role in order:
         model = _load(models[role], args)
         weights[role] = model
-        aggregates, result = _aggregates(model, tokenizer, plan.sets, plan.roles, fmt, config, oracle_result)
+        aggregates, result = _aggregates(model, tokenizer, plan.sets, plan.roles, fmt, config, oracle_result,
+                                         is_oracle=role == "oracle")
         oracle_result = result if role == "oracle" else oracle_result
         runs[role]["none"] = aggregates
         for setting in settings:
@@ -130,24 +136,26 @@ def _relearn(models: dict, tokenizer, plan, forget: str, fmt, config, args, out:
     sets = dict(plan.sets, **{forget: [records[i] for i in probe_idx]})
     order = [r for r in ("oracle", "target", "unlearned") if r in models]
     curves: dict[str, dict[int, dict]] = {}
-    oracle_result = None
+    oracle: dict = {}  # the unattacked oracle's result, once evaluated: forget quality's reference
+    first = min(args.steps)
     for role in order:
         model = _load(models[role], args)
 
         def evaluate_at(k, model=model, role=role):
-            return _aggregates(model, tokenizer, sets, plan.roles, fmt, config, oracle_result)
+            unattacked_oracle = role == "oracle" and k == first
+            aggregates, result = _aggregates(model, tokenizer, sets, plan.roles, fmt, config, oracle.get("result"),
+                                             is_oracle=unattacked_oracle)
+            if unattacked_oracle:
+                oracle["result"] = result
+            return aggregates
 
-        results = relearn_curve(model, tokenizer, train, args.steps, args.lr, args.relearn_batch_size, args.seed,
-                                evaluate_at, fmt)
-        curves[role] = {k: aggregates for k, (aggregates, _) in results.items()}
-        if role == "oracle":
-            oracle_result = results[min(results)][1]
+        curves[role] = relearn_curve(model, tokenizer, train, args.steps, args.lr, args.relearn_batch_size, args.seed,
+                                     evaluate_at, fmt)
     report = {"attack": "relearn", "steps": sorted(set(args.steps)), "lr": args.lr,
               "batch_size": args.relearn_batch_size, "relearn_on": args.relearn_on, "seed": args.seed,
               "split": {"set": forget, "relearn": relearn_idx, "probe": probe_idx},
               "runs": {role: {str(k): v for k, v in curve.items()} for role, curve in curves.items()}}
     if {"target", "oracle"} <= set(curves):
-        first = min(curves["target"])
         report["recovery"] = {str(k): recovery_table(curves["unlearned"][k], curves["oracle"][k],
                                                      curves["target"][first], curves["oracle"][first])
                               for k in sorted(curves["unlearned"])}
