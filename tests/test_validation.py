@@ -240,3 +240,19 @@ def test_inputs_longer_than_the_context_are_truncated_with_one_warning(tmp_path,
     warnings = [r.getMessage() for r in caplog.records if r.name == "grin_unlearn.pipeline" and "truncated" in r.message]
     assert warnings == ["1 of 16 training examples (forget, refusal and retain) were longer than 96 tokens "
                         "and were truncated"]
+
+
+def test_console_entry_exits_with_the_code_and_flushed_output(micro_model_dir, micro_world_dir, tmp_path):
+    """``entry`` (the console script) ends the process with ``os._exit``: the exit code, stdout, stderr and
+    the files written must all survive that."""
+    import subprocess
+    import sys
+
+    run = lambda *args: subprocess.run([sys.executable, "-c", "from grin_unlearn.cli import entry; entry()", *args],  # noqa: E731
+                                       capture_output=True, text=True, timeout=300)
+    bad = run("eval", "--model", str(tmp_path / "missing"), "--data", str(micro_world_dir), "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "is not a model folder" in bad.stderr and not (tmp_path / "x").exists()
+    good = run("eval", "--model", str(micro_model_dir), "--data", str(micro_world_dir), "--out", str(tmp_path / "e"),
+               "--max-items", "2", "--max-new-tokens", "4", "--no-mia")
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.rstrip().endswith("TOFU_EVAL.json") and json.loads((tmp_path / "e" / "eval.json").read_text())
