@@ -121,11 +121,49 @@ def test_attack_cli_writes_recovery_for_both_attacks(micro_model_dir, micro_worl
     report = json.loads((tmp_path / "q" / "attack.json").read_text())
     assert report["settings"] == ["8-bit RTN, groups of 16", "4-bit RTN, groups of 16"]
     # one model as unlearned, target and oracle: the target-oracle gap is 0, so no recovery share exists
-    assert all(row["recovery"] is None for table in report["recovery"].values() for row in table.values())
-    assert report["changed_buckets"]["4-bit RTN, groups of 16"]["changed"] == 0
+    assert all(row["recovery"] is None for table in report["recovery"]["unlearned"].values() for row in table.values())
+    assert report["changed_buckets"]["unlearned"]["4-bit RTN, groups of 16"]["changed"] == 0
+    assert report["runs"]["oracle"]["none"]["forget_quality"] == 1.0  # the unattacked oracle against itself
     assert main(["attack", "relearn", *common, "--steps", "0", "2", "--out", str(tmp_path / "r")]) == 0
     report = json.loads((tmp_path / "r" / "attack.json").read_text())
     split = report["split"]
     assert not set(split["relearn"]) & set(split["probe"]) and set(report["runs"]["unlearned"]) == {"0", "2"}
-    assert (tmp_path / "r" / "recovery.png").stat().st_size > 0
+    assert not (tmp_path / "r" / "recovery.png").exists()  # no share to plot: target = oracle here
     assert main(["attack", "relearn", *common, "--steps", "0", "--out", str(tmp_path / "r")]) == 2  # exists
+
+
+@pytest.mark.slow
+def test_study_gives_share_one_to_the_target_and_zero_to_the_oracle(micro_world, micro_tokenizer, tmp_path):
+    """With two different models as target and oracle, an "unlearned" model equal to the target recovers
+    share 1 before any attack and one equal to the oracle share 0, on every metric where they differ;
+    both attacks report every label; the relearning plot is written."""
+    from grin_unlearn.data.formatting import PromptFormat
+    from grin_unlearn.evaluation import EvalConfig
+    from grin_unlearn.evaluation.attacks.study import (RelearnSettings, plot_relearn_recovery, quantization_study,
+                                                       relearn_study)
+    from grin_unlearn.models import save_model_folder
+
+    paths = {}
+    for label, seed in (("target", 0), ("oracle", 1)):
+        paths[label] = save_model_folder(build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=seed), micro_tokenizer,
+                                         tmp_path / label)
+    paths.update(like_target=paths["target"], like_oracle=paths["oracle"])
+    from grin_unlearn.models import load_model
+
+    sets = {"forget10": micro_world["forget10"][:8], "retain90": micro_world["retain90"][:4]}
+    roles = {"forget10": "forget", "retain90": "retain"}
+    args = (lambda p: load_model(str(p)), micro_tokenizer, sets, roles, PromptFormat(),
+            EvalConfig(max_new_tokens=4, batch_size=8, mia=False))
+    quant = quantization_study(paths, *args, [QuantizeConfig(bits=4, group_size=16)])
+    relearn = relearn_study(paths, *args, RelearnSettings(steps=(0, 2), lr=1e-2, batch_size=2))
+    for report, before in ((quant, "none"), (relearn, "0")):
+        assert set(report["runs"]) == set(paths)
+        shares = {label: report["recovery"][label][before] for label in ("like_target", "like_oracle")}
+        gaps = [m for m, row in shares["like_target"].items() if row["recovery"] is not None]
+        assert gaps  # two random models differ on some forget metric
+        for metric in gaps:
+            assert shares["like_target"][metric]["recovery"] == pytest.approx(1.0)
+            assert shares["like_oracle"][metric]["recovery"] == pytest.approx(0.0, abs=1e-12)
+    assert quant["changed_buckets"]["like_target"]["4-bit RTN, groups of 16"]["changed"] == 0
+    assert quant["changed_buckets"]["like_oracle"]["4-bit RTN, groups of 16"]["changed"] > 0
+    assert plot_relearn_recovery(relearn, tmp_path / "recovery.png", metric=next(iter(gaps))).stat().st_size > 0

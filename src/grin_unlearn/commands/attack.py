@@ -5,7 +5,6 @@ writes DIR/attack.json with the share of forgotten knowledge each attack brings 
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
 
 from ..errors import UserInputError
@@ -48,157 +47,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import EvalConfig
     from ..evaluation.attacks.quantize import QuantizeConfig
+    from ..evaluation.attacks.study import RelearnSettings, plot_relearn_recovery, quantization_study, relearn_study
     from ..io_utils import atomic_write_json
-    from ..models import load_tokenizer
+    from ..models import load_model, load_tokenizer
 
     out = Path(args.out).expanduser()
     if (out / ATTACK_FILE).exists() and not args.overwrite:
         raise UserInputError(f"--out: {out / ATTACK_FILE} already exists (pass --overwrite to replace it)")
     plan = load_eval_sets_for(args)
-    forget = next((name for name, role in plan.roles.items() if role == "forget"), None)
-    if forget is None:
-        raise UserInputError("attack: the sets have no forget set (expected a TOFU-style forget split)")
     config = EvalConfig.for_protocol(args.protocol, max_items=args.max_items, mia=False)
     fmt = prompt_format_from_args(args, max_length=args.max_length)
     quant = [QuantizeConfig(bits, args.group_size or None) for bits in args.bits] if args.kind == "quantize" else []
-    paths = {"unlearned": args.model, "target": args.target, "oracle": args.oracle}
-    models = {role: path for role, path in paths.items() if path}
+    relearn = RelearnSettings(tuple(args.steps), args.lr, args.relearn_batch_size, args.relearn_on, args.seed)
+    paths = {label: path for label, path in (("target", args.target), ("oracle", args.oracle),
+                                             ("unlearned", args.model)) if path}
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+
+    def load(path):
+        return load_model(str(path), dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+
     if args.kind == "quantize":
-        report = _quantize(models, tokenizer, plan, fmt, config, quant, args)
+        report = quantization_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, quant)
     else:
-        report = _relearn(models, tokenizer, plan, forget, fmt, config, args, out)
-    report.update(models={role: str(path) for role, path in models.items()}, data=str(plan.data),
+        report = relearn_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, relearn)
+        plot_relearn_recovery(report, out / "recovery.png")
+    report.update(models={label: str(path) for label, path in paths.items()}, data=str(plan.data),
                   protocol=args.protocol)
     atomic_write_json(out / ATTACK_FILE, report)
-    _print(report)
+    _print(report.get("recovery", {}).get("unlearned"))
     print(f"\nwrote {out / ATTACK_FILE}")
     return 0
 
 
-def _load(path: str, args):
-    from ..models import load_model
-
-    return load_model(path, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-
-
-def _aggregates(model, tokenizer, sets, roles, fmt, config, oracle, is_oracle: bool = False) -> tuple[dict, dict]:
-    """The aggregates and the whole result of one evaluation; the unattacked oracle (``is_oracle``) is
-    compared with itself, so its forget quality is the KS p-value of identical samples, 1."""
-    from ..evaluation import evaluate
-    from ..evaluation.report import aggregate
-
-    result = evaluate(model, tokenizer, sets, roles, fmt, config, oracle)
-    if is_oracle:
-        result["aggregates"] = aggregate(result["sets"], result)
-    return result["aggregates"], result
-
-
-def _quantize(models: dict, tokenizer, plan, fmt, config, settings, args) -> dict:
-    from ..evaluation.attacks import changed_buckets, quantize_model, recovery_table
-
-    order = [r for r in ("oracle", "target", "unlearned") if r in models]
-    runs: dict[str, dict[str, dict]] = {role: {} for role in order}
-    weights = {}
-    oracle_result = None
-    for role in order:
-        model = _load(models[role], args)
-        weights[role] = model
-        aggregates, result = _aggregates(model, tokenizer, plan.sets, plan.roles, fmt, config, oracle_result,
-                                         is_oracle=role == "oracle")
-        oracle_result = result if role == "oracle" else oracle_result
-        runs[role]["none"] = aggregates
-        for setting in settings:
-            attacked = copy.deepcopy(model)
-            info = quantize_model(attacked, setting)
-            runs[role][setting.label] = {**_aggregates(attacked, tokenizer, plan.sets, plan.roles, fmt, config,
-                                                       oracle_result)[0], "quantization": info}
-    report = {"attack": "quantize", "settings": [s.label for s in settings], "runs": runs}
-    if {"target", "oracle"} <= set(runs):
-        report["recovery"] = {label: recovery_table(runs["unlearned"][label], runs["oracle"][label],
-                                                    runs["target"]["none"], runs["oracle"]["none"])
-                              for label in ["none", *report["settings"]]}
-    if "target" in weights:
-        report["changed_buckets"] = {s.label: changed_buckets(weights["unlearned"], weights["target"], s)
-                                     for s in settings if s.bits != 16}
-    return report
-
-
-def _relearn(models: dict, tokenizer, plan, forget: str, fmt, config, args, out: Path) -> dict:
-    from ..evaluation.attacks import recovery_table, relearn_curve, split_relearn_probe
-
-    records = plan.sets[forget]
-    relearn_idx, probe_idx = split_relearn_probe(records, args.seed)
-    if not relearn_idx:
-        raise UserInputError(f"relearn: set '{forget}' has no entity with 2 or more records to split")
-    retain = next((plan.sets[n] for n, role in plan.roles.items() if role == "retain"), [])
-    train = [records[i] for i in relearn_idx] if args.relearn_on == "forget" else retain[:len(relearn_idx)]
-    sets = dict(plan.sets, **{forget: [records[i] for i in probe_idx]})
-    order = [r for r in ("oracle", "target", "unlearned") if r in models]
-    curves: dict[str, dict[int, dict]] = {}
-    oracle: dict = {}  # the unattacked oracle's result, once evaluated: forget quality's reference
-    first = min(args.steps)
-    for role in order:
-        model = _load(models[role], args)
-
-        def evaluate_at(k, model=model, role=role):
-            unattacked_oracle = role == "oracle" and k == first
-            aggregates, result = _aggregates(model, tokenizer, sets, plan.roles, fmt, config, oracle.get("result"),
-                                             is_oracle=unattacked_oracle)
-            if unattacked_oracle:
-                oracle["result"] = result
-            return aggregates
-
-        curves[role] = relearn_curve(model, tokenizer, train, args.steps, args.lr, args.relearn_batch_size, args.seed,
-                                     evaluate_at, fmt)
-    report = {"attack": "relearn", "steps": sorted(set(args.steps)), "lr": args.lr,
-              "batch_size": args.relearn_batch_size, "relearn_on": args.relearn_on, "seed": args.seed,
-              "split": {"set": forget, "relearn": relearn_idx, "probe": probe_idx},
-              "runs": {role: {str(k): v for k, v in curve.items()} for role, curve in curves.items()}}
-    if {"target", "oracle"} <= set(curves):
-        report["recovery"] = {str(k): recovery_table(curves["unlearned"][k], curves["oracle"][k],
-                                                     curves["target"][first], curves["oracle"][first])
-                              for k in sorted(curves["unlearned"])}
-        _plot_recovery(report["recovery"], out / "recovery.png")
-    return report
-
-
-def _plot_recovery(recovery: dict[str, dict], path: Path) -> None:
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ..io_utils import atomic_write_bytes
-
-    fig = Figure(figsize=(7, 4))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    steps = [int(k) for k in recovery]
-    metrics = sorted({m for table in recovery.values() for m in table})
-    plotted = 0
-    for metric in metrics:
-        values = [recovery[str(k)].get(metric, {}).get("recovery") for k in steps]
-        if any(v is not None for v in values):
-            ax.plot(steps, [float("nan") if v is None else v for v in values], marker="o", label=metric)
-            plotted += 1
-    ax.axhline(0, color="gray", linewidth=0.8)
-    ax.axhline(1, color="gray", linewidth=0.8, linestyle="--")
-    ax.set_xlabel("relearning steps")
-    ax.set_ylabel("recovered share of forgotten knowledge")
-    if plotted:
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no recovery share: the target and the oracle do not differ", ha="center",
-                transform=ax.transAxes)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _print(report: dict) -> None:
-    recovery = report.get("recovery")
+def _print(recovery: dict | None) -> None:
     if not recovery:
         print("(pass --target and --oracle for the recovery share)")
         return

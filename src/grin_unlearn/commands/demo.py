@@ -20,10 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ratio", type=float, default=None, help="GRIN's p (default: the tuned one, docs/tuning.md)")
     parser.add_argument("--noise-var", type=float, default=None, help="GRIN's σ² (default: the tuned one)")
     parser.add_argument("--fresh", action="store_true", help="rerun the unlearning runs (the cached models stay)")
+    parser.add_argument("--no-attacks", action="store_true",
+                        help="skip the robustness section (4-bit quantization and relearning of every model)")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = DemoConfig(objective=args.objective)
+    config = DemoConfig(objective=args.objective, attacks=not args.no_attacks)
     if args.ratio is not None:
         config.grin.ratio = args.ratio
     if args.noise_var is not None:

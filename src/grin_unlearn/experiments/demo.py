@@ -2,7 +2,8 @@
 
 Builds or reuses the world, the target and the oracle (:mod:`grin_unlearn.experiments.embedded`); evaluates both;
 runs GRIN (default objective NPO) and the same objective without mask and noise; evaluates both runs
-against the oracle; prints one table and writes ``<out>/report.md`` with PNG plots.
+against the oracle; attacks every model (:mod:`.demo_robustness`); prints one table and writes
+``<out>/report.md`` with PNG plots.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from ..config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
 from ..data.records import load_qa_split
 from ..data.world import chance_levels
 from ..evaluation import aggregate
-from ..evaluation import EvalConfig, default_roles
+from ..evaluation import EvalConfig, default_roles, load_eval_sets
 from ..io_utils import atomic_write_text
 from ..run_dir import finished_timing, noise_record
 from ..training.objectives import ObjectiveHyperparams
+from .demo_robustness import robustness_section
 from .embedded import EmbeddedConfig, prepare_embedded
 from .report import markdown_table, metrics_row, plot_metric_bars, plot_quality_utility
 from .runs import evaluate_model_dir, run_cell
@@ -68,6 +70,7 @@ class DemoConfig:
     full: MethodSettings = field(default_factory=lambda: replace(DEFAULT_FULL))
     grin: MethodSettings = field(default_factory=lambda: replace(DEFAULT_GRIN))
     eval: EvalConfig = field(default_factory=EvalConfig)
+    attacks: bool = True  # the robustness section (demo_robustness.py)
 
     def unlearn_configs(self) -> dict[str, UnlearnConfig]:
         name = self.objective.upper() if len(self.objective) <= 4 else self.objective
@@ -114,16 +117,21 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
     target = evaluate_model_dir(assets.target, assets.world, roles, assets.target / f"eval-{forget}.json",
                                 config.eval, oracle)
     rows.insert(0, metrics_row("target", target))
-    evals = {"target": target}
+    evals, run_dirs = {"target": target}, {"target": assets.target, "oracle": assets.oracle}
     for label, unlearn_config in config.unlearn_configs().items():
         stage(f"unlearning: {label}")
         cell = run_cell(assets.target, assets.world, forget, retain, roles, unlearn_config,
                         out_dir / _slug(label), config.eval, oracle, log=lambda *a, **k: None)
         rows.append(metrics_row(label, cell.eval, (finished_timing(cell.out_dir) or {}).get("total")))
         evals[label] = cell.eval
+        run_dirs[label] = cell.out_dir / "model"
+    robustness = []
+    if config.attacks:
+        stage("attacking every model: 4-bit quantization, relearning")
+        robustness = robustness_section(out_dir, run_dirs, load_eval_sets(assets.world, roles), roles, config.eval)
     stage("writing the report")
     chance = chance_table(assets.world, forget, retain, oracle, target)
-    report = write_demo_report(out_dir, rows, config, chance, truth_ratio_lines(out_dir, evals, oracle))
+    report = write_demo_report(out_dir, rows, config, chance, truth_ratio_lines(out_dir, evals, oracle) + robustness)
     stage(f"done: {report}")
     return rows, report
 

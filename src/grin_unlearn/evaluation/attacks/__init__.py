@@ -1,5 +1,6 @@
 """Attacks that tell forgetting from hiding: quantization (:mod:`.quantize`) and relearning
-(:mod:`.relearn`), and the share of forgotten knowledge each brings back (:mod:`.recovery`)."""
+(:mod:`.relearn`), the share of forgotten knowledge each brings back (:mod:`.recovery`), and both run
+on a set of models (:mod:`.study`)."""
 
 from .quantize import QuantizeConfig, changed_buckets, quantize_model, rtn_dequantized
 from .recovery import recovery, recovery_table
