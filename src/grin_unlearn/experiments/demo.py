@@ -128,7 +128,7 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
     robustness = []
     if config.attacks:
         stage("attacking every model: 4-bit quantization, relearning")
-        robustness = robustness_section(out_dir, run_dirs, load_eval_sets(assets.world, roles), roles, config.eval)
+        robustness = robustness_section(out_dir, run_dirs, load_eval_sets(assets.world, roles), roles)
     stage("writing the report")
     chance = chance_table(assets.world, forget, retain, oracle, target)
     report = write_demo_report(out_dir, rows, config, chance, truth_ratio_lines(out_dir, evals, oracle) + robustness)

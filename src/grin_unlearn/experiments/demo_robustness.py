@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.formatting import PromptFormat
+from ..evaluation import EvalConfig
 from ..evaluation.attacks import QuantizeConfig
 from ..evaluation.attacks.study import RelearnSettings, plot_relearn_recovery, quantization_study, relearn_study
 from ..io_utils import atomic_write_json
@@ -21,12 +22,15 @@ RELEARN = RelearnSettings(steps=(0, 3, 9), lr=1e-3, batch_size=4)
 SHOWN = (("forget_keyword_accuracy", "keyword acc"), ("forget_rouge_l", "ROUGE-L"))
 
 
-def robustness_section(out_dir: Path, paths: dict[str, Path], sets: dict, roles: dict, eval_config) -> list[str]:
+def robustness_section(out_dir: Path, paths: dict[str, Path], sets: dict, roles: dict) -> list[str]:
     """Runs both attacks, writes ``attack_quantize.json``, ``attack_relearn.json`` and ``relearn.png``
-    under ``out_dir``, and returns the report's lines: each method's recovery share per attack."""
+    under ``out_dir``, and returns the report's lines: each method's recovery share per attack. Every
+    attacked model is evaluated with the ``fast`` protocol (32 new tokens), as ``grin-unlearn attack``
+    does by default."""
     tokenizer = load_tokenizer(str(paths["target"]))
     fmt = PromptFormat.load(paths["target"]) or PromptFormat()
-    args = (lambda p: load_model(str(p), dtype="float32"), tokenizer, sets, roles, fmt, eval_config)
+    args = (lambda p: load_model(str(p), dtype="float32"), tokenizer, sets, roles, fmt,
+            EvalConfig.for_protocol("fast", mia=False))
     quant = quantization_study(paths, *args, [QUANTIZATION])
     relearn = relearn_study(paths, *args, RELEARN)
     atomic_write_json(out_dir / "attack_quantize.json", quant)
@@ -39,8 +43,8 @@ def robustness_section(out_dir: Path, paths: dict[str, Path], sets: dict, roles:
              f"Share of the forgotten knowledge an attack brings back, `(m_attacked − m_oracle_attacked) / "
              f"(m_target − m_oracle)` (0: no more than the oracle after the same attack; 1: the target's level): "
              f"{QUANTIZATION.label}, and relearning on half of each forget author's questions (lr {RELEARN.lr}, "
-             f"{RELEARN.batch_size} a step) with the other half probed. One seed: a hint "
-             "(`attack_*.json`, docs/robustness.md).", "",
+             f"{RELEARN.batch_size} a step) with the other half probed; the `fast` evaluation protocol. One seed: "
+             "a hint (`attack_*.json`, docs/robustness.md).", "",
              "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for label in quant["recovery"]:
         cells = []
