@@ -241,3 +241,11 @@ def test_preallocated_cache_grows_past_its_capacity(model, tokenizer, world):
         finally:
             kv_cache.PreallocatedCache.__init__ = original
     assert small == ample and all(len(row) == 15 for row in ample)
+
+
+def test_timing_holds_each_phase_within_the_total(result):
+    """``eval.json``'s timing: the four phases of the question/answer sweep, each ≥ 0, adding up to no more
+    than the evaluation's seconds."""
+    timing = result["timing"]
+    phases = [timing[p] for p in ("tokenise", "teacher_forcing", "generation", "metrics")]
+    assert all(p >= 0 for p in phases) and sum(phases) <= timing["seconds"] + 0.01
