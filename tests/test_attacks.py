@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from grin_unlearn.evaluation.attacks import (QuantizeConfig, changed_buckets, quantize_model, recovery, recovery_table,
                                              relearn_curve, rtn_dequantized, split_relearn_probe)
-from grin_unlearn.evaluation.attacks.quantize import quantization_steps
+from grin_unlearn.evaluation.attacks.quantize import rtn
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.models import build_tiny_model
 from tests.conftest import MICRO_MODEL
@@ -25,11 +25,13 @@ def test_every_weight_lies_within_half_a_step(rows, groups, bits, group_size, sp
     2^b levels per group."""
     cols = groups * (group_size or 5)
     weight = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed)) * spread
-    out = rtn_dequantized(weight, bits, group_size)
-    steps = quantization_steps(weight, bits, group_size)
+    out, steps = rtn(weight, bits, group_size)
+    size = group_size or cols
+    groups_of = weight.reshape(rows, cols // size, size)
+    expected = ((groups_of.amax(-1, keepdim=True) - groups_of.amin(-1, keepdim=True)) / (2 ** bits - 1))
+    assert torch.allclose(steps, expected.expand_as(groups_of).reshape(rows, cols))  # s = (max - min) / (2^b - 1)
     assert out.dtype == weight.dtype and out.shape == weight.shape
     assert torch.all((out - weight).abs() <= steps / 2 * (1 + 1e-4) + 1e-12)
-    size = group_size or cols
     for group in out.reshape(rows, cols // size, size).reshape(-1, size):
         assert group.unique().numel() <= 2 ** bits
 

@@ -51,15 +51,16 @@ class QuantizeConfig:
             f"groups of {self.group_size}" if self.group_size else "per channel")
 
 
-def rtn_dequantized(weight: torch.Tensor, bits: int, group_size: int | None) -> torch.Tensor:
-    """``ŵ`` of a 2-D ``weight`` (out, in) under RTN (module docstring), in ``weight``'s dtype.
+def rtn(weight: torch.Tensor, bits: int, group_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ŵ, s)`` of a 2-D ``weight`` (out, in) under RTN (module docstring): the dequantized weight in
+    ``weight``'s dtype and each weight's group step ``s`` in fp32 (0 for 16-bit and constant groups).
 
     The arithmetic is fp32. ``group_size`` must divide ``in``; None quantizes each row as one group.
     """
     if weight.dim() != 2:
         raise UserInputError(f"quantize: expected a 2-D weight, got shape {tuple(weight.shape)}")
     if bits == 16:
-        return weight.to(torch.bfloat16).to(weight.dtype)
+        return weight.to(torch.bfloat16).to(weight.dtype), torch.zeros_like(weight, dtype=torch.float32)
     rows, cols = weight.shape
     size = group_size or cols
     if cols % size:
@@ -67,24 +68,18 @@ def rtn_dequantized(weight: torch.Tensor, bits: int, group_size: int | None) -> 
     w = weight.detach().float().reshape(rows, cols // size, size)  # (out, groups, g)
     low, high = w.amin(dim=-1, keepdim=True), w.amax(dim=-1, keepdim=True)  # (out, groups, 1)
     levels = 2 ** bits - 1
-    scale = (high - low) / levels
-    flat = scale == 0  # a constant group is exact already
-    scale = torch.where(flat, torch.ones_like(scale), scale)
+    step = (high - low) / levels
+    flat = step == 0  # a constant group is exact already
+    scale = torch.where(flat, torch.ones_like(step), step)
     zero = torch.round(-low / scale)
     q = torch.clamp(torch.round(w / scale) + zero, 0, levels)
     out = torch.where(flat, w, (q - zero) * scale)
-    return out.reshape(rows, cols).to(weight.dtype)
+    return out.reshape(rows, cols).to(weight.dtype), step.expand_as(w).reshape(rows, cols)
 
 
-def quantization_steps(weight: torch.Tensor, bits: int, group_size: int | None) -> torch.Tensor:
-    """The step ``s`` of each weight's group (``weight``'s shape; 0 for 16-bit and constant groups)."""
-    if bits == 16:
-        return torch.zeros_like(weight, dtype=torch.float32)
-    rows, cols = weight.shape
-    size = group_size or cols
-    w = weight.detach().float().reshape(rows, cols // size, size)
-    scale = (w.amax(dim=-1, keepdim=True) - w.amin(dim=-1, keepdim=True)) / (2 ** bits - 1)
-    return scale.expand_as(w).reshape(rows, cols)
+def rtn_dequantized(weight: torch.Tensor, bits: int, group_size: int | None) -> torch.Tensor:
+    """``ŵ`` of :func:`rtn`."""
+    return rtn(weight, bits, group_size)[0]
 
 
 @torch.no_grad()
@@ -96,8 +91,7 @@ def quantize_model(model, config: QuantizeConfig, include: list[str] | None = No
     for name, param in params.items():
         if param.dim() != 2:
             continue
-        new = rtn_dequantized(param.data, config.bits, config.group_size)
-        steps = quantization_steps(param.data, config.bits, config.group_size)
+        new, steps = rtn(param.data, config.bits, config.group_size)
         moved = (new.float() - param.data.float()).abs()
         ratio = moved[steps > 0] / steps[steps > 0]
         worst = max(worst, float(ratio.max()) if ratio.numel() else 0.0)
