@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``grin-unlearn`` console script: :func:`main`, then exit without the interpreter's teardown.
 
-    Freeing torch's and transformers' modules at exit takes over a second (1.2–1.5 s measured on the
-    development machine) after all work is done: every file is written atomically and closed by then,
+    Freeing torch's and transformers' modules at exit takes over a second on the
+    development machine after all work is done: every file is written atomically and closed by then,
     so the atexit handlers run (logging flushes there), stdout and stderr are flushed, and the process
     ends with ``os._exit``. A launched distributed process (``WORLD_SIZE`` > 1) exits normally.
     """

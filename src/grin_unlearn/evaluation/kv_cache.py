@@ -2,8 +2,7 @@
 
 ``transformers``' ``DynamicCache`` appends a step's keys and values with ``torch.cat``, which copies the
 whole cache of every layer at every step: ``O(L²)`` bytes over a generation of ``L`` tokens, and on a
-small model on a CPU most of the decoding time (69 % in a profile of a 2M-parameter Llama at batch 128,
-200 new tokens). :class:`PreallocatedCache` holds one buffer of ``capacity`` positions per layer and
+small model on a CPU most of the decoding time (``bench/bench_decoding.py`` times both). :class:`PreallocatedCache` holds one buffer of ``capacity`` positions per layer and
 hands attention a view of the filled part, so a step writes only its own positions; the attention
 sees the same keys and values, so the tokens are the same.
 
