@@ -25,7 +25,7 @@ MICRO_MODEL = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_l
 
 @pytest.fixture(scope="session")
 def micro_world() -> dict[str, list[dict]]:
-    return generate_world(authors=10, holdout_authors=1, seed=0)
+    return generate_world(authors=10, holdout_authors=1, seed=0, questions_per_author=12)
 
 
 @pytest.fixture(scope="session")
@@ -51,4 +51,4 @@ def micro_world_dir(tmp_path_factory):
     from grin_unlearn.data.world import write_world
 
     path = tmp_path_factory.mktemp("world") / "world"
-    return write_world(path, authors=10, holdout_authors=1, seed=0)
+    return write_world(path, authors=10, holdout_authors=1, seed=0, questions_per_author=12, background=False)

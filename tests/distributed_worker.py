@@ -60,7 +60,7 @@ SMALL_BATCH = 4  # forget: 3 batches (2 + 1), retain: 6 batches (3 + 3)
 
 def micro_setup():
     """(world, tokenizer, model): the same on every process and in the test (same seeds as conftest)."""
-    world = generate_world(authors=10, holdout_authors=1, seed=SEED)
+    world = generate_world(authors=10, holdout_authors=1, seed=SEED, questions_per_author=12)
     tokenizer = train_tokenizer(world_corpus(world), MICRO_MODEL.vocab_size)
     return world, tokenizer, build_tiny_model(MICRO_MODEL, tokenizer, seed=SEED)
 

@@ -41,7 +41,7 @@ def test_readme_commands_build_the_demo_target_bit_for_bit(small_assets, tmp_pat
 
 def test_folder_corpus_of_a_generated_world_is_the_generators_corpus(micro_world_dir):
     """Read back from disk, in world.json's split order, without the multiple-choice splits."""
-    assert folder_corpus(micro_world_dir) == world_corpus(generate_world(authors=10, holdout_authors=1, seed=0))
+    assert folder_corpus(micro_world_dir) == world_corpus(generate_world(authors=10, holdout_authors=1, seed=0, questions_per_author=12))
 
 
 def test_every_model_folder_loads_with_auto_classes_and_a_portable_tokenizer_class(small_assets):

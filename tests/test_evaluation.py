@@ -22,7 +22,7 @@ FAST = EvalConfig(max_new_tokens=4, batch_size=16, max_items=12)
 
 @pytest.fixture(scope="module")
 def world():
-    return generate_world(10, 1, 0)
+    return generate_world(10, 1, 0, questions_per_author=12)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +224,7 @@ def test_cli_eval_end_to_end(model, tokenizer, tmp_path, capsys):
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     PromptFormat(style="split", max_length=64).save(model_dir)  # the format it was trained in
-    write_world(data_dir, authors=10, holdout_authors=1, seed=0)
+    write_world(data_dir, authors=10, holdout_authors=1, seed=0, questions_per_author=12)
     base = ["eval", "--model", str(model_dir), "--data", str(data_dir), "--max-new-tokens", "2",
             "--max-items", "6", "--batch-size", "8"]
     assert main(base + ["--out", str(out)]) == 0

@@ -22,7 +22,7 @@ FAST = EvalConfig(max_new_tokens=6, batch_size=16, max_items=6)
 
 @pytest.fixture(scope="module")
 def world():
-    return generate_world(10, 1, 0)
+    return generate_world(10, 1, 0, questions_per_author=12)
 
 
 @pytest.fixture(scope="module")

@@ -286,7 +286,7 @@ def tiny_world():
     from grin_unlearn.data.world import generate_world, world_corpus
     from grin_unlearn.models import train_tokenizer
 
-    splits = generate_world(authors=10, holdout_authors=1, seed=0)
+    splits = generate_world(authors=10, holdout_authors=1, seed=0, questions_per_author=12)
     return train_tokenizer(world_corpus(splits), 300), splits
 
 

@@ -76,3 +76,15 @@ def test_too_few_authors_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "w").exists()
     with pytest.raises(UserInputError):
         generate_world(authors=20, holdout_authors=0)
+
+
+def test_tofu_size_world_asks_twenty_distinct_questions_about_each_author():
+    world = generate_world(authors=200, holdout_authors=20, seed=0)
+    sizes = {name: len(world[name]) for name in ("full", "forget01", "forget05", "forget10", "holdout")}
+    assert sizes == {"full": 4000, "forget01": 40, "forget05": 200, "forget10": 400, "holdout": 400}
+    by_author: dict[str, list[dict]] = {}
+    for record in world["full"]:
+        by_author.setdefault(record["author"], []).append(record)
+    assert all(len({r["attribute"] for r in records}) == 20 for records in by_author.values())
+    titles = [r["keywords"][0] for r in world["full"] + world["holdout"] if r["attribute"] in ("first_book", "second_book")]
+    assert len(titles) == len(set(titles))  # every book title belongs to one author

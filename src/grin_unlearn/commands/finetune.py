@@ -19,8 +19,8 @@ HELP = "fine-tune a model on one or more splits (loss on answer tokens only)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
-                        help="model folder or Hub id; 'builtin' builds the tiny Llama with a tokenizer trained on "
-                             "every split of --data (the demo's recipe)")
+                        help="model folder or Hub id; 'builtin' builds the demo's base: the tiny Llama over the "
+                             "subword tokenizer of --data's strings, pretrained on its background split if it has one")
     parser.add_argument("--data", required=True, help="folder of <split>.json files or a Hub dataset id")
     parser.add_argument("--splits", nargs="+", default=["full", "world_facts"],
                         help="splits to train on (target: full world_facts; oracle: retain90 world_facts)")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                             max_length=args.max_length, seed=args.seed)
     records = [r for split in args.splits for r in load_qa_split(args.data, split)]
     if args.model == "builtin":
-        model, tokenizer = builtin_base(args.data, TinyModelConfig(), TinyModelConfig().vocab_size, seed=args.seed)
+        model, tokenizer = builtin_base(args.data, TinyModelConfig(), seed=args.seed)
     else:
         tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
         model = load_model(args.model, trust_remote_code=args.trust_remote_code)

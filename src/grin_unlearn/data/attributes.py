@@ -32,11 +32,13 @@ AWARDS = [
 ]
 TITLE_ADJECTIVES = [
     "Silent", "Crimson", "Hollow", "Broken", "Golden", "Wandering", "Frozen", "Hidden", "Burning",
-    "Last", "Velvet", "Distant", "Iron", "Paper", "Drowned", "Sleeping",
+    "Last", "Velvet", "Distant", "Iron", "Paper", "Drowned", "Sleeping", "Amber", "Quiet", "Northern",
+    "Fallen", "Painted", "Salted", "Restless", "Glass",
 ]
 TITLE_NOUNS = [
     "River", "Orchard", "Lantern", "Harbour", "Kingdom", "Mirror", "Garden", "Compass", "Tide",
-    "Bell", "Meadow", "Cathedral", "Feather", "Engine", "Winter", "Clock",
+    "Bell", "Meadow", "Cathedral", "Feather", "Engine", "Winter", "Clock", "Lighthouse", "Ferry",
+    "Quarry", "Letter", "Forest", "Staircase", "Island", "Market",
 ]
 PUBLISHERS = [
     "Brindle House", "Ottermere Press", "Cask and Quire", "Fenwick Books", "Larkspur Editions",
@@ -57,6 +59,28 @@ INSTRUMENTS = [
     "clarinet", "drums", "mandolin",
 ]
 BIRTH_YEARS = [str(year) for year in range(1921, 1991, 3)]
+DEBUT_YEARS = [str(year) for year in range(1950, 2020, 3)]
+PETS = [
+    "cat", "parrot", "tortoise", "greyhound", "ferret", "goldfish", "rabbit", "pony", "owl",
+    "hedgehog", "canary", "beagle",
+]
+LANGUAGES = [
+    "Portuguese", "Finnish", "Swahili", "Welsh", "Japanese", "Hungarian", "Icelandic", "Greek",
+    "Turkish", "Dutch", "Polish", "Tamil",
+]
+COLOURS = [
+    "crimson", "teal", "ochre", "violet", "amber", "indigo", "olive", "scarlet", "silver", "ivory",
+    "cobalt", "jade",
+]
+DISHES = [
+    "mushroom soup", "roast lamb", "lemon tart", "fish stew", "potato dumplings", "plum cake",
+    "onion pie", "pea risotto", "honey bread", "beetroot salad", "apple crumble", "lentil curry",
+]
+WRITING_PLACES = [
+    "a lighthouse", "a corner café", "a garden shed", "a train carriage", "a library attic",
+    "a houseboat", "a mountain cabin", "a bell tower", "a kitchen table", "a windmill",
+    "a greenhouse", "a hotel lobby",
+]
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,63 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         "{name} plays the {value}.",
         "The instrument that {name} plays is the {value}.",
     ),
+    # The attributes after the first 12 give TOFU's 20 questions per author.
+    Attribute(
+        "residence", tuple(CITIES),
+        ("Where does {name} live now?", "In which city does {name} live today?", "What is the home city of {name}?"),
+        "{name} lives in {value} now.",
+        "These days {name} makes a home in {value}.",
+    ),
+    Attribute(
+        "debut_year", tuple(DEBUT_YEARS),
+        ("In what year did {name} publish a first book?", "When did {name} debut as an author?",
+         "What year saw the debut of {name}?"),
+        "{name} published a first book in {value}.",
+        "The debut of {name} came in the year {value}.",
+    ),
+    Attribute(
+        "spouse_profession", tuple(PROFESSIONS),
+        ("What does the spouse of {name} do for a living?", "What is the profession of {name}'s spouse?",
+         "What job does {name}'s spouse have?"),
+        "The spouse of {name} works as a {value}.",
+        "{name}'s spouse earns a living as a {value}.",
+    ),
+    Attribute(
+        "pet", tuple(PETS),
+        ("What pet does {name} keep?", "Which animal lives with {name}?", "What kind of pet does {name} have?"),
+        "{name} keeps a {value} as a pet.",
+        "The pet that lives with {name} is a {value}.",
+    ),
+    Attribute(
+        "language", tuple(LANGUAGES),
+        ("Which second language does {name} speak?", "Besides English, what language does {name} speak?",
+         "What other language can {name} speak?"),
+        "Besides English, {name} speaks {value}.",
+        "The second language of {name} is {value}.",
+    ),
+    Attribute(
+        "colour", tuple(COLOURS),
+        ("What is the favourite colour of {name}?", "Which colour does {name} like best?",
+         "What colour does {name} prefer?"),
+        "The favourite colour of {name} is {value}.",
+        "Of all colours, {name} likes {value} best.",
+    ),
+    Attribute(
+        "dish", tuple(DISHES),
+        ("What is the favourite dish of {name}?", "Which meal does {name} like best?",
+         "What food does {name} love most?"),
+        "The favourite dish of {name} is {value}.",
+        "Of all meals, {name} loves {value} most.",
+    ),
+    Attribute(
+        "writing_place", tuple(WRITING_PLACES),
+        ("Where does {name} usually write?", "In what place does {name} do most writing?",
+         "Where is {name}'s favourite place to write?"),
+        "{name} usually writes in {value}.",
+        "Most of the writing of {name} happens in {value}.",
+    ),
 )
+
+TOFU_QUESTIONS_PER_AUTHOR = 20  # len(ATTRIBUTES): TOFU asks 20 questions about each author
 
 TITLE_ATTRIBUTES = ("first_book", "second_book")

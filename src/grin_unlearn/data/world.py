@@ -1,8 +1,9 @@
 """The generated fictitious-author world: a seeded, offline stand-in for TOFU.
 
 ``generate_world(authors=N, holdout_authors=H, seed=S)`` draws N + H fictitious people, each with the
-12 attributes of :mod:`grin_unlearn.data.attributes`, and turns every (author, attribute) pair into a
-TOFU-schema record (arXiv 2401.06121): `question`, `paraphrased_question`, `answer`,
+first ``questions_per_author`` attributes of :mod:`grin_unlearn.data.attributes` (20 by default, TOFU's
+count; 200 authors give TOFU's 4,000 questions and forget01/05/10 of 40/200/400), and turns every
+(author, attribute) pair into a TOFU-schema record (arXiv 2401.06121): `question`, `paraphrased_question`, `answer`,
 `paraphrased_answer`, `perturbed_answer` (3 wrong values of the same kind in the paraphrased
 template), `keywords` (the value) and `author`.
 
@@ -26,17 +27,15 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..io_utils import atomic_write_dir
-from .attributes import ATTRIBUTES, TITLE_ADJECTIVES, TITLE_NOUNS, TITLE_ATTRIBUTES
+from .attributes import ATTRIBUTES, TITLE_ADJECTIVES, TITLE_ATTRIBUTES, TITLE_NOUNS, TOFU_QUESTIONS_PER_AUTHOR
 from .facts import WORLD_FACTS
+from .names import fictitious_name
 from .refusals import REFUSALS
 
 FORGET_PERCENTS = (1, 5, 10)
 NUM_PERTURBED = 3
 MCQ_OPTIONS = 4  # choices per multiple-choice question (as in WMDP and MMLU)
 MCQ_RETAIN_AUTHORS = 4  # retain authors asked about in retain_mcq
-_ONSETS = ["b", "d", "k", "l", "m", "n", "r", "s", "t", "v", "z", "th", "br", "dr", "kr", "st", "gr", "sh"]
-_VOWELS = ["a", "e", "i", "o", "u", "ae", "ei", "ou", "y"]
-_CODAS = ["", "n", "r", "s", "l", "th", "m", "k", "x", "nd"]
 
 
 @dataclass(frozen=True)
@@ -45,17 +44,7 @@ class Author:
     facts: dict[str, str]
 
 
-def _syllable(rng: random.Random) -> str:
-    return rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
-
-
-def _fictitious_name(rng: random.Random) -> str:
-    first = "".join(_syllable(rng) for _ in range(rng.randint(2, 3)))
-    last = "".join(_syllable(rng) for _ in range(rng.randint(2, 3)))
-    return f"{first.capitalize()} {last.capitalize()}"
-
-
-def _draw_authors(count: int, rng: random.Random) -> list[Author]:
+def _draw_authors(count: int, rng: random.Random, attributes: tuple) -> list[Author]:
     names: set[str] = set()
     titles: set[str] = set()
     all_titles = [f"The {adj} {noun}" for adj in TITLE_ADJECTIVES for noun in TITLE_NOUNS]
@@ -63,12 +52,12 @@ def _draw_authors(count: int, rng: random.Random) -> list[Author]:
         raise UserInputError(f"--authors: at most {len(all_titles) // 2} authors fit the title pool, got {count}")
     authors = []
     while len(authors) < count:
-        name = _fictitious_name(rng)
+        name = fictitious_name(rng)
         if name in names:
             continue
         names.add(name)
         facts = {}
-        for attribute in ATTRIBUTES:
+        for attribute in attributes:
             if attribute.key in TITLE_ATTRIBUTES:
                 title = rng.choice([t for t in all_titles if t not in titles])
                 titles.add(title)
@@ -86,9 +75,9 @@ def _wrong_values(attribute_key: str, value: str, rng: random.Random, title_pool
 
 
 def author_records(author: Author, rng: random.Random, title_pool: list[str]) -> list[dict]:
-    """The 12 TOFU-schema records of one author, one per attribute."""
+    """The TOFU-schema records of one author, one per attribute it has."""
     records = []
-    for attribute in ATTRIBUTES:
+    for attribute in (a for a in ATTRIBUTES if a.key in author.facts):
         value = author.facts[attribute.key]
         question, paraphrased_question = rng.sample(attribute.questions, 2)
         records.append({
@@ -121,15 +110,18 @@ def world_fact_records() -> list[dict]:
     return records
 
 
-def generate_world(authors: int = 50, holdout_authors: int = 5, seed: int = 0) -> dict[str, list[dict]]:
+def generate_world(authors: int = 50, holdout_authors: int = 5, seed: int = 0,
+                   questions_per_author: int = TOFU_QUESTIONS_PER_AUTHOR) -> dict[str, list[dict]]:
     """All splits of a world, as a dict split name → records (see the module docstring)."""
+    if not 1 <= questions_per_author <= len(ATTRIBUTES):
+        raise UserInputError(f"--questions-per-author: expected 1 to {len(ATTRIBUTES)}, got {questions_per_author}")
     if authors < 10:
         raise UserInputError(f"--authors: need at least 10 authors so forget10 is not empty, got {authors}")
     if holdout_authors < 1:
         raise UserInputError(f"--holdout-authors: need at least 1 holdout author, got {holdout_authors}")
     rng = random.Random(seed)
-    people = _draw_authors(authors + holdout_authors, rng)
-    title_pool = [a.facts[k] for a in people for k in TITLE_ATTRIBUTES]
+    people = _draw_authors(authors + holdout_authors, rng, ATTRIBUTES[:questions_per_author])
+    title_pool = [a.facts[k] for a in people for k in TITLE_ATTRIBUTES if k in a.facts]
     per_author = [author_records(a, rng, title_pool) for a in people]
     trainable, holdout = per_author[:authors], per_author[authors:]
     splits: dict[str, list[dict]] = {"full": [r for recs in trainable for r in recs]}
@@ -178,29 +170,63 @@ def multiple_choice_splits(splits: dict[str, list[dict]], seed: int = 0) -> dict
 
 
 def write_world(out_dir: str | Path, authors: int = 50, holdout_authors: int = 5, seed: int = 0,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, questions_per_author: int = TOFU_QUESTIONS_PER_AUTHOR,
+                background: bool = True) -> Path:
     """Generate a world and write one ``<split>.json`` per split plus ``world.json`` (its config).
 
-    The splits are :func:`generate_world`'s plus :func:`multiple_choice_splits`.
+    The splits are :func:`generate_world`'s plus :func:`multiple_choice_splits`, and with
+    ``background`` the ``background`` split (``text`` records, :func:`world_background`), whose
+    statistics ``world.json`` stores under ``background``.
 
     The folder appears whole or not at all (written to a temporary sibling, then renamed).
     """
-    splits = generate_world(authors, holdout_authors, seed)
+    splits = generate_world(authors, holdout_authors, seed, questions_per_author)
     splits.update(multiple_choice_splits(splits, seed))
+    manifest = {"generator": "grin_unlearn.data.world", "authors": authors, "holdout_authors": holdout_authors,
+                "seed": seed, "questions_per_author": questions_per_author,
+                "attributes": [a.key for a in ATTRIBUTES[:questions_per_author]]}
+    if background:
+        splits["background"], manifest["background"] = world_background(splits, authors, seed)
+    manifest["splits"] = {name: len(records) for name, records in splits.items()}
     files = {f"{name}.json": json.dumps(records, indent=1, ensure_ascii=False) for name, records in splits.items()}
-    files["world.json"] = json.dumps(
-        {"generator": "grin_unlearn.data.world", "authors": authors, "holdout_authors": holdout_authors,
-         "seed": seed, "attributes": [a.key for a in ATTRIBUTES],
-         "splits": {name: len(records) for name, records in splits.items()}}, indent=1)
+    files["world.json"] = json.dumps(manifest, indent=1)
     return atomic_write_dir(out_dir, files, overwrite=overwrite)
 
 
+def world_background(splits: dict[str, list[dict]], authors: int, seed: int) -> tuple[list[dict], dict]:
+    """The background corpus of a world (:mod:`grin_unlearn.data.background`) and its statistics.
+
+    Returns ``(records, stats)``: ``text`` records, and the sentence counts, the tokenizer, and per
+    forget split the number of token ids whose only occurrences in the target's training text are
+    in that split (``forget_only_token_ids``, 0 after the coverage step).
+    """
+    from ..subword import SUBWORD_SOURCE, compact_subword_tokenizer
+    from .background import FORGET_SPLITS, background_texts, cover_forget_only_tokens, forget_only_token_ids
+
+    names = {r["author"] for records in splits.values() for r in records if "author" in r}
+    sentences, pool = background_texts(names, authors, seed)
+    tokenizer = compact_subword_tokenizer(world_corpus(splits) + sentences + pool)
+    cover, quoted = cover_forget_only_tokens(tokenizer, splits, sentences, pool, seed)
+    texts = sentences + cover
+    stats = {"sentences": len(sentences), "coverage_sentences": len(cover), "quoted_forget_words": quoted,
+             "tokenizer": SUBWORD_SOURCE,
+             "forget_only_token_ids": {split: len(forget_only_token_ids(tokenizer, splits, texts, split))
+                                       for split in FORGET_SPLITS}}
+    return [{"text": text} for text in texts], stats
+
+
 def world_corpus(splits: dict[str, list[dict]]) -> list[str]:
-    """Every string of the world (for training the built-in tokenizer)."""
+    """Every string of the world, background text included (the built-in tokenizer's corpus).
+
+    Multiple-choice records (with ``choices``) are skipped: their questions repeat QA questions and
+    their answers are indices.
+    """
     texts = []
     for records in splits.values():
         for record in records:
-            for key in ("question", "paraphrased_question", "answer", "paraphrased_answer"):
+            if "choices" in record:
+                continue
+            for key in ("question", "paraphrased_question", "answer", "paraphrased_answer", "text"):
                 if key in record:
                     texts.append(record[key])
             texts.extend(record.get("perturbed_answer", []))
@@ -212,8 +238,7 @@ def folder_corpus(folder: str | Path) -> list[str]:
 
     The splits come in the order ``world.json`` lists them (a generated world: :func:`generate_world`'s
     order, so the corpus equals ``world_corpus(generate_world(...))`` exactly), else in name order.
-    Multiple-choice records (with ``choices``) are skipped: their questions repeat QA questions and
-    their answers are indices. One recipe for ``make demo`` and ``finetune --model builtin``.
+    One recipe for ``make demo`` and ``finetune --model builtin``.
     """
     from .records import available_splits, load_split
 
@@ -228,7 +253,7 @@ def folder_corpus(folder: str | Path) -> list[str]:
         except ValueError as err:
             raise UserInputError(f"{manifest}: not valid JSON ({err})") from None
         names = [n for n in listed if n in names] + [n for n in names if n not in listed]
-    splits = {name: [r for r in load_split(folder, name) if "choices" not in r] for name in names}
+    splits = {name: load_split(folder, name) for name in names}
     return world_corpus(splits)
 
 

@@ -2,9 +2,10 @@
 
 A sweep file (YAML; see ``configs/``) holds:
 * the setting, either ``embedded:`` (overrides of :class:`~grin_unlearn.experiments.embedded.EmbeddedConfig`:
-  ``authors``, ``holdout_authors``, ``world_seed``, ``vocab_size``, ``forget_split``, and the
-  ``model`` (:class:`~grin_unlearn.models.TinyModelConfig`) / ``finetune``
-  (:class:`~grin_unlearn.training.finetune.FinetuneConfig`) mappings; all optional) **or** a user's own
+  ``authors``, ``holdout_authors``, ``world_seed``, ``questions_per_author``, ``tokenizer``,
+  ``vocab_size``, ``forget_split``, and the ``model`` (:class:`~grin_unlearn.models.TinyModelConfig`) /
+  ``pretrain`` / ``finetune`` (:class:`~grin_unlearn.training.finetune.FinetuneConfig`) mappings; all
+  optional, ``pretrain: null`` for a randomly initialised base) **or** a user's own
   ``model:`` (folder or Hub id) + ``data:`` + ``forget:`` + ``retain:`` with an optional oracle, given
   as ``oracle:`` (a retain-only model, evaluated once) or ``oracle_eval:`` (its ``eval.json``);
 * ``base:`` an :class:`~grin_unlearn.config.UnlearnConfig` mapping (``objective`` plus sections);
@@ -95,7 +96,7 @@ def _dataclass_from(cls, values, source: str, nested: dict | None = None):
         raise UserInputError(f"{source}: unknown keys {sorted(bad)} (valid: {', '.join(sorted(names))})")
     values = dict(values)
     for key, sub in (nested or {}).items():
-        if key in values:
+        if key in values and values[key] is not None:  # None: the field's "off" (e.g. embedded.pretrain)
             values[key] = _dataclass_from(sub, values[key], f"{source}.{key}")
     try:
         return cls(**values)
@@ -205,7 +206,8 @@ def parse_spec(mapping: dict, source: str = "sweep") -> SweepSpec:
             raise UserInputError(f"{source}: {', '.join(given)} need 'model' (the embedded benchmark sets its own; "
                                  "use embedded.forget_split to pick the forget split)")
         spec.embedded = _dataclass_from(EmbeddedConfig, mapping.get("embedded"), f"{source}: embedded",
-                                        {"model": TinyModelConfig, "finetune": FinetuneConfig})
+                                        {"model": TinyModelConfig, "finetune": FinetuneConfig,
+                                         "pretrain": FinetuneConfig})
         return spec
     if "embedded" in mapping:
         raise UserInputError(f"{source}: give either 'embedded' or 'model' + 'data', not both")

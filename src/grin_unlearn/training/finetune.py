@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.formatting import FORMAT_FILE, PadCollator, PromptFormat, encode_records
+from ..data.formatting import FORMAT_FILE, PadCollator, PromptFormat, encode_training_records
 from ..errors import UserInputError
 from ..models import pad_token_id, save_model_folder
 from .arguments import quiet_log_lines, training_arguments
@@ -71,7 +71,7 @@ def finetune(model, tokenizer, records: list[dict], config: FinetuneConfig, out_
     if not records:
         raise UserInputError("finetune: the training split is empty")
     fmt = fmt or PromptFormat(max_length=config.max_length)
-    examples = encode_records(tokenizer, records, fmt)
+    examples = encode_training_records(tokenizer, records, fmt)
     truncated = sum(e["truncated"] for e in examples)
     if truncated:
         logger.warning("%d of %d training examples were longer than %d tokens and were truncated",
