@@ -114,7 +114,8 @@ def compact_subword_tokenizer(texts: list[str]):
     core.add_special_tokens(specials)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
                                         pad_token=PAD_TOKEN, unk_token="<unk>", padding_side="right",
-                                        model_input_names=["input_ids", "attention_mask"])
+                                        model_input_names=["input_ids", "attention_mask"],
+                                        clean_up_tokenization_spaces=False)  # decode gives the text back
     to_compact = {i: vocab[p] for i, p in enumerate(pieces) if p in vocab}
     ours = tokenizer(texts, add_special_tokens=False)["input_ids"]
     for text, theirs, mine in zip(texts, full_ids, ours):

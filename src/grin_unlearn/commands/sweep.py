@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default runs/<config file stem>)")
     parser.add_argument("--cache-dir", help="where the embedded world and models are cached "
                                             "(default $GRIN_UNLEARN_CACHE or ~/.cache/grin-unlearn)")
+    parser.add_argument("--target-seed", type=int,
+                        help="another target of the embedded benchmark: its training seed (embedded.finetune.seed, "
+                             "which also seeds the base); run one sweep per seed and pass their folders to "
+                             "`grin-unlearn report` for claims over several targets")
     parser.add_argument("--dry-run", action="store_true", help="list the cells and exit without running anything")
 
 
@@ -33,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{index}/{len(cells)}] {cell.name}  ({config_label(cell.values)}){'  [finished]' if done else ''}")
         print(f"{len(cells)} cells -> {out / 'cells'}")
         return 0
-    run_sweep(args.config, out, args.cache_dir, log=lambda *a, **k: print(*a, flush=True))
+    run_sweep(args.config, out, args.cache_dir, log=lambda *a, **k: print(*a, flush=True), target_seed=args.target_seed)
     report, table = make_sweep_report(out)
     print()
     print(table)

@@ -104,7 +104,8 @@ def load_cell_rows(sweep_dir: str | Path, state: dict) -> tuple[list[dict], list
     return rows, unfinished
 
 
-def _references(sweep_dir: Path, state: dict) -> list[dict]:
+def reference_rows(sweep_dir: Path, state: dict) -> list[dict]:
+    """Metric rows of the sweep's target and oracle evaluations (those present)."""
     rows = []
     for label, rel in (("target", state.get("target_eval")), ("oracle", state.get("oracle_eval"))):
         if rel is None:
@@ -143,7 +144,7 @@ def make_sweep_report(sweep_dir: str | Path) -> tuple[Path, str]:
     state = load_sweep_state(sweep_dir)
     rows, unfinished = load_cell_rows(sweep_dir, state)
     groups = aggregate_cells(rows)
-    references = _references(sweep_dir, state)
+    references = reference_rows(sweep_dir, state)
     grid = (state.get("spec") or {}).get("grid") or {}
     keys = [k for k in state.get("grid_keys", list(grid)) if k != SEED_KEY]
     table = mean_std_table(groups, keys, references)

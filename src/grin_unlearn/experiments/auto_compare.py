@@ -23,7 +23,7 @@ from ..config import AUTO
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json, atomic_write_text
 from .aggregate import mean_std
-from .report import _fmt
+from .report import format_metric
 from .tune import STATE_FILE, Method, run_method_cell, select_trial
 from .tune_phases import reported_phase
 from .tune_report import SHOWN
@@ -117,12 +117,12 @@ def _write_markdown(out_dir: Path, result: dict, grid_rows: list[dict]) -> Path:
               f"({result['best_grid_reason']})." if grid_rows else "No grid of p was run.", "",
               "Compute (wall / CPU seconds of the runs when they ran: scoring, training, evaluation; CPU seconds "
               "are the process's, all threads; both depend on the machine's load):", "",
-              f"- auto p: {auto['n']} run(s), {auto['seconds_total']:.0f} / {_fmt(auto['cpu_seconds_total'], 0)} s — "
+              f"- auto p: {auto['n']} run(s), {auto['seconds_total']:.0f} / {format_metric(auto['cpu_seconds_total'], 0)} s — "
               "p costs nothing beyond the run itself (one pass over the scores);",
               f"- the tuned p: the method's {result['tuning_trials']} tuning trials "
               f"({result['tuning_seconds']:.0f} / {result['tuning_cpu_seconds']:.0f} s; they searched p together with "
               f"the other settings) plus its {tuned['n']} rerun(s) ({tuned['seconds_total']:.0f} / "
-              f"{_fmt(tuned['cpu_seconds_total'], 0)} s);"]
+              f"{format_metric(tuned['cpu_seconds_total'], 0)} s);"]
     if grid_rows:
         lines.append(f"- the grid of {len(grid_rows)} value(s) of p: {sum(r['n'] for r in grid_rows)} runs, "
                      f"{sum(r['seconds_total'] for r in grid_rows):.0f} / {grid_cpu:.0f} s.")
@@ -132,4 +132,4 @@ def _write_markdown(out_dir: Path, result: dict, grid_rows: list[dict]) -> Path:
 
 def _ms(row: dict, key: str, digits: int = 3) -> str:
     mean, std = row.get(key), row.get(f"{key}_std")
-    return "–" if mean is None else f"{_fmt(mean, digits)} ± {_fmt(std or 0.0, digits)}"
+    return "–" if mean is None else f"{format_metric(mean, digits)} ± {format_metric(std or 0.0, digits)}"

@@ -30,7 +30,7 @@ def metrics_row(label: str, eval_result: dict, seconds: float | None = None) -> 
     return row
 
 
-def _fmt(value, digits: int = 3) -> str:
+def format_metric(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
@@ -42,9 +42,9 @@ def markdown_table(rows: list[dict], columns=COLUMNS, time_column: bool = True) 
     header = ["method"] + [title for _, title in columns] + (["wall time (s)"] if time_column else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row["method"]] + [_fmt(row.get(key)) for key, _ in columns]
+        cells = [row["method"]] + [format_metric(row.get(key)) for key, _ in columns]
         if time_column:
-            cells.append(_fmt(row.get("seconds"), 1) if row.get("seconds") is not None else "–")
+            cells.append(format_metric(row.get("seconds"), 1) if row.get("seconds") is not None else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -150,7 +150,7 @@ def _mean_std(row: dict, key: str, digits: int = 3) -> str:
     mean, std = row.get(key), row.get(f"{key}_std")
     if mean is None:
         return "–"
-    return f"{_fmt(float(mean), digits)} ± {_fmt(float(std or 0.0), digits)}"
+    return f"{format_metric(float(mean), digits)} ± {format_metric(float(std or 0.0), digits)}"
 
 
 def mean_std_table(groups: list[dict], keys: list[str], references: list[dict] = (), columns=COLUMNS) -> str:
@@ -162,7 +162,7 @@ def mean_std_table(groups: list[dict], keys: list[str], references: list[dict] =
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in references:
         cells = [f"**{row['method']}**"] + [""] * (len(key_columns) - 1)
-        cells += [_fmt(row.get(key)) for key, _ in columns] + ["–", "–"]
+        cells += [format_metric(row.get(key)) for key, _ in columns] + ["–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
     for group in groups:
         cells = [format_grid_value(group["values"].get(k)) for k in keys] or [group.get("method", "base")]

@@ -49,6 +49,19 @@ def _check_eval_config(path: Path, config: EvalConfig) -> None:
                              "delete it to re-evaluate, or sweep into a new --out")
 
 
+def with_target_seed(spec: SweepSpec, seed: int | None) -> SweepSpec:
+    """``spec`` with ``embedded.finetune.seed = seed`` (unchanged for None)."""
+    if seed is None:
+        return spec
+    if spec.embedded is None:
+        raise UserInputError(f"--target-seed: {spec.source} names its own model; the seed applies to the embedded benchmark")
+    finetune = dataclasses.replace(spec.embedded.finetune, seed=seed)
+    spec.embedded = dataclasses.replace(spec.embedded, finetune=finetune)
+    embedded = spec.raw["embedded"] = dict(spec.raw.get("embedded") or {})
+    embedded["finetune"] = {**(embedded.get("finetune") or {}), "seed": seed}
+    return spec
+
+
 def _prepare(spec: SweepSpec, out_dir: Path, cache_dir, log) -> _Setting:
     if spec.embedded is not None:
         assets = prepare_embedded(spec.embedded, cache_dir, log=log)
@@ -112,13 +125,15 @@ def _write_state(out_dir: Path, state: dict) -> None:
 
 
 def run_sweep(spec_path: str | Path, out_dir: str | Path, cache_dir: str | Path | None = None,
-              log=print) -> list[dict]:
+              log=print, target_seed: int | None = None) -> list[dict]:
     """Run every cell of the sweep file ``spec_path`` into ``out_dir/cells/<name>``, one after another.
 
     Finished cells are reused; ``out_dir/sweep.json`` is rewritten after each cell. Returns the cell
     entries ``{"name", "dir", "values", "status" (reused | ran | failed | pending), "seconds"}``.
+    ``target_seed`` replaces the embedded benchmark's training seed (``embedded.finetune.seed``, which
+    also seeds the base): another target and oracle of the same world, for claims over several targets.
     """
-    spec = load_spec(spec_path)
+    spec = with_target_seed(load_spec(spec_path), target_seed)
     cells = expand_grid(spec)
     out_dir = Path(out_dir)
     setting = _prepare(spec, out_dir, cache_dir, log)

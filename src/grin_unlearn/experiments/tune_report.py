@@ -25,7 +25,7 @@ from ..evaluation import aggregate, load_eval
 from ..io_utils import atomic_write_text
 from ..run_dir import noise_record
 from .aggregate import mean_std
-from .report import new_figure, _fmt, _log_error, metrics_row, save_figure
+from .report import new_figure, format_metric, _log_error, metrics_row, save_figure
 from .tune import STATE_FILE, STORAGE_FILE
 
 SHOWN = (("forget_quality", "forget quality ↑"), ("model_utility", "model utility ↑"),
@@ -60,7 +60,7 @@ def _summary(finals: list[dict]) -> dict:
 
 def _cell(row: dict, key: str) -> str:
     mean, std = row.get(key), row.get(f"{key}_std")
-    return "–" if mean is None else f"{_fmt(mean)} ± {_fmt(std or 0.0)}"
+    return "–" if mean is None else f"{format_metric(mean)} ± {format_metric(std or 0.0)}"
 
 
 def _times(cells: list[dict]) -> str:
@@ -68,7 +68,7 @@ def _times(cells: list[dict]) -> str:
     return f"{sum(c.get('seconds') or 0 for c in cells):.0f} / {sum(c.get('cpu_seconds') or 0 for c in cells):.0f}"
 
 
-def _references(out_dir: Path, state: dict) -> list[dict]:
+def reference_rows(out_dir: Path, state: dict) -> list[dict]:
     rows = []
     reported = state.get("reported") or {}
     for label in ("target", "oracle"):
@@ -130,7 +130,7 @@ def write_tune_report(out_dir: str | Path) -> Path:
         raise UserInputError(f"{out_dir}: no {STATE_FILE} (expected a folder written by `grin-unlearn tune`)")
     state = json.loads(path.read_text(encoding="utf-8"))
     resolved, rule = state["resolved"], state["resolved"]["rule"]
-    references = _references(out_dir, state)
+    references = reference_rows(out_dir, state)
     validation = state.get("validation") or {}
     lines = [f"# Tuner report: {Path(state['spec_path']).stem}", "",
              f"`grin-unlearn tune {state['spec_path']} --out {out_dir}` (status: {state.get('status')}). "
@@ -154,15 +154,15 @@ def write_tune_report(out_dir: str | Path) -> Path:
         png = plot_objective(objective, methods, references, rule, out_dir / f"pareto_{objective}.png")
         lines += [f"## {objective}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for ref in references:
-            lines.append("| " + " | ".join([f"**{ref['method']}**", "", "", ""] + [_fmt(ref.get(k)) for k, _ in SHOWN]
+            lines.append("| " + " | ".join([f"**{ref['method']}**", "", "", ""] + [format_metric(ref.get(k)) for k, _ in SHOWN]
                                            + ["", ""]) + " |")
         for name, entry in methods.items():
             chosen = entry.get("chosen") or {}
             trial = next((t for t in entry.get("trials", []) if t["number"] == chosen.get("number")), {})
             finals = entry.get("finals") or []
             summary = _summary(finals)
-            cells = [name, _params_text(chosen.get("params", {})) or "–", _fmt(trial.get("forget_quality")),
-                     _fmt(trial.get("model_utility"))] + [_cell(summary, k) for k, _ in SHOWN]
+            cells = [name, _params_text(chosen.get("params", {})) or "–", format_metric(trial.get("forget_quality")),
+                     format_metric(trial.get("model_utility"))] + [_cell(summary, k) for k, _ in SHOWN]
             cells += [_times(entry.get("trials", [])), _times(finals)]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "Choices: " + "; ".join(f"{n}: trial {e['chosen']['number']} ({e['chosen']['reason']})"
