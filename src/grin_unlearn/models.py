@@ -1,7 +1,8 @@
 """Loading any Hugging Face causal LM, and building the tiny built-in model and tokenizer.
 
-The built-in tokenizer is a byte-level BPE trained with the `tokenizers` library on the world's text;
-the built-in model is a small Llama-architecture ``transformers`` model built from a config. Both are
+The byte-level BPE here, trained with the `tokenizers` library on the world's text, is the tests'
+micro tokenizer and the earlier benchmark's (``EmbeddedConfig(tokenizer="world-bpe")``); the embedded
+benchmark's own is :mod:`grin_unlearn.subword`. The built-in model is a small Llama-architecture ``transformers`` model built from a config. Both are
 saved with ``save_pretrained`` and load with ``AutoTokenizer`` / ``AutoModelForCausalLM`` like any
 Hub model. ``trust_remote_code`` stays off unless the caller asks for it.
 """

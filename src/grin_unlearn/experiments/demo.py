@@ -192,7 +192,9 @@ def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig, chanc
     lines = [
         "# grin-unlearn demo", "",
         f"Embedded benchmark: {config.embedded.authors} fictitious authors (+{config.embedded.holdout_authors} holdout), "
-        f"forget split `{config.embedded.forget_split}`, objective `{config.objective}`. Unmasked: "
+        f"{config.embedded.questions_per_author} questions each, {config.embedded.tokenizer} tokenizer, "
+        + ("base pretrained on the background corpus" if config.embedded.pretrain is not None else "untrained base")
+        + f"; forget split `{config.embedded.forget_split}`, objective `{config.objective}`. Unmasked: "
         f"{config.full.text()}. GRIN: {config.grin.text(masked=True)}. "
         "Wall time is the unlearning run (scoring + training).", "",
         markdown_table(rows), "",

@@ -66,8 +66,8 @@ class EmbeddedConfig:
     pretrain: FinetuneConfig | None = field(default_factory=lambda: BUILTIN_PRETRAIN)
     finetune: FinetuneConfig = field(default_factory=lambda: BUILTIN_FINETUNE)
     forget_split: str = "forget10"
-    # The built-in byte-level BPE attaches a space to the next word, so the reference's `tofu` boundary
-    # (labels after len(tok(prompt)), the prompt ending in a space) would hide each answer's first token
+    # The built-in tokenizers (subword and byte-level BPE) attach a space to the next word, so the
+    # reference's `tofu` boundary (labels after len(tok(prompt)), the prompt ending in a space) would hide each answer's first token
     # from training and end every generation prompt in a token training never showed. The built-in
     # benchmark therefore trains and evaluates in the `split` style; real TOFU models keep `tofu`.
     prompt_style: str = "split"
