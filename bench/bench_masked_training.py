@@ -30,7 +30,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from grin_unlearn.training.masked_optim import MaskedAdamW, make_masked_optimizer
 from grin_unlearn.scoring import eligible_parameters
-from grin_unlearn.selection import select_top_fraction
+from grin_unlearn.selection.top_fraction import select_top_fraction
 
 SIZES = {"10M": (256, 8), "100M": (768, 12)}  # (hidden, layers); vocab 8000, intermediate 2.75·hidden
 

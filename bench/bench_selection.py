@@ -5,10 +5,10 @@
 Scores are fp32 uniform random numbers shaped like the block weights of a ~100M-parameter Llama
 (hidden 1024, intermediate 2816, 8 layers, 7 projections per layer: 102.8M scores). Methods:
 
-* ``radix``    : :func:`grin_unlearn.selection.select_top_fraction` (histogram radix select,
+* ``radix``    : :func:`grin_unlearn.selection.top_fraction.select_top_fraction` (histogram radix select,
   CPU work in numpy, so ``--threads`` barely matters to it).
 * ``kthvalue`` : concatenate all scores, ``torch.kthvalue`` for the threshold, then the same tie-break.
-* ``sort``     : :func:`grin_unlearn.selection.brute_force_top_fraction` (concat + stable sort); only
+* ``sort``     : :func:`grin_unlearn.selection.top_fraction.brute_force_top_fraction` (concat + stable sort); only
   with ``--sort``, it is slow.
 
 Each (method, p) runs in a fresh subprocess that builds the scores, resets the kernel's peak-RSS mark
@@ -27,15 +27,13 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from grin_unlearn.selection import select_top_fraction
+from grin_unlearn.selection.top_fraction import select_top_fraction
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for the tests' naive reference
-from tests.selection_reference import brute_force_top_fraction  # noqa: E402
+from grin_unlearn.selection.reference import brute_force_top_fraction
 
 MIB = 1024 * 1024
 

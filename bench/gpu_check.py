@@ -35,11 +35,9 @@ import torch
 os.environ.setdefault("GRIN_UNLEARN_QUIET", "1")  # no progress bars between the table's lines
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import memory_model as mm  # noqa: E402
-from memory_steps import (PeakMemory, build_model, expected_state_bytes, held_bytes, make_optimizer, mask_counts,  # noqa: E402
-                          release, score_and_select, sync, token_examples, train_steps)
+from memory_steps import (DTYPE, RATIOS, PeakMemory, build_model, expected_state_bytes, held_bytes,  # noqa: E402
+                          make_optimizer, mask_counts, release, score_and_select, sync, token_examples, train_steps)
 
-RATIOS = (0.1, 0.2, 0.4)
-DTYPE = torch.bfloat16
 NO_CUDA_EXIT = 2
 
 
@@ -98,7 +96,7 @@ def check_optimizer(model, params: dict, masks_by_ratio: dict, device, steps: in
 def single_device(args, device: torch.device, dtype: torch.dtype) -> dict:
     from grin_unlearn.data.formatting import PadCollator
     from grin_unlearn.scoring import ScoringContext, eligible_parameters, get_scorer
-    from grin_unlearn.selection import select_top_fraction
+    from grin_unlearn.selection.top_fraction import select_top_fraction
 
     shape = mm.SHAPES[args.shape]
     model = build_model(shape, args.seq, dtype, device=device.type)

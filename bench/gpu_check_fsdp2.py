@@ -24,8 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import memory_model as mm  # noqa: E402
-from gpu_check import DTYPE, RATIOS  # noqa: E402
-from memory_steps import PeakMemory, build_model, score_and_select, shard, token_examples, train_steps  # noqa: E402
+from memory_steps import DTYPE, RATIOS, PeakMemory, build_model, score_and_select, shard, token_examples, train_steps  # noqa: E402
 
 
 def fsdp2_steps(shape_name: str, device: torch.device, dtype: torch.dtype, batch: int, seq: int,

@@ -28,7 +28,7 @@ One process / DDP (every tensor whole; DDP adds its gradient buckets ``B = w·E_
         while the gradients grow, so the peak is at one end: all activations or all gradients.
     backward  = wP + B + max(A_s, G)              one pass keeping the gradients
 
-FSDP2 (``N`` processes, ``grin_unlearn.sharding.shard_model``: each decoder layer and the root
+FSDP2 (``N`` processes, ``grin_unlearn.parallel.sharding.shard_model``: each decoder layer and the root
 sharded, gradients reduced in fp32, ``r = 4``). Held between steps: the local shards ``wP/N``.
 Within a step every term with ``E``, ``S`` or ``G`` is divided by ``N``, and four phases of each
 forward + backward compete (found in the allocator traces of ``bench/bench_memory.py`` on CPU/gloo)::
@@ -81,8 +81,8 @@ import argparse
 from dataclasses import dataclass
 
 GIB = 1024**3
-SELECT_CHUNK = 1 << 20  # grin_unlearn.selection._CHUNK: elements per streamed chunk
-REDUCE_BYTES = 4  # grin_unlearn.sharding.shard_model: MixedPrecisionPolicy(reduce_dtype=torch.float32)
+SELECT_CHUNK = 1 << 20  # grin_unlearn.selection.top_fraction._CHUNK: elements per streamed chunk
+REDUCE_BYTES = 4  # grin_unlearn.parallel.sharding.shard_model: MixedPrecisionPolicy(reduce_dtype=torch.float32)
 STEPS = ("scoring", "training", "backward", "adamw_training")
 
 

@@ -6,7 +6,7 @@ against :func:`memory_model.predict`:
 
 * **scoring** (:func:`score_and_select`): the ``G_f`` and ``G_r`` passes of
   :func:`grin_unlearn.scoring.accumulate_example_gradients` (both kept), the ``grin`` scorer, then
-  :func:`grin_unlearn.selection.select_top_fraction`; the memory model's ``scoring``;
+  :func:`grin_unlearn.selection.top_fraction.select_top_fraction`; the memory model's ``scoring``;
 * **training** (:func:`train_steps`): masked training as the pipeline sets it up
   (:func:`grin_unlearn.training.masked_optim.make_masked_optimizer`: unselected tensors frozen,
   gradient-mask hooks, ``MaskedAdamW`` with weight decay), one forward + backward over forget + retain
@@ -18,7 +18,7 @@ against :func:`memory_model.predict`:
 
 A model is a random-initialised ``LlamaForCausalLM`` of a :class:`memory_model.LlamaShape` fed random
 tokens (no download); under FSDP2 it is wrapped by the library's own
-:func:`grin_unlearn.sharding.shard_model`. :class:`PeakMemory` measures a step: on CUDA
+:func:`grin_unlearn.parallel.sharding.shard_model`. :class:`PeakMemory` measures a step: on CUDA
 ``torch.cuda.max_memory_allocated`` over the start, on the CPU :class:`allocator_trace.AllocatorPeak`.
 """
 
@@ -33,6 +33,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import memory_model as mm  # noqa: E402
 from allocator_trace import AllocatorPeak  # noqa: E402
+
+RATIOS = (0.1, 0.2, 0.4)  # the selection ratios the GPU check measures
+DTYPE = torch.bfloat16  # its weights' dtype
 
 
 def llama_config(shape: mm.LlamaShape, seq: int):
@@ -55,8 +58,8 @@ def build_model(shape: mm.LlamaShape, seq: int, dtype: torch.dtype, device: str 
 
 
 def shard(model, device: torch.device):
-    """The pipeline's FSDP2 wrapping (:func:`grin_unlearn.sharding.shard_model`; process group initialised)."""
-    from grin_unlearn.sharding import shard_model
+    """The pipeline's FSDP2 wrapping (:func:`grin_unlearn.parallel.sharding.shard_model`; process group initialised)."""
+    from grin_unlearn.parallel.sharding import shard_model
 
     return shard_model(model, device)
 
@@ -104,7 +107,7 @@ class PeakMemory:
 def score_and_select(model, params, forget, retain, collator, batch_size: int, ratio: float, device):
     """GRIN steps 1-2 as the pipeline runs them; returns ``(masks, seconds of the passes, of score+select)``."""
     from grin_unlearn.scoring import ScoringContext, accumulate_example_gradients, get_scorer
-    from grin_unlearn.selection import select_top_fraction
+    from grin_unlearn.selection.top_fraction import select_top_fraction
 
     start = time.perf_counter()
     gf = accumulate_example_gradients(model, forget, params, collator, batch_size=batch_size)
@@ -121,7 +124,7 @@ def score_and_select(model, params, forget, retain, collator, batch_size: int, r
 def random_masks(params: dict, ratio: float, device=None) -> dict[str, torch.Tensor]:
     """Top-``ratio`` masks of the ``random`` scorer (sharded like ``params`` under FSDP2)."""
     from grin_unlearn.scoring import ScoringContext, get_scorer
-    from grin_unlearn.selection import select_top_fraction
+    from grin_unlearn.selection.top_fraction import select_top_fraction
 
     with torch.no_grad():
         return select_top_fraction(get_scorer("random")(ScoringContext(params, device=device)), ratio)
@@ -172,7 +175,7 @@ def mask_counts(masks: dict[str, torch.Tensor]) -> dict[str, int]:
     """What the optimizer-state formula needs, over this process's rows (all of them in one process):
     selected weights, elements and number of the trainable tensors (those with a selected weight
     here), and the most selected in one tensor."""
-    from grin_unlearn.sharding import local
+    from grin_unlearn.parallel.sharding import local
 
     counts = [(int(local(m).sum()), local(m).numel()) for m in masks.values()]
     counts = [(k, n) for k, n in counts if k]

@@ -6,14 +6,14 @@
 Scores the phase's target with GRIN once (the retain pass keeping its squared batch gradients), computes
 the p of each rule from the same scores:
 
-* ``knee`` — Kneedle on the score-mass curve (:func:`grin_unlearn.auto_ratio.knee_ratio`);
+* ``knee`` — Kneedle on the score-mass curve (:func:`grin_unlearn.selection.auto_ratio.knee_ratio`);
 * ``balance, SGD step`` — the previous round's rule: the share of weights scoring above
   ``τ = Σ g_f² / Σ |g_f| (|g_r| + ε)`` (first-order gain and damage of a gradient step);
 * ``balance, Adam step`` — the GRIN top-p cut maximising the share of ``Σ |g_f|`` minus the share of
   ``Σ (|g_r| + ε)`` (first-order gain and damage bound of a sign step);
-* ``balance, Adam step / Fisher damage`` — :func:`grin_unlearn.auto_ratio.balance_ratio`;
+* ``balance, Adam step / Fisher damage`` — :func:`grin_unlearn.selection.auto_ratio.balance_ratio`;
 * ``coverage q`` — the smallest GRIN top-p set holding a share ``q`` of ``Σ |g_f|`` (the Adam-step
-  forget gain; :func:`grin_unlearn.auto_ratio.coverage_ratio`, the default rule at q = 0.95), for q in
+  forget gain; :func:`grin_unlearn.selection.auto_ratio.coverage_ratio`, the default rule at q = 0.95), for q in
   :data:`COVERAGE`;
 
 then reruns the tuner's chosen GRIN + NPO config with each rule's p and with each p of ``--grid``, over
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from grin_unlearn.auto_knee import knee_ratio
-from grin_unlearn.auto_ratio import balance_ratio, coverage_ratio
+from grin_unlearn.selection.auto_knee import knee_ratio
+from grin_unlearn.selection.auto_ratio import balance_ratio, coverage_ratio
 from grin_unlearn.config import DEFAULT_AUTO_SHARE
 from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.data.records import load_qa_split

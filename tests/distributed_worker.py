@@ -44,7 +44,7 @@ from grin_unlearn.data.world import generate_world, world_corpus  # noqa: E402
 from grin_unlearn.scoring import score_influence  # noqa: E402
 from grin_unlearn.models import build_tiny_model, train_tokenizer  # noqa: E402
 from grin_unlearn.run_dir import is_finished  # noqa: E402
-from grin_unlearn.selection import select_top_fraction  # noqa: E402
+from grin_unlearn.selection.top_fraction import select_top_fraction  # noqa: E402
 from tests.conftest import MICRO_MODEL  # noqa: E402
 
 # The module, not the `unlearn` function that grin_unlearn/__init__.py re-exports under the same name.

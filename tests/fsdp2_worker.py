@@ -42,18 +42,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, f
 
 from safetensors.torch import save_file  # noqa: E402
 
-from grin_unlearn.auto_knee import knee_ratio  # noqa: E402
-from grin_unlearn.auto_ratio import balance_ratio  # noqa: E402
+from grin_unlearn.selection.auto_knee import knee_ratio  # noqa: E402
+from grin_unlearn.selection.auto_ratio import balance_ratio  # noqa: E402
 from grin_unlearn.cli import main as cli_main  # noqa: E402
 from grin_unlearn.config import NoiseConfig, UnlearnConfig  # noqa: E402
 from grin_unlearn.training.objectives import ObjectiveHyperparams  # noqa: E402
-from grin_unlearn.distributed import init_from_launcher  # noqa: E402
+from grin_unlearn.parallel.distributed import init_from_launcher  # noqa: E402
 from grin_unlearn.errors import UserInputError  # noqa: E402
 from grin_unlearn.run_dir import is_finished  # noqa: E402
 from grin_unlearn.scoring import score_influence  # noqa: E402
-from grin_unlearn.selection import select_top_fraction  # noqa: E402
+from grin_unlearn.selection.top_fraction import select_top_fraction  # noqa: E402
 from grin_unlearn.models import build_tiny_model  # noqa: E402
-from grin_unlearn.sharding import full_state_dict, local, shard_model  # noqa: E402
+from grin_unlearn.parallel.sharding import full_state_dict, local, shard_model  # noqa: E402
 from tests.conftest import MICRO_MODEL  # noqa: E402
 from tests.distributed_worker import EXACT_BATCH, RETAIN, SEED, SMALL_BATCH, micro_setup, unlearn_config  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Automatic p (GRIN's gain/damage balance; Kneedle knee of the score-mass curve) and σ² (retain-loss
 probe), and their record.
 
-Formulas: :mod:`grin_unlearn.auto_ratio` and :mod:`grin_unlearn.auto_noise`.
+Formulas: :mod:`grin_unlearn.selection.auto_ratio` and :mod:`grin_unlearn.noise.auto_noise`.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grin_unlearn.auto_noise import probe_noise_var
-from grin_unlearn.auto_knee import knee_ratio, mass_curve
-from grin_unlearn.auto_ratio import balance_ratio, coverage_ratio
+from grin_unlearn.noise.auto_noise import probe_noise_var
+from grin_unlearn.selection.auto_knee import knee_ratio, mass_curve
+from grin_unlearn.selection.auto_ratio import balance_ratio, coverage_ratio
 from grin_unlearn.cli import main
 from grin_unlearn.config import NoiseConfig, SelectionConfig, config_from_mapping
 from grin_unlearn.data.formatting import PadCollator, PromptFormat, encode_training_records
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.models import pad_token_id
 from grin_unlearn.scoring.gradients import batch_loss
-from grin_unlearn.selection import select_top_fraction
+from grin_unlearn.selection.top_fraction import select_top_fraction
 
 
 def _brute_force_knee(scores: dict[str, torch.Tensor]) -> int:

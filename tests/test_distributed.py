@@ -38,8 +38,8 @@ from safetensors.torch import load_file
 
 from grin_unlearn.scoring import score_influence
 from grin_unlearn.masks import load_mask
-from grin_unlearn.noise import inject_noise
-from grin_unlearn.selection import select_top_fraction
+from grin_unlearn.noise.injection import inject_noise
+from grin_unlearn.selection.top_fraction import select_top_fraction
 from tests.distributed_worker import EXACT_BATCH, NOISE_VAR, RATIO, RETAIN, SEED, SMALL_BATCH
 
 REPO = Path(__file__).resolve().parents[1]

@@ -43,13 +43,13 @@ import transformers
 from packaging.version import Version
 from safetensors.torch import load_file
 
-from grin_unlearn.auto_knee import knee_ratio
-from grin_unlearn.auto_ratio import balance_ratio
+from grin_unlearn.selection.auto_knee import knee_ratio
+from grin_unlearn.selection.auto_ratio import balance_ratio
 from grin_unlearn.cli import main as cli_main
 from grin_unlearn.masks import load_mask
-from grin_unlearn.noise import inject_noise
+from grin_unlearn.noise.injection import inject_noise
 from grin_unlearn.scoring import score_influence
-from grin_unlearn.selection import select_top_fraction
+from grin_unlearn.selection.top_fraction import select_top_fraction
 from grin_unlearn.pipeline import unlearn
 from tests.distributed_worker import EXACT_BATCH, NOISE_VAR, RATIO, RETAIN, SEED, SMALL_BATCH, unlearn_config
 from tests.fsdp2_worker import PER_DEVICE_BATCH, SELECT_ARGS, kl_config, selection_cases

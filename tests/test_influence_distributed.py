@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from grin_unlearn.data.formatting import PadCollator
-from grin_unlearn.distributed import reduce_across_processes
+from grin_unlearn.parallel.distributed import reduce_across_processes
 from grin_unlearn.scoring import ScoringContext, accumulate_example_gradients, get_scorer
 from grin_unlearn.scoring import eligible_parameters
 

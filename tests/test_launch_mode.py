@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from grin_unlearn.config import TrainConfig, UnlearnConfig
-from grin_unlearn.distributed import check_launch_mode, fsdp2_requested
+from grin_unlearn.parallel.distributed import check_launch_mode, fsdp2_requested
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.pipeline import unlearn
 

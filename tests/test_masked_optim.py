@@ -113,7 +113,7 @@ def _grin_style_mask(model, tmp_path, ratio=0.2):
     """A mask as GRIN writes it: top-p of random scores over the block weights, saved and loaded back."""
     from grin_unlearn.masks import load_mask, save_mask
     from grin_unlearn.scoring import eligible_parameters
-    from grin_unlearn.selection import select_top_fraction
+    from grin_unlearn.selection.top_fraction import select_top_fraction
 
     generator = torch.Generator().manual_seed(1)
     scores = {n: torch.rand(p.shape, generator=generator) for n, p in eligible_parameters(model).items()}

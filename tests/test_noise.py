@@ -1,4 +1,4 @@
-"""Tests for grin_unlearn.noise.inject_noise."""
+"""Tests for grin_unlearn.noise.injection.inject_noise."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grin_unlearn.errors import UserInputError
-from grin_unlearn.noise import NOISE_MODES, inject_noise
+from grin_unlearn.noise.injection import NOISE_MODES, inject_noise
 
 
 def _params(seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:

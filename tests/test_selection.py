@@ -1,4 +1,4 @@
-"""Tests for grin_unlearn.selection: eligible parameters and the exact global top-p selection."""
+"""Tests for grin_unlearn.selection.top_fraction: eligible parameters and the exact global top-p selection."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grin_unlearn import selection
+from grin_unlearn.selection import top_fraction as selection
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.scoring import eligible_parameters
-from grin_unlearn.selection import mask_fraction, select_top_fraction
-from tests.selection_reference import brute_force_top_fraction
+from grin_unlearn.selection.top_fraction import mask_fraction, select_top_fraction
+from grin_unlearn.selection.reference import brute_force_top_fraction
 
 
 def _random_scores(seed: int, integer: bool = False) -> dict[str, torch.Tensor]:

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserInputError
-from .noise import NOISE_MODES
+from .noise.injection import NOISE_MODES
 from .scoring.scorers import DEFAULT_EPS, DEFAULT_WAGLE_MU, SCORERS
 from .training.objectives import ObjectiveHyperparams, get_objective
 
 
 AUTO = "auto"  # --ratio auto / --noise-var auto: chosen from the model and data (auto_ratio, auto_noise)
-AUTO_RULES = ("coverage", "balance", "knee")  # how --ratio auto sets p (grin_unlearn.auto_ratio)
+AUTO_RULES = ("coverage", "balance", "knee")  # how --ratio auto sets p (grin_unlearn.selection.auto_ratio)
 DEFAULT_AUTO_SHARE = 0.95  # coverage's q: the smallest of 0.8, 0.9, 0.95 meeting issue #14 on the validation authors
 
 

@@ -5,8 +5,8 @@
 1. influence scores on the eligible weights (:func:`~grin_unlearn.scoring.score_influence`), unless
    ``scorer == "none"`` (plain full fine-tuning with the objective, the baseline) or a saved mask is
    given;
-2. global top-p selection (:func:`~grin_unlearn.selection.select_top_fraction`) → ``mask.safetensors``;
-3. noise ``θ_i ← θ_i + N(0, σ²)`` on selected weights (:func:`~grin_unlearn.noise.inject_noise`); with
+2. global top-p selection (:func:`~grin_unlearn.selection.top_fraction.select_top_fraction`) → ``mask.safetensors``;
+3. noise ``θ_i ← θ_i + N(0, σ²)`` on selected weights (:func:`~grin_unlearn.noise.injection.inject_noise`); with
    ``noise.noise_probe`` the forget-set gradient over the selected weights is measured before and after
    it (``noise.json``: does the noise act by enlarging vanishing gradients? GRIN's third open question;
    two extra forget-gradient passes, so off by default);
@@ -19,7 +19,7 @@ config, fingerprints of the forget and retain sets, the prompt format, the mask 
 the checkpoints were made with, and refuses a mismatch before any work.
 
 The run folder's checks, checkpoints and atomic save live in :mod:`grin_unlearn.run_dir`, the
-process-group helpers in :mod:`grin_unlearn.distributed`, the ``TrainingArguments`` mapping in
+process-group helpers in :mod:`grin_unlearn.parallel.distributed`, the ``TrainingArguments`` mapping in
 :mod:`grin_unlearn.training.arguments`. A NaN/inf loss raises :class:`TrainingStoppedError` naming the
 step and the last good checkpoint.
 
@@ -31,7 +31,7 @@ masked update. Only the main process writes the run folder; the others wait at a
 
 FSDP2 (``accelerate launch --config_file configs/accelerate/fsdp2.yaml``, or ``torchrun`` with
 ``ACCELERATE_USE_FSDP=true FSDP_VERSION=2``): the model is wrapped with ``fully_shard`` right after the
-process group exists (:func:`~grin_unlearn.sharding.shard_model`), so every step runs on row shards:
+process group exists (:func:`~grin_unlearn.parallel.sharding.shard_model`), so every step runs on row shards:
 scoring accumulates each process's rows of ``G_f``/``G_r``, selection is the exact global top-p over the
 shards, the masks and noise are sharded like the weights, masked training runs the compact loop of
 :mod:`grin_unlearn.training.sharded`, and saving gathers the full weights and mask onto the main
@@ -51,21 +51,21 @@ from pathlib import Path
 
 import torch
 
-from .auto_noise import probe_noise_var
-from .auto_ratio import auto_ratio, auto_rule
+from .noise.auto_noise import probe_noise_var
+from .selection.auto_ratio import auto_ratio, auto_rule
 from .config import AUTO, SelectionConfig, UnlearnConfig
 from .data.formatting import PromptFormat
 from .data.unlearning import UnlearningCollator, UnlearningDataset, check_objective_accepts
-from .distributed import check_launch_mode, fsdp2_requested, is_main_process
+from .parallel.distributed import check_launch_mode, fsdp2_requested, is_main_process
 from .errors import TrainingStoppedError, UserInputError
 from .masks import check_mask_matches, load_mask
 from .models import pad_token_id
-from .noise import inject_noise
+from .noise.injection import inject_noise
 from .run_dir import (CHECKPOINTS_DIR, check_out_dir, check_resume_record, last_complete_checkpoint, prepare_out_dir,
                       save_run, stopped_message, write_resume_record)
 from .scoring import accumulate_gradients, eligible_parameters, score_influence, selected_gradient_stats
-from .selection import mask_fraction, select_top_fraction
-from .sharding import any_selected, is_sharded_model, shard_model, shard_of
+from .selection.top_fraction import mask_fraction, select_top_fraction
+from .parallel.sharding import any_selected, is_sharded_model, shard_model, shard_of
 from .training.arguments import enable_gradient_checkpointing, quiet_log_lines, training_arguments
 from .training.masked_optim import make_masked_optimizer
 from .training.objectives import get_objective
@@ -295,7 +295,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
 
 def _resolve_noise_var(model, tokenizer, retain, params, masks, config: UnlearnConfig, fmt, auto: dict,
                        log) -> UnlearnConfig:
-    """``--noise-var auto``: σ² from :func:`~grin_unlearn.auto_noise.probe_noise_var`, recorded in ``auto``."""
+    """``--noise-var auto``: σ² from :func:`~grin_unlearn.noise.auto_noise.probe_noise_var`, recorded in ``auto``."""
     probe = probe_noise_var(model, tokenizer, retain, params, masks, config.noise.noise_mode, config.train.seed, fmt)
     log(f"noise-var auto: σ² = {probe.noise_var:.3g} ({config.noise.noise_mode}; retain NLL "
         f"{probe.base_loss:.3f} + at most {probe.tolerance:.3f}; {probe.reason})")

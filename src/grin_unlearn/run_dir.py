@@ -25,12 +25,12 @@ import torch
 
 from ._version import __version__
 from .data.formatting import FORMAT_FILE
-from .distributed import is_main_process, wait_for_everyone
+from .parallel.distributed import is_main_process, wait_for_everyone
 from .errors import UserInputError
 from .io_utils import atomic_write_json
 from .masks import save_mask_with_report
 from .models import save_model_folder
-from .sharding import full_masks, full_state_dict, is_sharded_model
+from .parallel.sharding import full_masks, full_state_dict, is_sharded_model
 
 CONFIG_FILE = "config.json"
 FINISHED_FILE = "run.json"

@@ -13,13 +13,13 @@ import json
 from pathlib import Path
 
 from ..config import SelectionConfig, add_dataclass_arguments, dataclass_from_namespace
-from ..distributed import fsdp2_requested, init_from_launcher, is_main_process, wait_for_everyone
+from ..parallel.distributed import fsdp2_requested, init_from_launcher, is_main_process, wait_for_everyone
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
 from ..masks import save_mask_with_report
 from ..models import load_model, load_tokenizer
 from ..run_dir import CONFIG_FILE, MASK_FILE, environment
-from ..sharding import full_masks, shard_model
+from ..parallel.sharding import full_masks, shard_model
 from ..pipeline import build_masks
 from .common import (add_data_arguments, add_model_arguments, add_output_arguments, add_prompt_format_arguments,
                      load_training_sets, prompt_format_from_args)

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config import (NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, add_dataclass_arguments,
                       config_from_mapping, load_yaml, mapping_with_flags)
 from ..data.unlearning import check_objective_accepts
-from ..distributed import fsdp2_requested, is_main_process
+from ..parallel.distributed import fsdp2_requested, is_main_process
 from ..errors import UserInputError
 from ..masks import load_mask
 from ..models import load_model, load_tokenizer

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserInputError
-from .benchmarks import (Benchmark, EvalSets, HubSource, SafetyPrompts, TrainingSets, is_records_file,
+from .benchmark_base import (Benchmark, EvalSets, HubSource, SafetyPrompts, TrainingSets, is_records_file,
                          register_benchmark, validate_mcq_records, validate_text_records)
 from .formatting import is_text_record
 from .records import is_hub_id, load_split, validate_qa_records

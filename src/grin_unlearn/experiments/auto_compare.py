@@ -4,9 +4,9 @@ Takes the config the tuner chose for a masked method (:mod:`grin_unlearn.experim
 it on the reported split, over the tuner's seeds, with only the selection changed:
 
 * ``auto p (coverage)`` — ``selection.ratio = auto`` with its default rule, the coverage of the forget
-  gain (:mod:`grin_unlearn.auto_ratio`);
+  gain (:mod:`grin_unlearn.selection.auto_ratio`);
 * ``auto p (balance)`` — the same with the forget-gain / retain-damage balance;
-* ``auto p (coverage) + auto σ²`` — also ``noise.noise_var = auto`` (:mod:`grin_unlearn.auto_noise`);
+* ``auto p (coverage) + auto σ²`` — also ``noise.noise_var = auto`` (:mod:`grin_unlearn.noise.auto_noise`);
 * ``p = x`` for every ``x`` of the grid (the paper's greedy search over p, the other settings fixed).
 
 The tuned config itself (its reruns) is the reference row. Compute is the wall time of the runs (each is

@@ -56,8 +56,10 @@ def default_cache_dir() -> Path:
 class EmbeddedConfig:
     """The embedded benchmark: world size and seed, tokenizer and model sizes, fine-tuning recipe."""
 
-    authors: int = 40
-    holdout_authors: int = 4
+    # The demo's size (forget10 = 2 authors, 40 questions; `make demo` cold in minutes on 2 cores);
+    # TOFU's is authors=200, holdout_authors=20 (configs/tofu/, docs/results.md).
+    authors: int = 20
+    holdout_authors: int = 2
     world_seed: int = 0
     questions_per_author: int = TOFU_QUESTIONS_PER_AUTHOR
     tokenizer: str = "subword"

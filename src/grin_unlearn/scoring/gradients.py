@@ -16,16 +16,16 @@ time, not a second full set of ``.grad`` tensors.
 
 Distributed: when ``torch.distributed`` is initialised, the examples are cut into batches exactly as in
 one process (``examples[i : i + batch_size]``), process ``rank`` takes the batches ``rank, rank + W,
-rank + 2W, ...`` (``W`` = world size), and :func:`~grin_unlearn.distributed.reduce_across_processes` sums the accumulators over
+rank + 2W, ...`` (``W`` = world size), and :func:`~grin_unlearn.parallel.distributed.reduce_across_processes` sums the accumulators over
 processes before any scorer sees them. Every per-batch mean is therefore over the same examples as in a
 single process, and the all-reduced ``G`` is the single-process sum up to the order of the fp32
 additions (bit-identical when each process holds at most one batch and ``W <= 2``).
 
-Sharded (FSDP2, the parameters are ``DTensor``s; :mod:`grin_unlearn.sharding`): every process must run
+Sharded (FSDP2, the parameters are ``DTensor``s; :mod:`grin_unlearn.parallel.sharding`): every process must run
 every forward/backward together, so the batches go in rounds: in round ``j`` process ``r`` runs batch
 ``j·W + r`` (the same cut as above), and a process with no batch left in the last round runs a batch
 with its loss multiplied by 0 (an exactly-zero gradient). FSDP2's reduce-scatter is switched to a plain
-sum (:func:`~grin_unlearn.sharding.summed_gradients`), so after round ``j`` each process's sharded
+sum (:func:`~grin_unlearn.parallel.sharding.summed_gradients`), so after round ``j`` each process's sharded
 ``.grad`` is its rows of ``Σ_r ∇θ L_{jW+r}``, and the hook folds exactly that into the accumulator, a
 ``DTensor`` holding only this process's rows. Hence ``G = Σ_j Σ_r ∇θ L_{jW+r} = Σ_batches ∇θ L_batch``:
 each batch's mean is over the same examples as in one process, and the sum over batches is the same sum
@@ -48,12 +48,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.formatting import PadCollator, PromptFormat, encode_training_records
-from ..distributed import rank_and_world_size, reduce_across_processes
+from ..parallel.distributed import rank_and_world_size, reduce_across_processes
 from ..errors import UserInputError
 from ..logprobs import sequence_logprobs
 from ..models import model_device, pad_token_id
 from ..progress import show_progress
-from ..sharding import all_reduce_max, all_reduce_sum, is_sharded, local, summed_gradients, zeros_like_shard
+from ..parallel.sharding import all_reduce_max, all_reduce_sum, is_sharded, local, summed_gradients, zeros_like_shard
 
 logger = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ def score_influence(
     :func:`~grin_unlearn.scoring.eligibility.eligible_parameters` with ``include``/``exclude``.
     Scorer ``none`` (full fine-tuning) is not a scorer: the pipeline skips this step for it.
     ``retain_squares`` also keeps the retain pass's squared batch gradients (the automatic ratio's
-    damage measure, :func:`~grin_unlearn.auto_ratio.balance_ratio`) at the cost of one more accumulator.
+    damage measure, :func:`~grin_unlearn.selection.auto_ratio.balance_ratio`) at the cost of one more accumulator.
     """
     spec = get_scorer(scorer)
     _check_positive("eps", eps)

@@ -8,7 +8,7 @@ per parameter; selection keeps the global top ``p`` of them. Add a scorer with
 Under FSDP2 the parameters and gradients are ``DTensor``s sharded by rows; the elementwise scorers
 below then compute each process's rows only (DTensor runs the same ops on the local shard), and a
 scorer that draws or builds a full tensor must return it placed like the parameter
-(:func:`~grin_unlearn.sharding.shard_of`).
+(:func:`~grin_unlearn.parallel.sharding.shard_of`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 
 from ..errors import UserInputError
 from ..seeding import named_generator
-from ..sharding import is_sharded, shard_of
+from ..parallel.sharding import is_sharded, shard_of
 
 Grads = dict[str, torch.Tensor]
 

@@ -26,7 +26,7 @@ largest ``k``, shared by all tensors. Boolean ``masked_select`` / ``masked_scatt
 ``masked_fill`` are unvectorised on CPU and cost several times more than all of this.
 
 FSDP2 (``DTensor`` parameters sharded by rows): each process keeps its rows of each mask and steps its
-own shard (:func:`~grin_unlearn.sharding.local`): the update is elementwise, so the shards together
+own shard (:func:`~grin_unlearn.parallel.sharding.local`): the update is elementwise, so the shards together
 make exactly the single-process step, with moments for this process's selected entries only.
 """
 
@@ -37,7 +37,7 @@ from torch.optim.adamw import adamw
 
 from ..errors import UserInputError
 from ..masks import check_mask_matches
-from ..sharding import any_selected, local
+from ..parallel.sharding import any_selected, local
 
 try:  # private in torch; without it, fall back to the plain (single-tensor) AdamW kernel
     from torch.optim.optimizer import _get_fused_kernels_supported_devices

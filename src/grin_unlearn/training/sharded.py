@@ -37,8 +37,8 @@ import time
 import numpy as np
 import torch
 
-from ..distributed import rank_and_world_size
-from ..sharding import all_reduce_sum, is_sharded
+from ..parallel.distributed import rank_and_world_size
+from ..parallel.sharding import all_reduce_sum, is_sharded
 from .trainer import NonFiniteLossError
 
 

@@ -12,7 +12,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 
 def is_distributed() -> bool:
@@ -79,7 +79,7 @@ def check_launch_mode(masked: bool) -> None:
     """Refuse, before any scoring, the ``accelerate launch`` modes this pipeline cannot run correctly.
 
     FSDP2 (``fully_shard``: parameters stay whole-shaped ``DTensor``s, sharded by rows) is supported,
-    masked or not: the pipeline shards the model itself (:mod:`grin_unlearn.sharding`). FSDP 1 and
+    masked or not: the pipeline shards the model itself (:mod:`grin_unlearn.parallel.sharding`). FSDP 1 and
     DeepSpeed hand the optimizer flat shards (FSDP 1's flat parameters, ZeRO's fp32 partitions) that a
     per-parameter mask cannot index, so they are refused for masked runs; FSDP 1 and ZeRO-3 hold only a
     shard of each weight, so ``model.save_pretrained`` would not see whole weights either, masked or not.

@@ -1,12 +1,12 @@
 """Automatic p without a grid: the coverage of the forget gain, the forget-gain / retain-damage
-balance, or (:mod:`grin_unlearn.auto_knee`) the knee of the score-mass curve; :func:`auto_ratio` applies
+balance, or (:mod:`grin_unlearn.selection.auto_knee`) the knee of the score-mass curve; :func:`auto_ratio` applies
 the rule ``--auto-rule`` names to a scoring result.
 
 GRIN (Anjarlekar & Pombra, arXiv 2508.06467) keeps the global top ``p`` fraction of weights by
 influence score and leaves ``p`` to a greedy search; its first open question asks whether ``p`` can be
 set automatically. This module sets it from the scores alone.
 
-**The balance (GRIN's ratio, :func:`balance_ratio`).** The knee (:mod:`grin_unlearn.auto_knee`) looks at the scores only. GRIN's
+**The balance (GRIN's ratio, :func:`balance_ratio`).** The knee (:mod:`grin_unlearn.selection.auto_knee`) looks at the scores only. GRIN's
 score ``s_i = |g_f,i| / (|g_r,i| + ε)`` comes with the gradients that made it, and the weights it ranks
 are then trained with Adam. Two facts set what a masked step buys and costs:
 
@@ -60,11 +60,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import UserInputError
+from ..errors import UserInputError
 from .auto_knee import CHUNK, CURVE_POINTS, knee_ratio, score_chunks
-from .config import SelectionConfig
-from .scoring.scorers import get_scorer
-from .sharding import all_reduce_max, all_reduce_sum, is_sharded, local
+from ..config import SelectionConfig
+from ..scoring.scorers import get_scorer
+from ..parallel.sharding import all_reduce_max, all_reduce_sum, is_sharded, local
 
 # Bins of the balance ratio's score histogram (log-spaced over the positive scores).
 BALANCE_BINS = 1 << 14
@@ -242,10 +242,10 @@ def auto_ratio(result, selection: SelectionConfig, seed: int, log=print) -> tupl
     """``--ratio auto``: p and its evidence from a scoring result, by :func:`auto_rule`'s rule.
 
     * coverage: the smallest top-p set (in the scorer's order) holding ``selection.auto_share`` of the
-      Adam-step forget gain ``Σ |G_f|`` (:func:`~grin_unlearn.auto_ratio.coverage_ratio`);
+      Adam-step forget gain ``Σ |G_f|`` (:func:`~grin_unlearn.selection.auto_ratio.coverage_ratio`);
     * balance: the top-p cut with the most forget gain beyond its share of retain Fisher damage
-      (:func:`~grin_unlearn.auto_ratio.balance_ratio`);
-    * knee: Kneedle on the score-mass curve (:func:`~grin_unlearn.auto_ratio.knee_ratio`).
+      (:func:`~grin_unlearn.selection.auto_ratio.balance_ratio`);
+    * knee: Kneedle on the score-mass curve (:func:`~grin_unlearn.selection.auto_ratio.knee_ratio`).
     """
     rule = auto_rule(selection)
     if rule == "coverage":

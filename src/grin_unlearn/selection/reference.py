@@ -1,15 +1,16 @@
-"""A deliberately naive top-p selection (concatenate, stable sort, take the first k).
+"""The specification of step 2 as code: a deliberately naive top-p selection.
 
-The reference that tests and ``bench/bench_selection.py`` check :func:`grin_unlearn.selection.select_top_fraction`
-against: same contract, ``O(N)`` memory with int64 sort indices. Not part of the library.
+Concatenate, stable sort, take the first k. The tests and ``bench/bench_selection.py`` check
+:func:`~grin_unlearn.selection.top_fraction.select_top_fraction` against it: same contract, ``O(N)``
+memory with int64 sort indices, so it is not what the pipeline runs.
 """
 
 from __future__ import annotations
 
 import torch
 
-from grin_unlearn.errors import UserInputError
-from grin_unlearn.selection import _validate
+from ..errors import UserInputError
+from .top_fraction import validate_ratio
 
 
 def brute_force_top_fraction(scores: dict[str, torch.Tensor], ratio: float) -> dict[str, torch.Tensor]:
@@ -18,7 +19,7 @@ def brute_force_top_fraction(scores: dict[str, torch.Tensor], ratio: float) -> d
     Same contract (fp32 comparison, same ``k``, same tie-break, same errors), memory ``O(N)`` with
     int64 sort indices: for tests and benchmarks only.
     """
-    k, total = _validate(scores, ratio)
+    k, total = validate_ratio(scores, ratio)
     for name, s in scores.items():
         if torch.isnan(s).any():
             raise UserInputError(f"scores[{name!r}]: contains NaN (expected real-valued scores)")

@@ -6,7 +6,7 @@ solution that holds the forget facts; its price is the knowledge the same weight
 retain set. This module measures that price and takes the largest σ² whose price stays within a
 tolerance.
 
-**The probe.** :func:`~grin_unlearn.noise.inject_noise` draws the noise of tensor ``t`` as
+**The probe.** :func:`~grin_unlearn.noise.injection.inject_noise` draws the noise of tensor ``t`` as
 ``σ_t · z_t`` with ``z_t`` fixed by the seed and the tensor's name, so for one seed the candidates
 ``v`` of σ² perturb the weights along one fixed direction, ``θ(v) = θ + √v · c_t · z`` (``c_t = 1`` in
 ``absolute`` mode, ``c_t = std(θ_t)`` in ``relative`` mode, i.e. σ² scaled to each tensor's weight
@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .data.formatting import PadCollator, PromptFormat, encode_training_records
-from .errors import UserInputError
-from .logprobs import IGNORE_INDEX
-from .models import model_device, pad_token_id
-from .noise import inject_noise
-from .scoring.gradients import batch_loss, subsample
+from ..data.formatting import PadCollator, PromptFormat, encode_training_records
+from ..errors import UserInputError
+from ..logprobs import IGNORE_INDEX
+from ..models import model_device, pad_token_id
+from .injection import inject_noise
+from ..scoring.gradients import batch_loss, subsample
 
 PROBE_EXAMPLES = 64
 STEPS = 12

@@ -1,7 +1,7 @@
 """Automatic p from the scores alone: the knee of the cumulative score-mass curve (Kneedle, any scorer).
 
 The default rule of ``--ratio auto`` for scorers without a forget gradient (magnitude, random) and
-``--auto-rule knee`` for any; the other rules are in :mod:`grin_unlearn.auto_ratio`.
+``--auto-rule knee`` for any; the other rules are in :mod:`grin_unlearn.selection.auto_ratio`.
 
 **The curve.** Sort the ``N`` eligible scores in decreasing order ``s_(1) >= ... >= s_(N) >= 0``,
 ``S = Σ_i s_i``, and let
@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import UserInputError
-from .sharding import all_reduce_max, all_reduce_sum, is_sharded, local
+from ..errors import UserInputError
+from ..parallel.sharding import all_reduce_max, all_reduce_sum, is_sharded, local
 
 # Points x of the mass-curve summary written as evidence (fractions of the eligible weights).
 CURVE_POINTS = (0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)

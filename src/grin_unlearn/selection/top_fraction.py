@@ -17,7 +17,7 @@ Selection algorithm (a two-pass radix select, no concatenation of all scores):
 * Pass 3 builds the masks: ``key > t``, plus the first ``m`` entries with ``key == t`` in tensor
   order (dict order) then flat (row-major) index order. That is the deterministic tie-break.
 
-Sharded scores (FSDP2: ``DTensor``s placed ``Shard(0)``, see :mod:`grin_unlearn.sharding`): each
+Sharded scores (FSDP2: ``DTensor``s placed ``Shard(0)``, see :mod:`grin_unlearn.parallel.sharding`): each
 process streams only its local shards and the two histograms are summed over processes (an all-reduce
 of 2 × 65,536 int64 counts, nothing else of size N), so every process finds the same threshold. For
 the tie-break, each process counts its ties per tensor; an all-gather of these counts gives the ties
@@ -40,9 +40,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .errors import UserInputError
-from .distributed import rank_and_world_size
-from .sharding import all_gather_counts, all_reduce_sum, check_layout, global_count, is_sharded, local, shard_like
+from ..errors import UserInputError
+from ..parallel.distributed import rank_and_world_size
+from ..parallel.sharding import all_gather_counts, all_reduce_sum, check_layout, global_count, is_sharded, local, shard_like
 
 _CHUNK = 1 << 20  # elements per streamed chunk: 4 MiB of int32 keys
 _BINS = 1 << 16  # radix of each histogram pass
@@ -72,7 +72,7 @@ def select_top_fraction(scores: dict[str, torch.Tensor], ratio: float) -> dict[s
     Raises :class:`UserInputError` if ``ratio`` is not in (0, 1], ``scores`` is empty, a tensor is not
     floating point, or a tensor holds NaN (the message names the tensor).
     """
-    k, total = _validate(scores, ratio)
+    k, total = validate_ratio(scores, ratio)
     sharded = _check_sharding(scores)
     hist_hi, signed, nan = _high_histogram(scores)  # (65536,) counts of (key >> 16) + 32768
     if sharded:  # every process raises together, and all count the same global histogram
@@ -106,8 +106,8 @@ def mask_fraction(masks: dict[str, torch.Tensor]) -> float:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _validate(scores: dict[str, torch.Tensor], ratio: float) -> tuple[int, int]:
-    """Check the inputs; return ``(k, N)``."""
+def validate_ratio(scores: dict[str, torch.Tensor], ratio: float) -> tuple[int, int]:
+    """Check the scores and the ratio; return ``(k, N)``: how many entries to select of how many."""
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not math.isfinite(ratio):
         raise UserInputError(f"ratio: expected a number in (0, 1], got {ratio!r}")
     if not 0.0 < ratio <= 1.0:

@@ -10,7 +10,7 @@ the tensor's *name* (a SHA-256 of both), one tensor at a time in fixed-size chun
 parameter's device and dtype. The same seed therefore gives the same noise on every device, in every
 process, and for a tensor regardless of which other tensors are passed alongside it.
 
-Sharded parameters (FSDP2 ``DTensor``s, :mod:`grin_unlearn.sharding`): a tensor's draws are one
+Sharded parameters (FSDP2 ``DTensor``s, :mod:`grin_unlearn.parallel.sharding`): a tensor's draws are one
 ``randn(n_j)`` per chunk ``j`` of the full flattened tensor, ``n_j`` = selected entries in the chunk,
 taken in row-major order. Each process learns every ``n_j`` and how many of its entries precede its own
 shard's (an all-gather of per-chunk counts), replays the draws of every chunk up to the end of its
@@ -26,10 +26,10 @@ import numbers
 import numpy as np
 import torch
 
-from .distributed import rank_and_world_size
-from .errors import UserInputError
-from .seeding import named_generator
-from .sharding import all_gather_counts, all_reduce_sum, flat_range, is_sharded, local
+from ..parallel.distributed import rank_and_world_size
+from ..errors import UserInputError
+from ..seeding import named_generator
+from ..parallel.sharding import all_gather_counts, all_reduce_sum, flat_range, is_sharded, local
 
 NOISE_MODES: tuple[str, ...] = ("absolute", "relative")
 
