@@ -8,6 +8,7 @@ against the oracle; attacks every model (:mod:`.demo_robustness`); prints one ta
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from ..training.objectives import ObjectiveHyperparams
 from .demo_robustness import robustness_section
 from .embedded import EmbeddedConfig, prepare_embedded
 from .report import markdown_table, metrics_row, plot_metric_bars, plot_quality_utility
-from .runs import evaluate_model_dir, run_cell
+from .runs import SOURCE_FILE, evaluate_model_dir, run_cell
 from .truth_ratio_shift import plot_truth_ratio_cdfs, shift_rows, shift_table
 
 @dataclass
@@ -84,6 +85,15 @@ class DemoConfig:
         }
 
 
+def _made_from(out_dir: Path, target: Path) -> bool:
+    """Whether every unlearning run under ``out_dir`` started from ``target`` (runs.SOURCE_FILE)."""
+    sources = list(out_dir.glob(f"*/{SOURCE_FILE}"))
+    runs = [p for p in out_dir.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    expected = str(Path(target).resolve())
+    return len(sources) >= len(runs) and all(json.loads(p.read_text(encoding="utf-8")).get("model") == expected
+                                             for p in sources)
+
+
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-").replace("--", "-")
 
@@ -102,10 +112,13 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
              fresh: bool = False, log=print) -> tuple[list[dict], Path]:
     config = config or DemoConfig()
     out_dir = Path(out_dir)
-    if fresh and out_dir.exists():
-        shutil.rmtree(out_dir)
     stage = Stages(log)
     assets = prepare_embedded(config.embedded, cache_dir, log=stage)
+    if out_dir.exists() and not fresh and not _made_from(out_dir, assets.target):
+        stage(f"{out_dir} holds a demo of another benchmark build: starting it afresh")
+        fresh = True
+    if fresh and out_dir.exists():
+        shutil.rmtree(out_dir)
     forget, retain = config.embedded.forget_split, config.embedded.retain_split
     roles = default_roles(assets.world, forget, retain)
     stage("evaluating the oracle (retrained without the forget authors)")

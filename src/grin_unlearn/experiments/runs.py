@@ -1,24 +1,59 @@
 """One experiment cell: load a model → (unlearn) → evaluate against the oracle → ``eval.json``.
 
 Shared by the demo and by sweeps. A cell whose ``run.json`` and ``eval.json`` exist is finished and is
-read back instead of being run again (that is what makes sweeps resumable).
+read back instead of being run again (that is what makes sweeps resumable), but only if it was made
+from the same model, data and splits: ``source.json`` records them when the cell starts, and a folder
+made from another target (a rebuilt benchmark) is refused rather than reported as this one's.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import UnlearnConfig
 from ..data.formatting import PromptFormat
-from ..data.records import load_qa_split
+from ..data.records import is_hub_id, load_qa_split
 from ..evaluation import load_eval, save_eval
 from ..evaluation import EvalConfig, evaluate, load_eval_sets
+from ..errors import UserInputError
 from ..io_utils import atomic_write_json
 from ..models import load_model, load_tokenizer
 from ..run_dir import EVAL_FILE, MODEL_DIR, is_evaluated, is_finished
 from ..pipeline import unlearn
+
+
+SOURCE_FILE = "source.json"
+
+
+def cell_source(model_dir: str | Path, data: str | Path, forget: str, retain: str) -> dict:
+    """What a cell unlearns: the model folder and data (resolved paths; Hub ids as given) and the splits."""
+    def where(path):
+        return str(path) if is_hub_id(str(path)) and not Path(path).exists() else str(Path(path).resolve())
+
+    return {"model": where(model_dir), "data": where(data), "forget": forget, "retain": retain}
+
+
+def check_source(out_dir: Path, source: dict) -> None:
+    """Record ``source`` in a new cell folder; refuse a folder that holds a cell of another source.
+
+    A folder with a run or an evaluation but no record was made by an earlier version: refused too.
+    """
+    path = out_dir / SOURCE_FILE
+    if path.is_file():
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        if recorded != source:
+            raise UserInputError(f"{out_dir}: holds a cell of model {recorded.get('model')} on {recorded.get('data')} "
+                                 f"({recorded.get('forget')}/{recorded.get('retain')}), not of {source['model']} on "
+                                 f"{source['data']} ({source['forget']}/{source['retain']}); remove the folder or "
+                                 "write to another one")
+        return
+    if is_finished(out_dir) or is_evaluated(out_dir):
+        raise UserInputError(f"{out_dir}: holds a cell with no record of its model (made by an earlier version); "
+                             "remove the folder or write to another one")
+    atomic_write_json(path, source)
 
 
 @dataclass
@@ -49,6 +84,7 @@ def run_cell(model_dir: str | Path, data: str | Path, forget: str, retain: str, 
     """Unlearn ``model_dir`` with ``config`` into ``out_dir`` and evaluate it (skipped when finished)."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
+    check_source(out_dir, cell_source(model_dir, data, forget, retain))
     if is_evaluated(out_dir):
         return CellResult(out_dir, load_eval(out_dir / EVAL_FILE), 0.0, reused=True)
     loaded = None
