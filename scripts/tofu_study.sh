@@ -1,21 +1,18 @@
 #!/usr/bin/env bash
-# The TOFU-size study behind docs/results.md, resumable (a rerun reuses every finished cell):
-#   1. on each of 3 targets (training seeds 0, 1, 2 of the 200-author world; built on first use, cached):
-#      configs/tofu/methods.yaml (NPO under 4 scorers and unmasked) and configs/tofu/graddiff.yaml,
-#      and on target 0 also the ablations over p (with auto p) and σ²;
-#   2. the reports across targets: runs/tofu/methods/report.md and runs/tofu/graddiff/report.md.
+# The TOFU-size study behind docs/results.md, resumable (a rerun reuses every finished cell), most
+# important part first:
+#   1. NPO under 4 scorers and unmasked (configs/tofu/methods.yaml) on 3 targets (training seeds 0, 1, 2
+#      of the 200-author world; each built on first use and cached), with GradDiff on target 0;
+#   2. the σ² ablation on target 0, GradDiff on targets 1 and 2, then the p ablation (with auto p);
+#   3. the reports across targets: runs/tofu/methods/report.md and runs/tofu/graddiff/report.md.
 # Usage: scripts/tofu_study.sh [OUT=runs/tofu] (env: GRIN_UNLEARN_CACHE for the models' cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/tofu}
 GU=${GU:-.venv/bin/grin-unlearn}
-for seed in 0 1 2; do
-  parts="methods graddiff"
-  [ "$seed" = 0 ] && parts="$parts ablation_p ablation_noise"
-  for part in $parts; do
-    "$GU" sweep "configs/tofu/$part.yaml" --out "$OUT/$part-t$seed" --target-seed "$seed"
-  done
-done
-for part in methods graddiff; do
-  "$GU" report "$OUT/$part-t0" "$OUT/$part-t1" "$OUT/$part-t2" --out "$OUT/$part"
-done
+sweep() { "$GU" sweep "configs/tofu/$1.yaml" --out "$OUT/$1-t$2" --target-seed "$2"; }
+sweep methods 0; sweep graddiff 0; sweep methods 1; sweep methods 2
+"$GU" report "$OUT/methods-t0" "$OUT/methods-t1" "$OUT/methods-t2" --out "$OUT/methods"
+sweep ablation_noise 0; sweep graddiff 1; sweep graddiff 2
+"$GU" report "$OUT/graddiff-t0" "$OUT/graddiff-t1" "$OUT/graddiff-t2" --out "$OUT/graddiff"
+sweep ablation_p 0
