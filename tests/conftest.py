@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,6 +43,12 @@ def micro_model(micro_tokenizer):
     return build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0)
 
 
+@pytest.fixture(scope="module")
+def eval_model(micro_tokenizer):
+    """The micro model in eval mode, shared by one module's tests (they only read it)."""
+    return build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0).eval()
+
+
 @pytest.fixture(scope="session")
 def micro_model_dir(tmp_path_factory, micro_tokenizer):
     path = tmp_path_factory.mktemp("micro_model")
@@ -52,3 +63,41 @@ def micro_world_dir(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("world") / "world"
     return write_world(path, authors=10, holdout_authors=1, seed=0, questions_per_author=12, background=False)
+
+
+class Launcher:
+    """Starts a script on several local processes (gloo on the CPU) and fails the test with its output
+    if it exits non-zero: the one launcher of the distributed tests."""
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {"OMP_NUM_THREADS": "1", "GRIN_UNLEARN_QUIET": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+    @staticmethod
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    @staticmethod
+    def console_script(name: str, module: str) -> list[str]:
+        """The venv's ``name`` script beside this interpreter, else ``python -m module``."""
+        script = Path(sys.executable).with_name(name)
+        return [str(script)] if script.is_file() else [sys.executable, "-m", module]
+
+    def torchrun(self, nproc: int) -> list[str]:
+        return [*self.console_script("torchrun", "torch.distributed.run"), "--nproc_per_node", str(nproc),
+                "--master_addr", "127.0.0.1", "--master_port", str(self.free_port())]
+
+    def run(self, command: list[str], timeout: int, **env: str) -> subprocess.CompletedProcess:
+        start = time.perf_counter()
+        proc = subprocess.run(command, cwd=self.repo, env={**os.environ, **self.env, **env}, capture_output=True,
+                              text=True, timeout=timeout)
+        if proc.returncode != 0:
+            pytest.fail(f"{Path(command[0]).name} exited with {proc.returncode} after "
+                        f"{time.perf_counter() - start:.0f}s:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        return proc
+
+
+@pytest.fixture(scope="session")
+def launcher() -> Launcher:
+    return Launcher()

@@ -24,11 +24,6 @@ process. What is asserted, exactly:
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -52,28 +47,12 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _torchrun() -> list[str]:
-    script = Path(sys.executable).with_name("torchrun")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "torch.distributed.run"]
-
-
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory, micro_model_dir, micro_world_dir) -> tuple[Path, list[dict[str, torch.Tensor]], list[dict]]:
+def ranks(tmp_path_factory, launcher, micro_model_dir,
+          micro_world_dir) -> tuple[Path, list[dict[str, torch.Tensor]], list[dict]]:
     out = tmp_path_factory.mktemp("distributed")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRIN_UNLEARN_QUIET": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [*_torchrun(), "--nproc_per_node", str(WORLD), "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(WORKER), str(out), str(micro_model_dir), str(micro_world_dir)]
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    if proc.returncode != 0:
-        pytest.fail(f"torchrun exited with {proc.returncode} after {time.perf_counter() - start:.0f}s:\n"
-                    f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    proc = launcher.run([*launcher.torchrun(WORLD), str(WORKER), str(out), str(micro_model_dir), str(micro_world_dir)],
+                        timeout=240)
     tensors = [load_file(str(out / f"rank{r}.safetensors")) for r in range(WORLD)]
     infos = [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
     (out / "stdout.txt").write_text(proc.stdout)

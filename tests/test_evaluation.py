@@ -7,38 +7,21 @@ import pytest
 
 from grin_unlearn.cli import main
 from grin_unlearn.data.formatting import PromptFormat
-from grin_unlearn.data.world import generate_world, world_corpus, write_world
+from grin_unlearn.data.world import write_world
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.evaluation import (EvalConfig, aggregate, compare_table, default_roles, evaluate, evaluate_set,
                                      format_summary, load_eval, load_eval_sets, load_oracle, save_eval,
                                      to_reference_logs)
 from grin_unlearn.evaluation.reference_logs import oracle_view
 from grin_unlearn.metrics import forget_quality, privleak
-from grin_unlearn.models import TinyModelConfig, build_tiny_model, train_tokenizer
 
 ROLES = {"forget10": "forget", "retain90": "retain", "holdout": "holdout", "world_facts": "world_facts"}
 FAST = EvalConfig(max_new_tokens=4, batch_size=16, max_items=12)
 
 
 @pytest.fixture(scope="module")
-def world():
-    return generate_world(10, 1, 0, questions_per_author=12)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(world):
-    return train_tokenizer(world_corpus(world), 512)
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    config = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    return build_tiny_model(config, tokenizer, seed=0)
-
-
-@pytest.fixture(scope="module")
-def result(model, tokenizer, world):
-    return evaluate(model, tokenizer, {name: world[name] for name in ROLES}, ROLES, config=FAST)
+def result(eval_model, micro_tokenizer, micro_world):
+    return evaluate(eval_model, micro_tokenizer, {name: micro_world[name] for name in ROLES}, ROLES, config=FAST)
 
 
 def test_evaluate_returns_every_aggregate_in_range(result):
@@ -111,30 +94,30 @@ def test_a_reference_retain_log_is_an_oracle(result, tmp_path):
         load_oracle(tmp_path / "bad.json")
 
 
-def test_summary_shows_only_metrics_that_apply(result, model, tokenizer):
+def test_summary_shows_only_metrics_that_apply(result, eval_model, micro_tokenizer):
     summary = format_summary(result)
     assert "forget10" in summary and "model_utility" in summary and "privleak" in summary
     assert " - " not in summary and not any(line.rstrip().endswith(" -") for line in summary.splitlines())
     assert "not computed: forget_quality (needs --oracle)" in summary
     mcq = [{"question": "Which is a fruit?", "choices": ["apple", "stone", "iron"], "answer": 0}]
-    only_mcq = evaluate(model, tokenizer, {"mcq": mcq}, {"mcq": "mcq"}, config=FAST)
+    only_mcq = evaluate(eval_model, micro_tokenizer, {"mcq": mcq}, {"mcq": "mcq"}, config=FAST)
     lines = format_summary(only_mcq).splitlines()
     assert lines[0].split() == ["set", "role", "n", "mcq_acc", "cloze_acc"]
     assert [line.split()[0] for line in lines[3:]] == ["aggregate", "mcq_accuracy"]
 
 
-def test_multiple_choice_and_text_sets(model, tokenizer):
+def test_multiple_choice_and_text_sets(eval_model, micro_tokenizer):
     mcq = [{"question": "Which is a fruit?", "choices": ["apple", "stone", "iron"], "answer": 0},
            {"question": "Which is a colour?", "choices": ["red", "dog"], "answer": 1}]
-    entry = evaluate_set(model, tokenizer, mcq, role="mcq")
+    entry = evaluate_set(eval_model, micro_tokenizer, mcq, role="mcq")
     assert entry["n"] == 2 and entry["metrics"]["multiple_choice_accuracy"] in (0.0, 0.5, 1.0)
-    text = evaluate_set(model, tokenizer, [{"text": "The capital of France is Paris."}], role="text")
+    text = evaluate_set(eval_model, micro_tokenizer, [{"text": "The capital of France is Paris."}], role="text")
     assert text["metrics"]["nll"] > 0
     with pytest.raises(UserInputError, match="index into 'choices'"):
-        evaluate_set(model, tokenizer, [{"question": "q", "choices": ["a", "b"], "answer": 2}], role="mcq")
+        evaluate_set(eval_model, micro_tokenizer, [{"question": "q", "choices": ["a", "b"], "answer": 2}], role="mcq")
 
 
-def test_cloze_accuracy_picks_the_likeliest_option_text(model, tokenizer):
+def test_cloze_accuracy_picks_the_likeliest_option_text(eval_model, micro_tokenizer):
     """Each option's score is Σ log p(token | question, earlier option tokens), computed here by hand from
     the model's logits over prompt + option (no EOS); the cloze accuracy is the argmax's hit rate."""
     import torch
@@ -144,31 +127,31 @@ def test_cloze_accuracy_picks_the_likeliest_option_text(model, tokenizer):
     fmt = PromptFormat()
     mcq = [{"question": "Which is a fruit?", "choices": ["apple", "stone", "iron"], "answer": 0},
            {"question": "Which is a colour?", "choices": ["red", "dog"], "answer": 1}]
-    got = cloze_logliks(model, tokenizer, mcq, fmt, batch_size=2)
+    got = cloze_logliks(eval_model, micro_tokenizer, mcq, fmt, batch_size=2)
     assert got.shape == (2, 3) and got[1, 2] == float("-inf")
     for i, record in enumerate(mcq):
         for j, choice in enumerate(record["choices"]):
-            example = fmt.encode_many(tokenizer, [(record["question"], choice)])[0]
+            example = fmt.encode_many(micro_tokenizer, [(record["question"], choice)])[0]
             ids = torch.tensor([example["input_ids"]])
             with torch.no_grad():
-                logp = model(input_ids=ids).logits.float().log_softmax(-1)[0]  # (T, V)
+                logp = eval_model(input_ids=ids).logits.float().log_softmax(-1)[0]  # (T, V)
             labelled = [t for t, label in enumerate(example["labels"]) if label != -100
-                        and not (t == len(example["labels"]) - 1 and label == tokenizer.eos_token_id)]
+                        and not (t == len(example["labels"]) - 1 and label == micro_tokenizer.eos_token_id)]
             want = sum(float(logp[t - 1, ids[0, t]]) for t in labelled)
             assert float(got[i, j]) == pytest.approx(want, abs=1e-4)
     picks = got.argmax(dim=1).tolist()
-    entry = evaluate_set(model, tokenizer, mcq, role="mcq")
+    entry = evaluate_set(eval_model, micro_tokenizer, mcq, role="mcq")
     assert entry["metrics"]["cloze_accuracy"] == sum(p == r["answer"] for p, r in zip(picks, mcq)) / 2
 
 
-def test_evaluate_restores_training_mode(model, tokenizer, world):
-    model.train()
-    evaluate_set(model, tokenizer, world["holdout"][:2], role="holdout")
-    assert model.training
-    model.eval()
+def test_evaluate_restores_training_mode(eval_model, micro_tokenizer, micro_world):
+    eval_model.train()
+    evaluate_set(eval_model, micro_tokenizer, micro_world["holdout"][:2], role="holdout")
+    assert eval_model.training
+    eval_model.eval()
 
 
-def test_tofu_schema_folder_evaluates_through_default_roles(model, tokenizer, world, tmp_path):
+def test_tofu_schema_folder_evaluates_through_default_roles(eval_model, micro_tokenizer, micro_world, tmp_path):
     def tofu(records):  # TOFU's fields only
         keys = ("question", "answer", "paraphrased_answer", "perturbed_answer")
         return [{k: r[k] for k in keys} for r in records[:4]]
@@ -176,14 +159,14 @@ def test_tofu_schema_folder_evaluates_through_default_roles(model, tokenizer, wo
     real_authors = [{"question": "Who wrote 'Hamlet'?", "answer": "William Shakespeare",
                      "paraphrased_answer": "William Shakespeare",
                      "perturbed_answer": ["Charles Dickens", "Jane Austen", "Mark Twain"]}]
-    files = {"forget10": tofu(world["forget10"]), "retain90": tofu(world["retain90"]),
-             "world_facts": tofu(world["world_facts"]), "real_authors": real_authors}
+    files = {"forget10": tofu(micro_world["forget10"]), "retain90": tofu(micro_world["retain90"]),
+             "world_facts": tofu(micro_world["world_facts"]), "real_authors": real_authors}
     for name, records in files.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(records))
     roles = default_roles(tmp_path, "forget10", "retain90")
     assert roles == {"forget10": "forget", "retain90": "retain", "world_facts": "world_facts",
                      "real_authors": "real_authors"}
-    out = evaluate(model, tokenizer, load_eval_sets(tmp_path, roles), roles, config=FAST)
+    out = evaluate(eval_model, micro_tokenizer, load_eval_sets(tmp_path, roles), roles, config=FAST)
     assert len(out["aggregates"]["model_utility_components"]) == 9
     assert out["aggregates"]["mia_auc_loss"] is None and out["aggregates"]["privleak"] is None  # no holdout set
     assert out["sets"]["forget10"]["per_item"]["keywords_derived"] == [True] * 4
@@ -219,10 +202,10 @@ def test_compare_table_is_markdown(result):
     assert "| forget_quality | - | 0.5000 |" in lines
 
 
-def test_cli_eval_end_to_end(model, tokenizer, tmp_path, capsys):
+def test_cli_eval_end_to_end(eval_model, micro_tokenizer, tmp_path, capsys):
     model_dir, data_dir, out = tmp_path / "model", tmp_path / "data", tmp_path / "run"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    eval_model.save_pretrained(model_dir)
+    micro_tokenizer.save_pretrained(model_dir)
     PromptFormat(style="split", max_length=64).save(model_dir)  # the format it was trained in
     write_world(data_dir, authors=10, holdout_authors=1, seed=0, questions_per_author=12)
     base = ["eval", "--model", str(model_dir), "--data", str(data_dir), "--max-new-tokens", "2",
@@ -245,10 +228,10 @@ def test_cli_eval_end_to_end(model, tokenizer, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("| metric | run | vs_oracle |")
 
 
-def test_cli_eval_bad_data_exits_2_without_writing(model, tokenizer, tmp_path, capsys):
+def test_cli_eval_bad_data_exits_2_without_writing(eval_model, micro_tokenizer, tmp_path, capsys):
     model_dir = tmp_path / "model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    eval_model.save_pretrained(model_dir)
+    micro_tokenizer.save_pretrained(model_dir)
     out = tmp_path / "run"
     code = main(["eval", "--model", str(model_dir), "--data", str(tmp_path / "nope"), "--out", str(out)])
     assert code == 2

@@ -30,10 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -63,17 +59,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _accelerate() -> list[str]:
-    script = Path(sys.executable).with_name("accelerate")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "accelerate.commands.launch"]
-
-
 def _accelerate_passes_fsdp_version() -> bool:
     """accelerate >= 1.6 exports FSDP_VERSION from `fsdp_version: 2`; older ones (our floor, 0.34) do not."""
     import inspect
@@ -84,27 +69,22 @@ def _accelerate_passes_fsdp_version() -> bool:
 
 
 @pytest.fixture(scope="module")
-def launch(tmp_path_factory, micro_model_dir, micro_world_dir):
+def launch(tmp_path_factory, launcher, micro_model_dir, micro_world_dir):
     """``accelerate launch --config_file configs/accelerate/fsdp2.yaml``; with an accelerate too old to
     pass ``fsdp_version``, the other documented launch: ``torchrun`` with the two variables set by hand."""
     out = tmp_path_factory.mktemp("fsdp2")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRIN_UNLEARN_QUIET": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     worker = [str(REPO / "tests" / "fsdp2_worker.py"), str(out), str(micro_model_dir), str(micro_world_dir)]
     if _accelerate_passes_fsdp_version():
-        command = [*_accelerate(), *(["launch"] if _accelerate()[0].endswith("accelerate") else []),
+        accelerate = launcher.console_script("accelerate", "accelerate.commands.launch")
+        command = [*accelerate, *(["launch"] if accelerate[0].endswith("accelerate") else []),
                    "--config_file", str(REPO / "configs" / "accelerate" / "fsdp2.yaml"), "--num_processes",
                    str(WORLD), "--mixed_precision", "no", "--main_process_ip", "127.0.0.1", "--main_process_port",
-                   str(_free_port()), *worker]
+                   str(launcher.free_port()), *worker]
     else:
         env.update(ACCELERATE_USE_FSDP="true", FSDP_VERSION="2")
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
-                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *worker]
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
-    if proc.returncode != 0:
-        pytest.fail(f"accelerate launch exited with {proc.returncode} after {time.perf_counter() - start:.0f}s:\n"
-                    f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        command = [*launcher.torchrun(WORLD), *worker]
+    proc = launcher.run(command, timeout=420, **env)
     saved = load_file(str(out / "fsdp2.safetensors"))
     infos = [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
     return out, saved, infos, proc.stdout
