@@ -46,6 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import memory_model as mm  # noqa: E402
+import memory_table  # noqa: E402
 import memory_steps as ms  # noqa: E402
 
 MIB = 1024 * 1024
@@ -183,7 +184,7 @@ def main() -> None:
         return
 
     started = time.perf_counter()
-    print(mm.table(ratio=args.ratio), "\n")
+    print(memory_table.table(ratio=args.ratio), "\n")
     print(f"Measured on this machine: CPU, random-init Llama, batch {args.batch}x{args.seq} tokens (training: "
           f"forget + retain, 2x), p={args.ratio}, 1 thread, {args.repeat} run(s) per step. MiB over what is "
           "held before the step.\n")

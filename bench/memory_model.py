@@ -1,6 +1,6 @@
 """Memory model of GRIN per device: scoring and masked training, one process, DDP or FSDP2 on N GPUs.
 
-    PYTHONPATH=src .venv/bin/python bench/memory_model.py [--ratio 0.4] [--world 2 4 8]
+    PYTHONPATH=src .venv/bin/python bench/memory_table.py [--ratio 0.4] [--world 2 4 8]   # the table
 
 Prints the predicted peak per device for Llama-2 7B / 13B / 70B (docs/distributed.md). Importable:
 ``bench/bench_memory.py`` checks it against measured CPU peaks, ``bench/gpu_check.py`` against
@@ -77,7 +77,6 @@ has no dropout masks and SDPA stores no attention scores. With gradient checkpoi
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 GIB = 1024**3
@@ -344,42 +343,3 @@ def held_before(pred: dict[str, float], step: str) -> float:
 def peak_over_start(pred: dict[str, float], step: str) -> float:
     """The predicted peak of ``step`` less :func:`held_before`: what a measurement over its start sees."""
     return pred[step] - held_before(pred, step)
-
-
-def table(names=("7b", "13b", "70b"), worlds=(2, 4, 8), ratio: float = 0.4) -> str:
-    """Markdown table of the predicted per-GPU peaks (GiB), bf16, default batch sizes."""
-    rows = ["| model | P | E | mode | weights held | G_f+G_r | scores+masks | masked AdamW state | activations "
-            "(score / train) | **scoring** | scoring, accumulators on CPU | **masked training** "
-            "| masked training, checkpointing | full fine-tuning, AdamW |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name in names:
-        shape = SHAPES[name]
-        modes = [("ddp", 2)] + [("fsdp2", n) for n in worlds]
-        for mode, world in modes:
-            pred = predict(shape, Setup(ratio=ratio, mode=mode, world=world))
-            ckpt = predict(shape, Setup(ratio=ratio, mode=mode, world=world, checkpointing=True))
-            label = "DDP, any N ≥ 2" if mode == "ddp" else f"FSDP2, N={world}"
-            offload = f"{pred['scoring_offload'] / GIB:.1f}" if mode == "ddp" else "—"
-            rows.append(
-                f"| {name.upper()} | {shape.params / 1e9:.2f}B | {shape.eligible / 1e9:.2f}B | {label} "
-                f"| {pred['local_weights'] / GIB:.1f} | {pred['accumulators'] / GIB:.1f} "
-                f"| {(pred['scores'] + pred['masks']) / GIB:.1f} | {pred['optimizer'] / GIB:.1f} "
-                f"| {pred['act_scoring'] / GIB:.1f} / {pred['act_training'] / GIB:.1f} "
-                f"| **{pred['scoring'] / GIB:.1f}** | {offload} | **{pred['training'] / GIB:.1f}** "
-                f"| {ckpt['training'] / GIB:.1f} | {pred['adamw_training'] / GIB:.1f} |")
-    return "\n".join(rows)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ratio", type=float, default=0.4, help="selected fraction p")
-    parser.add_argument("--world", type=int, nargs="*", default=[2, 4, 8], help="FSDP2 world sizes")
-    args = parser.parse_args()
-    print(f"Predicted peak per GPU, GiB: bf16 weights, p={args.ratio}, scoring batch 8x128 tokens, training "
-          "batch (16 forget + 16 retain) x 128, one micro-batch per step, no gradient checkpointing, NCCL. DDP "
-          "keeps everything whole on every GPU (one process: the same less DDP's gradient buckets).\n")
-    print(table(worlds=tuple(args.world), ratio=args.ratio))
-
-
-if __name__ == "__main__":
-    main()
