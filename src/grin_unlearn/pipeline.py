@@ -167,11 +167,68 @@ def forget_gradient_stats(model, tokenizer, forget: list[dict], fmt: PromptForma
     return stats
 
 
+@dataclass
+class _Setting:  # what unlearn() checked and prepared before its timed part
+    args: object  # TrainingArguments
+    spec: object  # ObjectiveSpec
+    needed: tuple
+    ref_model: object
+    fmt: PromptFormat
+    record: dict
+    log: object
+
+
 def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: UnlearnConfig,
             out_dir: str | Path, fmt: PromptFormat | None = None, mask_path: str | Path | None = None,
             resume: bool = False, overwrite: bool = False, log=print) -> UnlearnResult:
-    """Run GRIN (or a baseline) on ``model`` in place and save the run under ``out_dir``."""
+    """Run GRIN (or a baseline) on ``model`` in place and save the run under ``out_dir``:
+    select (step 1–2) → noise (step 3) → train (step 4) → save."""
     out_dir = Path(out_dir)
+    setting = _check_and_place(model, forget, retain, config, out_dir, fmt, mask_path, resume, overwrite, log)
+    args, spec, fmt, log = setting.args, setting.spec, setting.fmt, setting.log
+    timing: dict[str, float] = {}
+    start = time.perf_counter()
+    dataset = UnlearningDataset(tokenizer, forget, retain, fmt, seed=config.train.seed)
+    if dataset.truncated:
+        total = len(dataset.forget) + len(dataset.refusal) + len(dataset.retain)
+        logger.warning("%d of %d training examples (forget, refusal and retain) were longer than %d tokens "
+                       "and were truncated", dataset.truncated, total, fmt.max_length)
+    auto: dict = {}  # evidence of automatic choices (--ratio auto, --noise-var auto) -> config.json
+    masks, select_timing = build_masks(model, tokenizer, forget, retain, config.selection, config.train.seed,
+                                      fmt, mask_path, log, auto)
+    timing.update(select_timing)
+    if "ratio" in auto:  # the run records the p it used; the request and evidence go under "auto"
+        config = dataclasses.replace(config, selection=dataclasses.replace(config.selection,
+                                                                           ratio=auto["ratio"]["ratio"]))
+    # Every input is valid from here on: only now may an old run in out_dir be retired.
+    prepare_out_dir(out_dir, overwrite, resume)
+    if config.train.save_steps and not (resume and last_complete_checkpoint(out_dir) is not None):
+        write_resume_record(out_dir, setting.record)
+    collator = UnlearningCollator(pad_token_id(tokenizer))
+    # From the starting model, before noise and before any checkpoint is loaded (also on --resume).
+    ref_groups = tuple(g for g in ("forget", "refusal") if f"ref_{g}" in setting.needed)
+    reference = precompute_reference(model, dataset, collator, ref_groups) if ref_groups else None
+    ref_model = setting.ref_model
+    if "retain_kl" in setting.needed and ref_model is None:
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    config, optimizer, noise_report = _noise_and_optimizer(model, tokenizer, forget, retain, masks, config, fmt,
+                                                           args, auto, timing, log)
+    if config.train.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    trainer = UnlearningTrainer(model=model.train(), args=args, train_dataset=dataset,
+                                data_collator=collator, pad_id=pad_token_id(tokenizer), objective=spec,
+                                hyperparams=config.hyperparams, reference=reference, ref_model=ref_model,
+                                optimizers=(optimizer, None))
+    train_loss, timing["train"] = _train(model, trainer, optimizer, out_dir, resume, log)
+    timing["total"] = time.perf_counter() - start
+    save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing, noise_report,
+             auto=auto or None, fmt=fmt)
+    return UnlearnResult(out_dir, masks, timing, train_loss)
+
+
+def _check_and_place(model, forget, retain, config: UnlearnConfig, out_dir: Path, fmt, mask_path, resume: bool,
+                     overwrite: bool, log) -> _Setting:
+    """Every check that needs no scoring, the process group and the model's device (or FSDP2 shards)."""
     check_launch_mode(masked=mask_path is not None or config.selection.masked)
     sharded = fsdp2_requested()
     if sharded and (resume or config.train.save_steps):
@@ -201,75 +258,55 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     record = resume_record(config, forget, retain, fmt, mask_path)
     if resume:
         check_resume_record(out_dir, record)
-    fmt = _fit_to_context(fmt, model, log)
-    timing: dict[str, float] = {}
-    start = time.perf_counter()
+    return _Setting(args, spec, needed, ref_model, _fit_to_context(fmt, model, log), record, log)
 
-    dataset = UnlearningDataset(tokenizer, forget, retain, fmt, seed=config.train.seed)
-    if dataset.truncated:
-        total = len(dataset.forget) + len(dataset.refusal) + len(dataset.retain)
-        logger.warning("%d of %d training examples (forget, refusal and retain) were longer than %d tokens "
-                       "and were truncated", dataset.truncated, total, fmt.max_length)
-    auto: dict = {}  # evidence of automatic choices (--ratio auto, --noise-var auto) -> config.json
-    masks, select_timing = build_masks(model, tokenizer, forget, retain, config.selection, config.train.seed,
-                                      fmt, mask_path, log, auto)
-    timing.update(select_timing)
-    if "ratio" in auto:  # the run records the p it used; the request and evidence go under "auto"
-        config = dataclasses.replace(config, selection=dataclasses.replace(config.selection,
-                                                                           ratio=auto["ratio"]["ratio"]))
-    # Every input is valid from here on: only now may an old run in out_dir be retired.
-    prepare_out_dir(out_dir, overwrite, resume)
-    if config.train.save_steps and not (resume and last_complete_checkpoint(out_dir) is not None):
-        write_resume_record(out_dir, record)
-    collator = UnlearningCollator(pad_token_id(tokenizer))
-    # From the starting model, before noise and before any checkpoint is loaded (also on --resume).
-    ref_groups = tuple(g for g in ("forget", "refusal") if f"ref_{g}" in needed)
-    reference = precompute_reference(model, dataset, collator, ref_groups) if ref_groups else None
-    if "retain_kl" in needed and ref_model is None:
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
 
+def _noise_and_optimizer(model, tokenizer, forget, retain, masks, config: UnlearnConfig, fmt, args, auto: dict,
+                         timing: dict, log):
+    """Step 3 and the optimizer: ``(config, optimizer, noise report)``.
+
+    With a mask: σ² resolved (``auto``), the noise injected on the selected weights (measured by the
+    noise probe when asked), and a :class:`MaskedAdamW` over them. Without one: every weight trains
+    under the Trainer's own AdamW and no noise is added.
+    """
     all_params = dict(model.named_parameters())
-    noise_report = None
-    if masks is not None:
-        params = {name: all_params[name] for name in masks}
-        if config.noise.noise_var == AUTO:
-            config = _resolve_noise_var(model, tokenizer, retain, params, masks, config, fmt, auto, log)
-        noise = {"variance": 0.0, "perturbed": 0}
-        before = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection, timing) \
-            if config.noise.noise_probe else None
-        if config.noise.noise_var > 0:
-            noise = inject_noise(params, masks, config.noise.noise_var, config.noise.noise_mode, config.train.seed)
-            log(f"noise σ²={config.noise.noise_var} ({config.noise.noise_mode}) on {noise.get('perturbed', 'the')} selected weights")
-        noise_report = {"noise": noise}
-        if before is not None:
-            after = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection, timing) \
-                if config.noise.noise_var > 0 else before  # no noise: the gradient is the same
-            noise_report["forget_gradient"] = {
-                "before_noise": before, "after_noise": after,
-                "l2_ratio": after["l2"] / before["l2"] if before["l2"] > 0 else None,
-                "definition": "G_f = sum over forget batches of the gradient of the mean answer-token NLL "
-                              f"(batches of {config.selection.score_batch_size}), over the selected weights only"}
-            log(f"forget-gradient L2 over the selected weights: {before['l2']:.4g} before the noise, "
-                f"{after['l2']:.4g} after")
-        optimizer = make_masked_optimizer(model, masks, lr=args.learning_rate, weight_decay=args.weight_decay,
-                                          betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
-        trained = sum(p.requires_grad for p in all_params.values())
-        log(f"selected {mask_fraction(masks):.1%} of eligible weights; training {trained} tensors")
-    else:
-        optimizer = None
+    if masks is None:
         model.requires_grad_(True)
         if config.noise.noise_var == AUTO:
             config = dataclasses.replace(config, noise=dataclasses.replace(config.noise, noise_var=0.0))
             auto["noise_var"] = {"requested": AUTO, "noise_var": 0.0, "reason": "no mask: no noise"}
         if config.noise.noise_var > 0:
             log("scorer 'none' selects no weights, so no noise is added (full fine-tuning)")
+        return config, None, None
+    params = {name: all_params[name] for name in masks}
+    if config.noise.noise_var == AUTO:
+        config = _resolve_noise_var(model, tokenizer, retain, params, masks, config, fmt, auto, log)
+    noise = {"variance": 0.0, "perturbed": 0}
+    before = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection, timing) \
+        if config.noise.noise_probe else None
+    if config.noise.noise_var > 0:
+        noise = inject_noise(params, masks, config.noise.noise_var, config.noise.noise_mode, config.train.seed)
+        log(f"noise σ²={config.noise.noise_var} ({config.noise.noise_mode}) on {noise.get('perturbed', 'the')} selected weights")
+    noise_report = {"noise": noise}
+    if before is not None:
+        after = forget_gradient_stats(model, tokenizer, forget, fmt, params, masks, config.selection, timing) \
+            if config.noise.noise_var > 0 else before  # no noise: the gradient is the same
+        noise_report["forget_gradient"] = {
+            "before_noise": before, "after_noise": after,
+            "l2_ratio": after["l2"] / before["l2"] if before["l2"] > 0 else None,
+            "definition": "G_f = sum over forget batches of the gradient of the mean answer-token NLL "
+                          f"(batches of {config.selection.score_batch_size}), over the selected weights only"}
+        log(f"forget-gradient L2 over the selected weights: {before['l2']:.4g} before the noise, "
+            f"{after['l2']:.4g} after")
+    optimizer = make_masked_optimizer(model, masks, lr=args.learning_rate, weight_decay=args.weight_decay,
+                                      betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+    trained = sum(p.requires_grad for p in all_params.values())
+    log(f"selected {mask_fraction(masks):.1%} of eligible weights; training {trained} tensors")
+    return config, optimizer, noise_report
 
-    if config.train.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    trainer = UnlearningTrainer(model=model.train(), args=args, train_dataset=dataset,
-                                data_collator=collator, pad_id=pad_token_id(tokenizer), objective=spec,
-                                hyperparams=config.hyperparams, reference=reference, ref_model=ref_model,
-                                optimizers=(optimizer, None))
+
+def _train(model, trainer, optimizer, out_dir: Path, resume: bool, log) -> tuple[float, float]:
+    """Step 4: ``(training loss, seconds)``; a non-finite loss stops the run with the steps it reached."""
     quiet_log_lines(trainer)
     checkpoint = last_complete_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
@@ -286,11 +323,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         if optimizer is not None:
             optimizer.remove_gradient_masks()
         model.requires_grad_(True)
-    timing["train"] = time.perf_counter() - train_start
-    timing["total"] = time.perf_counter() - start
-    save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing, noise_report,
-             auto=auto or None, fmt=fmt)
-    return UnlearnResult(out_dir, masks, timing, train_loss)
+    return train_loss, time.perf_counter() - train_start
 
 
 def _resolve_noise_var(model, tokenizer, retain, params, masks, config: UnlearnConfig, fmt, auto: dict,
