@@ -179,7 +179,8 @@ SECTIONS = {"selection": SelectionConfig, "noise": NoiseConfig, "train": TrainCo
             "hyperparams": ObjectiveHyperparams}
 
 
-def _field_type(cls, f: dataclasses.Field):
+def field_type(cls, f: dataclasses.Field):
+    """``(type, element type)`` of a dataclass field from its annotation: ``list[X]`` → ``(list, X)``, ``X | None`` → ``(X, None)``."""
     hint = typing.get_type_hints(cls)[f.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is list:
@@ -193,7 +194,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One ``--field-name`` option per field of ``cls`` (default None = keep the dataclass default)."""
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
-        kind, item = _field_type(cls, f)
+        kind, item = field_type(cls, f)
         kind = f.metadata.get("type", kind)  # a parser of its own (number_or_auto)
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")

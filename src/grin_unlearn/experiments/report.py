@@ -94,7 +94,7 @@ def plot_quality_utility(points: list[dict], path: str | Path, title: str = "for
             continue
         y = math.log10(max(quality, 1e-30))
         marker = {"oracle": "*", "target": "X"}.get(point["method"], "o")
-        axes.errorbar(utility, y, xerr=point.get("model_utility_std"), yerr=_log_error(quality, point.get("forget_quality_std")),
+        axes.errorbar(utility, y, xerr=point.get("model_utility_std"), yerr=log_error(quality, point.get("forget_quality_std")),
                       marker=marker, markersize=10 if marker != "o" else 6,
                       linestyle="none", capsize=3, label=point["method"])
     axes.axhline(math.log10(0.05), color="grey", linestyle=":", linewidth=1)
@@ -105,7 +105,7 @@ def plot_quality_utility(points: list[dict], path: str | Path, title: str = "for
     return save_figure(figure, path)
 
 
-def _log_error(mean: float, std: float | None):
+def log_error(mean: float, std: float | None):
     """Asymmetric error bar of ``mean ± std`` on a log10 axis (None without a std).
 
     When ``std >= mean`` the lower end would be at −∞; it is drawn one decade below the mean instead

@@ -28,7 +28,7 @@ from .sweep_spec import CELL_SPEC, SWEEP_FILE, Cell, SweepSpec, expand_grid, loa
 # --- running -------------------------------------------------------------------------------------
 
 @dataclass
-class _Setting:
+class SweepSetting:
     model_dir: str | Path
     data: str | Path
     forget: str
@@ -62,7 +62,9 @@ def with_target_seed(spec: SweepSpec, seed: int | None) -> SweepSpec:
     return spec
 
 
-def _prepare(spec: SweepSpec, out_dir: Path, cache_dir, log) -> _Setting:
+def prepare_setting(spec: SweepSpec, out_dir: Path, cache_dir, log) -> SweepSetting:
+    """The models, data and splits a spec names (the embedded benchmark built or reused), with the
+    oracle and the target evaluated once into ``out_dir``."""
     if spec.embedded is not None:
         assets = prepare_embedded(spec.embedded, cache_dir, log=log)
         model_dir, data = assets.target, assets.world
@@ -90,7 +92,7 @@ def _prepare(spec: SweepSpec, out_dir: Path, cache_dir, log) -> _Setting:
     if not target.is_file():
         log("evaluating the target (before unlearning)")
     evaluate_model_dir(model_dir, data, roles, target, spec.eval, oracle)
-    return _Setting(model_dir, data, forget, retain, roles, oracle, oracle_eval)
+    return SweepSetting(model_dir, data, forget, retain, roles, oracle, oracle_eval)
 
 
 def _flatten(mapping: dict, prefix: str = "") -> dict:
@@ -136,7 +138,7 @@ def run_sweep(spec_path: str | Path, out_dir: str | Path, cache_dir: str | Path 
     spec = with_target_seed(load_spec(spec_path), target_seed)
     cells = expand_grid(spec)
     out_dir = Path(out_dir)
-    setting = _prepare(spec, out_dir, cache_dir, log)
+    setting = prepare_setting(spec, out_dir, cache_dir, log)
     entries = [{"name": c.name, "dir": f"cells/{c.name}", "values": c.values, "status": "pending", "seconds": None}
                for c in cells]
     state = {"spec_path": str(spec_path), "spec": spec.raw, "grid_keys": list(spec.grid),

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import SECTIONS, UnlearnConfig, _field_type, config_from_mapping, load_yaml
+from ..config import SECTIONS, UnlearnConfig, field_type, config_from_mapping, load_yaml
 from ..errors import UserInputError
 from ..evaluation import EvalConfig
 from ..models import TinyModelConfig
@@ -104,7 +104,7 @@ def _dataclass_from(cls, values, source: str, nested: dict | None = None):
         raise UserInputError(f"{source}: {err}") from None
 
 
-def _coerce(key: str, value, source: str):
+def coerce_value(key: str, value, source: str):
     """YAML reads ``1e-3`` (no dot) as a string: turn numeric strings into the field's number type."""
     if not isinstance(value, str) or key == "objective":
         return value
@@ -119,7 +119,7 @@ def _coerce(key: str, value, source: str):
             return parse(value)
         except argparse.ArgumentTypeError as err:
             raise UserInputError(f"{source}: '{key}' {err}") from None
-    kind, _ = _field_type(cls, fields[name])
+    kind, _ = field_type(cls, fields[name])
     if kind in (int, float):
         try:
             return kind(value)
@@ -128,7 +128,8 @@ def _coerce(key: str, value, source: str):
     return value
 
 
-def _check_key(key, source: str) -> None:
+def check_key(key, source: str) -> None:
+    """Refuse a grid/space key that is neither ``objective`` nor ``<section>.<field>`` of UnlearnConfig."""
     if key == "objective":
         return
     section, _, name = str(key).partition(".")
@@ -141,7 +142,8 @@ def _check_key(key, source: str) -> None:
                              f"(valid: {', '.join(sorted(names))})")
 
 
-def _with_values(base: dict, values: dict) -> dict:
+def with_values(base: dict, values: dict) -> dict:
+    """A deep copy of the ``base`` mapping with dotted ``values`` (``train.lr: 1e-3``) set in it."""
     mapping = copy.deepcopy(base)
     for key, value in values.items():
         if key == "objective":
@@ -177,7 +179,7 @@ def parse_spec(mapping: dict, source: str = "sweep") -> SweepSpec:
     base = copy.deepcopy(base)
     for section, values in base.items():
         if isinstance(values, dict):
-            base[section] = {k: _coerce(f"{section}.{k}", v, f"{source}: base") for k, v in values.items()}
+            base[section] = {k: coerce_value(f"{section}.{k}", v, f"{source}: base") for k, v in values.items()}
     _build_config(base, f"{source}: base")
 
     grid_in = mapping.get("grid") or {}
@@ -185,14 +187,14 @@ def parse_spec(mapping: dict, source: str = "sweep") -> SweepSpec:
         raise UserInputError(f"{source}: 'grid' must map dotted keys to lists of values")
     grid = {}
     for key, values in grid_in.items():
-        _check_key(key, source)
+        check_key(key, source)
         if not isinstance(values, list) or not values:
             raise UserInputError(f"{source}: grid key '{key}' needs a non-empty list of values, got {values!r}")
-        values = [_coerce(key, v, f"{source}: grid") for v in values]
+        values = [coerce_value(key, v, f"{source}: grid") for v in values]
         if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
             raise UserInputError(f"{source}: grid key '{key}' lists a value twice: {values}")
         for value in values:
-            _build_config(_with_values(base, {key: value}), f"{source}: grid key '{key}' value {value!r}")
+            _build_config(with_values(base, {key: value}), f"{source}: grid key '{key}' value {value!r}")
         grid[key] = values
 
     eval_config = _dataclass_from(EvalConfig, mapping.get("eval"), f"{source}: eval")
@@ -284,7 +286,7 @@ def expand_grid(spec: SweepSpec | dict) -> list[Cell]:
             seen.add(identity)
             overrides = {k: v for k, v in values.items() if v is not None}
             overrides["noise.noise_var"] = 0.0  # no mask, no noise: record it honestly, as the demo does
-        config = _build_config(_with_values(spec.base, overrides), f"{spec.source}: cell {values}")
+        config = _build_config(with_values(spec.base, overrides), f"{spec.source}: cell {values}")
         cells.append(Cell(cell_name(values, config), config, values))
     names = [c.name for c in cells]
     clashes = sorted({n for n in names if names.count(n) > 1})

@@ -17,7 +17,7 @@ from ..evaluation import EvalConfig, default_roles
 from ..io_utils import atomic_write_dir
 from .embedded import prepare_embedded, train_from_base
 from .runs import evaluate_model_dir
-from .sweep import _prepare
+from .sweep import prepare_setting
 from .tune_spec import TuneSpec, params_key
 
 
@@ -35,7 +35,7 @@ class Phase:
 
 
 def _phase_from(setting, info: dict) -> Phase:
-    """A :class:`Phase` from what :func:`grin_unlearn.experiments.sweep._prepare` returns."""
+    """A :class:`Phase` from what :func:`grin_unlearn.experiments.sweep.prepare_setting` returns."""
     return Phase(Path(setting.model_dir), Path(setting.data), setting.forget, setting.retain, setting.roles,
                  setting.oracle, info)
 
@@ -96,7 +96,7 @@ def user_validation(spec: TuneSpec, out_dir: Path, eval_config: EvalConfig) -> P
 
 def reported_phase(spec: TuneSpec, out_dir: Path, cache_dir, log) -> Phase:
     """The reported split (target and oracle evaluated under ``<out>/reported``)."""
-    setting = _prepare(spec.setting, out_dir / "reported", cache_dir, log)
+    setting = prepare_setting(spec.setting, out_dir / "reported", cache_dir, log)
     return _phase_from(setting, {"forget": setting.forget, "retain": setting.retain,
                                  "target_eval": "reported/target/eval.json",
                                  "oracle_eval": setting.oracle_eval and f"reported/{setting.oracle_eval}"})

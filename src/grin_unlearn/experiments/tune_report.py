@@ -25,7 +25,7 @@ from ..evaluation import aggregate, load_eval
 from ..io_utils import atomic_write_text
 from ..run_dir import noise_record
 from .aggregate import mean_std
-from .report import new_figure, format_metric, _log_error, metrics_row, save_figure
+from .report import new_figure, format_metric, log_error, metrics_row, save_figure
 from .tune import STATE_FILE, STORAGE_FILE
 
 SHOWN = (("forget_quality", "forget quality ↑"), ("model_utility", "model utility ↑"),
@@ -103,7 +103,7 @@ def plot_objective(objective: str, methods: dict[str, dict], references: list[di
         if summary["forget_quality"] is not None:
             right.errorbar(summary["model_utility"], _log10(summary["forget_quality"]),
                            xerr=summary["model_utility_std"],
-                           yerr=_log_error(summary["forget_quality"], summary["forget_quality_std"]),
+                           yerr=log_error(summary["forget_quality"], summary["forget_quality_std"]),
                            marker="*", markersize=12, capsize=3, linestyle="none", color=colors[name],
                            label=f"{scorer} (n={len(entry['finals'])})")
     for ref in references:

@@ -43,7 +43,7 @@ from ..errors import UserInputError
 from .report import COLUMNS
 from ..scoring.scorers import SCORERS
 from ..training.objectives import OBJECTIVES
-from .sweep_spec import SPEC_KEYS, UNMASKED_IGNORES, SweepSpec, _check_key, _coerce, _with_values, parse_spec
+from .sweep_spec import SPEC_KEYS, UNMASKED_IGNORES, SweepSpec, check_key, coerce_value, with_values, parse_spec
 
 TUNE_KEYS = ("objectives", "scorers", "trials", "space", "select", "validation", "seeds", "sampler_seed")
 METRICS = tuple(key for key, _ in COLUMNS)
@@ -101,7 +101,7 @@ class TuneSpec:
 
 
 def _param(key: str, body, source: str) -> Param:
-    _check_key(key, source)
+    check_key(key, source)
     if key in ("objective", "selection.scorer", "train.seed"):
         raise UserInputError(f"{source}: space key '{key}' is not tuned (methods and seeds are set by the file)")
     if not isinstance(body, dict):
@@ -110,11 +110,11 @@ def _param(key: str, body, source: str) -> Param:
         choices = body["choices"]
         if set(body) != {"choices"} or not isinstance(choices, list) or not choices:
             raise UserInputError(f"{source}: space key '{key}': 'choices' must be a non-empty list and stand alone")
-        return Param(key, choices=tuple(_coerce(key, c, source) for c in choices))
+        return Param(key, choices=tuple(coerce_value(key, c, source) for c in choices))
     unknown = set(body) - {"low", "high", "log", "step"}
     if unknown or "low" not in body or "high" not in body:
         raise UserInputError(f"{source}: space key '{key}' needs low and high (optional log, step), got {sorted(body)}")
-    low, high = (_coerce(key, body[b], source) for b in ("low", "high"))
+    low, high = (coerce_value(key, body[b], source) for b in ("low", "high"))
     if isinstance(low, bool) or isinstance(high, bool) or not all(isinstance(v, (int, float)) for v in (low, high)):
         raise UserInputError(f"{source}: space key '{key}': low and high must be numbers, got {low!r}, {high!r}")
     log = bool(body.get("log", False))
@@ -215,7 +215,7 @@ def trial_mapping(spec: TuneSpec, method: Method, params: dict) -> dict:
     values = {"objective": method.objective, "selection.scorer": method.scorer, **params}
     if method.scorer == "none":
         values["noise.noise_var"] = 0.0  # no mask, no noise: recorded honestly, as in sweeps
-    return _with_values(spec.setting.base, values)
+    return with_values(spec.setting.base, values)
 
 
 def params_key(params: dict) -> str:
