@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
 from ..metrics import forget_ks, mia_auc, model_utility, privleak
+from .set_metrics import aggregated_keys
 from .reference_logs import MIA_ATTACKS, OracleView, is_reference_logs, load_reference_logs, oracle_view
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def aggregate(sets: dict[str, dict], oracle: dict | OracleView | None = None) ->
     * ``mia_auc_{loss,zlib,min_k}``: ROC AUC of the attack, forget set = members, holdout =
       non-members (None without a holdout set); ``privleak``: the reference's PrivLeak of the Min-K%
       AUC against the oracle's (``privleak_reference_auc``; 0.5, the reference's default, without one).
-    * ``forget_*`` / ``retain_*``: the per-set TOFU numbers copied up for tables.
+    * ``forget_*`` / ``retain_*``: the per-set numbers that the protocol's metrics declare
+      (:func:`~grin_unlearn.evaluation.set_metrics.aggregated_keys`), copied up for tables.
     """
     view = oracle if isinstance(oracle, OracleView) or oracle is None else oracle_view(oracle)
     forget, holdout = _first_of_role(sets, "forget"), _first_of_role(sets, "holdout")
@@ -75,10 +77,7 @@ def aggregate(sets: dict[str, dict], oracle: dict | OracleView | None = None) ->
 
     for role in ("forget", "retain"):
         metrics = (_first_of_role(sets, role) or {}).get("metrics", {})
-        for key, label in (("rouge_l_recall", "rouge_l"), ("keyword_accuracy", "keyword_accuracy"),
-                           ("truth_ratio", "truth_ratio"), ("answer_probability", "probability"),
-                           ("extraction_strength", "extraction_strength"),
-                           ("exact_memorization", "exact_memorization")):
+        for key, label in aggregated_keys():  # what each metric of the protocol declares
             result[f"{role}_{label}"] = metrics.get(key)
     mcq = _first_of_role(sets, "mcq")
     if mcq is not None:

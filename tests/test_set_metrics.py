@@ -1,0 +1,56 @@
+"""Metrics as data: a new per-set metric is one registered function plus its name in the protocol."""
+
+from __future__ import annotations
+
+import pytest
+
+from grin_unlearn.data.formatting import PromptFormat
+from grin_unlearn.evaluation import EvalConfig, evaluate
+from grin_unlearn.evaluation import set_metrics
+from grin_unlearn.evaluation.set_metrics import SET_METRICS, register_set_metric
+
+ROLES = {"forget10": "forget", "retain90": "retain", "holdout": "holdout", "world_facts": "world_facts"}
+
+
+def test_a_metric_added_in_one_function_and_one_list_entry_reaches_eval_json_and_the_aggregates(
+        monkeypatch, eval_model, micro_tokenizer, micro_world):
+    monkeypatch.setattr(set_metrics, "SET_METRICS", dict(SET_METRICS))  # the registration below is undone after
+
+    @register_set_metric("answer_tokens", ("forget", "retain"), aggregate_as={"answer_tokens": "answer_tokens"})
+    def answer_tokens(scores):
+        counts = [gold.count for gold in scores.gold]
+        return {"answer_tokens": sum(counts) / len(counts)}, {"answer_tokens": counts}
+
+    monkeypatch.setattr(set_metrics, "QA_PROTOCOL", [*set_metrics.QA_PROTOCOL, "answer_tokens"])
+    sets = {name: micro_world[name][:6] for name in ROLES}
+    result = evaluate(eval_model, micro_tokenizer, sets, ROLES, config=EvalConfig(max_new_tokens=4, batch_size=8))
+    forget = result["sets"]["forget10"]
+    examples = PromptFormat().encode_many(micro_tokenizer, [(r["question"], r["answer"]) for r in sets["forget10"]])
+    labels = [sum(label != -100 for label in example["labels"]) for example in examples]
+    assert forget["per_item"]["answer_tokens"] == labels  # a hand count of the labelled answer tokens
+    assert forget["metrics"]["answer_tokens"] == pytest.approx(sum(labels) / len(labels))
+    assert result["aggregates"]["forget_answer_tokens"] == forget["metrics"]["answer_tokens"]
+    assert result["aggregates"]["retain_answer_tokens"] == result["sets"]["retain90"]["metrics"]["answer_tokens"]
+    assert "answer_tokens" not in result["sets"]["world_facts"]["metrics"]  # a role it does not read
+
+
+def test_the_protocol_skips_membership_scores_without_mia_and_generation_metrics_without_answers(
+        eval_model, micro_tokenizer, micro_world):
+    sets = {name: micro_world[name][:4] for name in ROLES}
+    full = evaluate(eval_model, micro_tokenizer, sets, ROLES, config=EvalConfig(max_new_tokens=4, batch_size=8))
+    lean = evaluate(eval_model, micro_tokenizer, sets, ROLES,
+                    config=EvalConfig(max_new_tokens=4, batch_size=8, mia=False, generation=False))
+    membership = {"mia_loss", "mia_zlib", "mia_min_k"}
+    assert membership <= set(full["sets"]["holdout"]["metrics"]) and membership <= set(full["sets"]["forget10"]["metrics"])
+    assert {"rouge_l_recall", "keyword_accuracy"} <= set(full["sets"]["retain90"]["metrics"])
+    for name, entry in lean["sets"].items():
+        assert not (membership | {"rouge_l_recall", "keyword_accuracy"}) & set(entry["metrics"])
+        assert entry["metrics"]["answer_probability"] == full["sets"][name]["metrics"]["answer_probability"]
+
+
+def test_registering_a_name_twice_or_an_unknown_stage_is_refused(monkeypatch):
+    monkeypatch.setattr(set_metrics, "SET_METRICS", dict(SET_METRICS))
+    with pytest.raises(ValueError, match="already registered"):
+        register_set_metric("truth_ratio", ("forget",))(lambda scores: ({}, {}))
+    with pytest.raises(ValueError, match="stage"):
+        register_set_metric("x", ("forget",), stage="later")
