@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.verbose:  # one screen: the stages and the table; library warnings with -v
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
     config = DemoConfig(objective=args.objective, attacks=not args.no_attacks)
     if args.ratio is not None:
         config.grin.ratio = args.ratio
