@@ -89,7 +89,7 @@ def make_across_targets_report(sweep_dirs: list[str | Path], out_dir: str | Path
     keys = [k for k in state.get("grid_keys", []) if k != SEED_KEY]
     table = mean_std_table(groups, keys)
     spreads = {metric: between_target_spread(rows, metric) for metric, _ in SPREAD_METRICS}
-    header = [config_label({}) if not keys else "configuration"] + [f"{title}: between targets" for _, title in SPREAD_METRICS]
+    header = ["configuration"] + [f"{title}: between targets" for _, title in SPREAD_METRICS]
     spread_lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group in groups:
         identity = json.dumps(group["values"], sort_keys=True, default=str)
