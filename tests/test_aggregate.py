@@ -144,3 +144,13 @@ def test_report_command_prints_the_table(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| grin | 0.4 | 0.001 | 0.400 ± 0.200 |" in out and "report.md" in out
+
+
+def test_metric_plot_takes_an_auto_value_beside_numbers(tmp_path):
+    """A grid over selection.ratio with ``auto`` (configs/tofu/ablation_p.yaml) once crashed the report."""
+    from grin_unlearn.experiments.report import plot_metric_vs
+
+    groups = [{"values": {"selection.ratio": r}, "forget_rouge_l": m, "forget_rouge_l_std": 0.01}
+              for r, m in ((0.2, 0.5), (0.8, 0.4), ("auto", 0.45))]
+    path = plot_metric_vs(groups, "selection.ratio", tmp_path / "p.png")
+    assert path.is_file() and path.stat().st_size > 1000

@@ -181,12 +181,12 @@ def make_sweep_report(sweep_dir: str | Path) -> tuple[Path, str]:
 
     densities = [d for r in rows if r.get("scorer") == "grin" and (d := _read_json(r["dir"] / "density.json"))]
     if densities:
-        ratios = sorted({float((r.get("values") or {}).get("selection.ratio") or 0) for r in rows
-                         if r.get("scorer") == "grin"} - {0.0})
+        given = {(r.get("values") or {}).get("selection.ratio") for r in rows if r.get("scorer") == "grin"}
+        ratios = sorted(f"{p:g}" if isinstance(p, (int, float)) else str(p) for p in given - {None, 0})
         plot_density(average_density(densities), sweep_dir / "density.png",
                      title=f"GRIN selection density, mean over {len(densities)} cells")
         lines += [f"Share of selected weights per module type and layer, averaged over the {len(densities)} GRIN "
-                  f"cells" + (f" (p ∈ {{{', '.join(f'{p:g}' for p in ratios)}}})" if ratios else "") + ".", "",
+                  f"cells" + (f" (p ∈ {{{', '.join(ratios)}}})" if ratios else "") + ".", "",
                   "![density of selected weights](density.png)", ""]
     return atomic_write_text(sweep_dir / "report.md", "\n".join(lines)), table
 

@@ -177,7 +177,8 @@ def plot_metric_vs(groups: list[dict], x_key: str, path: str | Path, metric: str
     """One line per combination of the other grid values: ``metric`` (mean ± std) against ``x_key``.
 
     Groups whose ``x_key`` is None (a full fine-tune, which has no p or σ²) are dashed horizontal
-    lines, ``references`` (label, value) dotted ones. With ``log_x`` the value 0 sits one decade left
+    lines, as are groups with a non-numeric value (``auto``: chosen per run), ``references`` (label,
+    value) dotted ones. With ``log_x`` the value 0 sits one decade left
     of the smallest positive value, labelled "0" and set apart by a grey break line.
     """
     figure = new_figure(7.5, 4.5)
@@ -191,6 +192,9 @@ def plot_metric_vs(groups: list[dict], x_key: str, path: str | Path, metric: str
         label = config_label({k: v for k, v in group["values"].items() if k != x_key})
         if x is None:
             axes.axhline(mean, linestyle="--", linewidth=1, color="tab:gray", label=f"{label} (no mask)")
+            continue
+        if isinstance(x, str):  # e.g. --ratio auto: no fixed position on the axis
+            axes.axhline(mean, linestyle="-.", linewidth=1, color="tab:purple", label=f"{label} ({x_key} = {x})")
             continue
         lines.setdefault(label, []).append((x, mean, group.get(f"{metric}_std") or 0.0))
     xs = sorted({x for points in lines.values() for x, _, _ in points})
