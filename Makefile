@@ -9,19 +9,19 @@ FLOOR_STAMP := $(FLOOR_VENV)/.installed
 
 .PHONY: demo test test-latest test-floor setup bench gpu-check clean
 
+# One pip call with torch pinned exactly (a bare `torch` would pull a multi-GB CUDA build here), and no
+# bytecode compiled at install time: Python compiles what it imports on first use, and compiling all of
+# torch and transformers up front took about half of the install (docs/performance.md, `make demo`).
+PIP_INSTALL := -m pip install --quiet --no-compile torch==2.13.0
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# torch first with the exact pin: a bare `torch` would pull a multi-GB CUDA build here.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) $(PIP_INSTALL) -e ".[dev]"
 	touch $(STAMP)
 
 $(FLOOR_STAMP): pyproject.toml .ci/floor-constraints.txt
 	$(PYTHON) -m venv $(FLOOR_VENV)
-	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(FLOOR_VENV)/bin/python -m pip install --quiet torch==2.13.0
-	$(FLOOR_VENV)/bin/python -m pip install --quiet -e ".[dev]" -c .ci/floor-constraints.txt
+	$(FLOOR_VENV)/bin/python $(PIP_INSTALL) -e ".[dev]" -c .ci/floor-constraints.txt
 	touch $(FLOOR_STAMP)
 
 setup: $(STAMP)

@@ -169,3 +169,32 @@ def test_study_gives_share_one_to_the_target_and_zero_to_the_oracle(micro_world,
     assert quant["changed_buckets"]["like_target"]["4-bit RTN, groups of 16"]["changed"] == 0
     assert quant["changed_buckets"]["like_oracle"]["4-bit RTN, groups of 16"]["changed"] > 0
     assert plot_relearn_recovery(relearn, tmp_path / "recovery.png", metric=next(iter(gaps))).stat().st_size > 0
+
+
+def test_relearn_on_the_probe_alone_gives_the_forget_metrics_of_the_full_evaluation(micro_world, micro_tokenizer,
+                                                                                     tmp_path):
+    """``scope="forget"`` evaluates only the probe half: every forget metric equals the one the full
+    evaluation (``scope="all"``) reports at every step, and model utility is left out."""
+    from grin_unlearn.data.formatting import PromptFormat
+    from grin_unlearn.evaluation import EvalConfig
+    from grin_unlearn.evaluation.attacks.study import RelearnSettings, relearn_study
+    from grin_unlearn.models import load_model, save_model_folder
+
+    paths = {label: save_model_folder(build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=seed), micro_tokenizer,
+                                      tmp_path / label) for label, seed in (("target", 0), ("oracle", 1), ("m", 2))}
+    sets = {"forget10": micro_world["forget10"][:8], "retain90": micro_world["retain90"][:4]}
+    roles = {"forget10": "forget", "retain90": "retain"}
+    args = (lambda p: load_model(str(p)), micro_tokenizer, sets, roles, PromptFormat(),
+            EvalConfig(max_new_tokens=4, batch_size=8, mia=False))
+    alone = relearn_study(paths, *args, RelearnSettings(steps=(0, 2), lr=1e-2, batch_size=2, scope="forget"))
+    full = relearn_study(paths, *args, RelearnSettings(steps=(0, 2), lr=1e-2, batch_size=2, scope="all"))
+    for label in paths:
+        for step in ("0", "2"):
+            assert full["runs"][label][step]["model_utility"] is not None
+            assert alone["runs"][label][step].get("model_utility") is None
+            forget_keys = [k for k in full["runs"][label][step] if k.startswith("forget_")]
+            assert forget_keys
+            for key in forget_keys:
+                assert alone["runs"][label][step][key] == pytest.approx(full["runs"][label][step][key]), key
+    with pytest.raises(UserInputError):
+        RelearnSettings(scope="retain")

@@ -1,6 +1,11 @@
 """`grin-unlearn attack quantize|relearn`: does the forgetting survive quantization or a few steps of
 relearning? Evaluates the attacked model (and, with --target/--oracle, the same attack on them) and
-writes DIR/attack.json with the share of forgotten knowledge each attack brings back."""
+writes DIR/attack.json with the share of forgotten knowledge each attack brings back.
+
+Several unlearned models share one run of the attacks on the target and the oracle: ``--models
+LABEL=RUN/model …``. A model folder named ``model`` whose run folder holds ``mask.safetensors`` (the
+layout ``grin-unlearn unlearn --out RUN`` writes) also gets the share of its *selected* weights whose
+quantization bucket differs from the target's."""
 
 from __future__ import annotations
 
@@ -18,7 +23,10 @@ ATTACK_FILE = "attack.json"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=["quantize", "relearn"], help="the attack")
-    add_model_arguments(parser, max_length=False)
+    add_model_arguments(parser, required=False, max_length=False)
+    parser.add_argument("--models", nargs="+", default=[], metavar="LABEL=PATH",
+                        help="more unlearned models, each under its label (with or instead of --model, whose label is "
+                             "'unlearned')")
     add_data_arguments(parser)
     parser.add_argument("--target", help="the target model (before unlearning): attacked too, for the recovery share")
     parser.add_argument("--oracle", help="the oracle model (never saw the forget set): attacked too, for the recovery "
@@ -41,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     relearn.add_argument("--relearn-on", choices=["forget", "retain"], default="forget",
                          help="forget: the relearn half of each forget entity (default); retain: as many retain "
                               "records, no forget facts (the related-text variant)")
+    relearn.add_argument("--relearn-eval", choices=["forget", "all"], default="forget",
+                         help="forget: evaluate the probe half alone (default; the recovery metrics are forget "
+                              "metrics); all: every set too, for model utility after relearning")
     relearn.add_argument("--seed", type=int, default=0, help="seed of the relearn/probe split and the batch order")
 
 
@@ -58,25 +69,55 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig.for_protocol(args.protocol, max_items=args.max_items, mia=False)
     fmt = prompt_format_from_args(args, max_length=args.max_length)
     quant = [QuantizeConfig(bits, args.group_size or None) for bits in args.bits] if args.kind == "quantize" else []
-    relearn = RelearnSettings(tuple(args.steps), args.lr, args.relearn_batch_size, args.relearn_on, args.seed)
+    relearn = RelearnSettings(tuple(args.steps), args.lr, args.relearn_batch_size, args.relearn_on, args.seed,
+                              args.relearn_eval)
     paths = {label: path for label, path in (("target", args.target), ("oracle", args.oracle),
                                              ("unlearned", args.model)) if path}
-    tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+    paths.update(labelled_models(args.models, reserved=set(paths)))
+    unlearned = [label for label in paths if label not in ("target", "oracle")]
+    if not unlearned:
+        raise UserInputError("--model/--models: expected at least one unlearned model to attack")
+    tokenizer = load_tokenizer(str(paths[unlearned[0]]), trust_remote_code=args.trust_remote_code)
 
     def load(path):
         return load_model(str(path), dtype=args.dtype, trust_remote_code=args.trust_remote_code)
 
     if args.kind == "quantize":
-        report = quantization_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, quant)
+        masks = {label: run_mask(paths[label]) for label in unlearned}
+        report = quantization_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, quant, masks)
     else:
         report = relearn_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, relearn)
         plot_relearn_recovery(report, out / "recovery.png")
     report.update(models={label: str(path) for label, path in paths.items()}, data=str(plan.data),
                   protocol=args.protocol)
     atomic_write_json(out / ATTACK_FILE, report)
-    _print(report.get("recovery", {}).get("unlearned"))
+    for label in unlearned:
+        print(f"\n{label}")
+        _print(report.get("recovery", {}).get(label))
     print(f"\nwrote {out / ATTACK_FILE}")
     return 0
+
+
+def labelled_models(items: list[str], reserved: set[str]) -> dict[str, str]:
+    """``{label: path}`` from ``LABEL=PATH`` items; a label may appear once and not as target/oracle/unlearned."""
+    models: dict[str, str] = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise UserInputError(f"--models: expected LABEL=PATH, got {item!r}")
+        if label in models or label in reserved or label in ("target", "oracle"):
+            raise UserInputError(f"--models: label {label!r} is used twice (target, oracle and unlearned are taken)")
+        models[label] = path
+    return models
+
+
+def run_mask(model_path: str) -> dict | None:
+    """The selection mask beside a model folder ``RUN/model`` (``RUN/mask.safetensors``), else None."""
+    from ..masks import load_mask
+
+    path = Path(model_path).expanduser()
+    mask_file = path.parent / "mask.safetensors"
+    return load_mask(mask_file)[0] if path.name == "model" and mask_file.is_file() else None
 
 
 def _print(recovery: dict | None) -> None:

@@ -28,17 +28,22 @@ REFERENCES = ("target", "oracle")
 @dataclass(frozen=True)
 class RelearnSettings:
     """The relearning attack: evaluate after each of ``steps`` (AdamW, constant ``lr``, ``batch_size``
-    records a step) on the relearn half (``on="forget"``) or as many retain records (``on="retain"``)."""
+    records a step) on the relearn half (``on="forget"``) or as many retain records (``on="retain"``).
+    ``scope="forget"`` evaluates the probe half alone (the recovery metrics are forget metrics, and it
+    is several times cheaper); ``"all"`` every set as well (model utility after relearning)."""
 
     steps: tuple[int, ...] = (0, 5, 10, 20)
     lr: float = 1e-3
     batch_size: int = 4
     on: str = "forget"
     seed: int = 0
+    scope: str = "forget"
 
     def __post_init__(self):
         if self.on not in ("forget", "retain"):
             raise UserInputError(f"--relearn-on: expected forget or retain, got {self.on!r}")
+        if self.scope not in ("forget", "all"):
+            raise UserInputError(f"--relearn-eval: expected forget or all, got {self.scope!r}")
 
 
 class _Evaluator:
@@ -71,13 +76,15 @@ def _recovery(runs: dict[str, dict], before: str) -> dict:
 
 
 def quantization_study(paths: dict[str, str | Path], load, tokenizer, sets: dict, roles: dict, fmt, config,
-                       settings: list[QuantizeConfig]) -> dict:
+                       settings: list[QuantizeConfig], masks: dict[str, dict] | None = None) -> dict:
     """Every model unattacked (``none``) and after each quantization setting; recovery shares and, for
-    each unlearned model, the weights whose RTN bucket differs from the target's."""
+    each unlearned model, the weights whose RTN bucket differs from the target's: over every quantized
+    weight (``changed_buckets``) and, for a label with an entry in ``masks`` (name -> bool tensor), over
+    the weights its mask selected (``changed_buckets_selected``)."""
     evaluate_model = _Evaluator(tokenizer, sets, roles, fmt, config)
     runs: dict[str, dict] = {}
     target = load(paths["target"]) if "target" in paths else None
-    changed = {}
+    changed, changed_selected = {}, {}
     for label in _ordered(paths):
         model = target if label == "target" else load(paths[label])
         runs[label] = {"none": evaluate_model(model, unattacked_oracle=label == "oracle")}
@@ -88,8 +95,12 @@ def quantization_study(paths: dict[str, str | Path], load, tokenizer, sets: dict
             del attacked
         if target is not None and label not in REFERENCES:
             changed[label] = {s.label: changed_buckets(model, target, s) for s in settings if s.bits != 16}
+            if (masks or {}).get(label) is not None:
+                changed_selected[label] = {s.label: changed_buckets(model, target, s, masks[label])
+                                           for s in settings if s.bits != 16}
     return {"attack": "quantize", "settings": [s.label for s in settings], "runs": runs,
-            "recovery": _recovery(runs, "none"), "changed_buckets": changed}
+            "recovery": _recovery(runs, "none"), "changed_buckets": changed,
+            "changed_buckets_selected": changed_selected}
 
 
 def relearn_study(paths: dict[str, str | Path], load, tokenizer, sets: dict, roles: dict, fmt, config,
@@ -105,7 +116,11 @@ def relearn_study(paths: dict[str, str | Path], load, tokenizer, sets: dict, rol
         raise UserInputError(f"relearn: set '{forget}' has no entity with 2 or more records to split")
     retain = next((sets[n] for n, role in roles.items() if role == "retain"), [])
     train = [records[i] for i in relearn_idx] if settings.on == "forget" else retain[:len(relearn_idx)]
-    evaluate_model = _Evaluator(tokenizer, dict(sets, **{forget: [records[i] for i in probe_idx]}), roles, fmt, config)
+    probe = {forget: [records[i] for i in probe_idx]}
+    if settings.scope == "forget":
+        evaluate_model = _Evaluator(tokenizer, probe, {forget: "forget"}, fmt, config)
+    else:
+        evaluate_model = _Evaluator(tokenizer, dict(sets, **probe), roles, fmt, config)
     first = min(settings.steps)
     runs: dict[str, dict] = {}
     for label in _ordered(paths):
@@ -116,7 +131,7 @@ def relearn_study(paths: dict[str, str | Path], load, tokenizer, sets: dict, rol
         runs[label] = {str(k): aggregates for k, aggregates in curve.items()}
         del model
     return {"attack": "relearn", "steps": sorted(set(settings.steps)), "lr": settings.lr,
-            "batch_size": settings.batch_size, "relearn_on": settings.on, "seed": settings.seed,
+            "batch_size": settings.batch_size, "relearn_on": settings.on, "seed": settings.seed, "scope": settings.scope,
             "split": {"set": forget, "relearn": relearn_idx, "probe": probe_idx}, "runs": runs,
             "recovery": _recovery(runs, str(first))}
 
