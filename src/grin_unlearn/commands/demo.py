@@ -25,10 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.verbose:  # one screen: the stages and the table; library warnings with -v
+    if not args.verbose:  # one screen: the stages, our progress bars and the table; library output with -v
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" per model
     config = DemoConfig(objective=args.objective, attacks=not args.no_attacks)
     if args.ratio is not None:
         config.grin.ratio = args.ratio
