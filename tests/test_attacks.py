@@ -198,3 +198,25 @@ def test_relearn_on_the_probe_alone_gives_the_forget_metrics_of_the_full_evaluat
                 assert alone["runs"][label][step][key] == pytest.approx(full["runs"][label][step][key]), key
     with pytest.raises(UserInputError):
         RelearnSettings(scope="retain")
+
+
+def test_attack_cli_with_labelled_models_reads_the_model_folders_prompt_format(micro_model_dir, micro_world_dir,
+                                                                               tmp_path):
+    """``--models LABEL=PATH`` alone evaluates in the format recorded in the model folder (here the
+    non-default ``split`` style), exactly as ``--model PATH`` does: same format, same unattacked numbers."""
+    import shutil
+
+    from grin_unlearn.cli import main
+    from grin_unlearn.data.formatting import PromptFormat
+
+    model = tmp_path / "run" / "model"
+    shutil.copytree(micro_model_dir, model)
+    PromptFormat(style="split", max_length=64).save(model)
+    common = ["--data", str(micro_world_dir), "--max-items", "4", "--bits", "4", "--group-size", "16"]
+    assert main(["attack", "quantize", "--model", str(model), *common, "--out", str(tmp_path / "a")]) == 0
+    assert main(["attack", "quantize", "--models", f"m={model}", *common, "--out", str(tmp_path / "b")]) == 0
+    by_model, by_label = (json.loads((tmp_path / d / "attack.json").read_text()) for d in ("a", "b"))
+    assert by_label["prompt_format"]["style"] == "split" and by_label["prompt_format"]["max_length"] == 64
+    assert by_label["prompt_format"] == by_model["prompt_format"]
+    assert by_label["runs"]["m"] == by_model["runs"]["unlearned"]
+    assert main(["attack", "quantize", "--models", "m", *common, "--out", str(tmp_path / "c")]) == 2  # no =PATH

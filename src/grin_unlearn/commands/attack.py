@@ -10,6 +10,7 @@ quantization bucket differs from the target's."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from ..errors import UserInputError
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default="fast", choices=["fast", "tofu"],
                         help="evaluation protocol of every attacked model (default fast: 32 new tokens)")
     parser.add_argument("--max-items", type=int, default=None, help="evaluate only the first N items of every set")
-    parser.add_argument("--max-length", type=int, default=512, help="max tokens per sequence (default 512)")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="max tokens per sequence (default: the one recorded in the model folder, else 512)")
     quantize = parser.add_argument_group("quantize")
     quantize.add_argument("--bits", type=int, nargs="+", default=[8, 4], help="bit widths (default 8 4; 16 = bf16)")
     quantize.add_argument("--group-size", type=int, default=32,
@@ -67,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--out: {out / ATTACK_FILE} already exists (pass --overwrite to replace it)")
     plan = load_eval_sets_for(args)
     config = EvalConfig.for_protocol(args.protocol, max_items=args.max_items, mia=False)
-    fmt = prompt_format_from_args(args, max_length=args.max_length)
     quant = [QuantizeConfig(bits, args.group_size or None) for bits in args.bits] if args.kind == "quantize" else []
     relearn = RelearnSettings(tuple(args.steps), args.lr, args.relearn_batch_size, args.relearn_on, args.seed,
                               args.relearn_eval)
@@ -78,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if not unlearned:
         raise UserInputError("--model/--models: expected at least one unlearned model to attack")
     tokenizer = load_tokenizer(str(paths[unlearned[0]]), trust_remote_code=args.trust_remote_code)
+    # the prompt format recorded in the first unlearned model's folder (the others share its tokenizer)
+    fmt = prompt_format_from_args(argparse.Namespace(**{**vars(args), "model": str(paths[unlearned[0]])}),
+                                  max_length=args.max_length)
 
     def load(path):
         return load_model(str(path), dtype=args.dtype, trust_remote_code=args.trust_remote_code)
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         report = relearn_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, relearn)
         plot_relearn_recovery(report, out / "recovery.png")
     report.update(models={label: str(path) for label, path in paths.items()}, data=str(plan.data),
-                  protocol=args.protocol)
+                  protocol=args.protocol, prompt_format=dataclasses.asdict(fmt))
     atomic_write_json(out / ATTACK_FILE, report)
     for label in unlearned:
         print(f"\n{label}")
