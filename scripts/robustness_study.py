@@ -26,6 +26,7 @@ from grin_unlearn.experiments.sweep import with_target_seed
 from grin_unlearn.experiments.sweep_spec import load_spec
 
 SWEEPS = {0: ("methods", "graddiff", "ablation_noise"), 1: ("methods", "graddiff"), 2: ("methods", "graddiff")}
+SMALL_LR = ("small_lr",)  # configs/tofu/small_lr.yaml: the same methods at lr 1e-5, target 0
 TARGET_0_ONLY = ("wagle", "random", "forget-grad")
 ATTACKS = {
     "quantize": ["quantize", "--bits", "8", "4", "--group-size", "0"],  # per output channel
@@ -35,13 +36,13 @@ ATTACKS = {
                "--relearn-batch-size", "4"],
 }
 PARTS = tuple(f"{attack}-t{seed}" for seed in (0, 1, 2) for attack in ("quantize", "quantize32", "relearn")) + (
-    "retain-t0",)
+    "retain-t0", "quantize-small-t0", "quantize32-small-t0", "relearn-small-t0")
 
 
-def models_of(runs: Path, seed: int) -> list[str]:
-    """``LABEL=PATH`` of every finished unlearned model of target ``seed``'s sweeps."""
+def models_of(runs: Path, seed: int, sweeps: tuple[str, ...]) -> list[str]:
+    """``LABEL=PATH`` of every finished unlearned model of target ``seed``'s ``sweeps``."""
     items = []
-    for sweep in SWEEPS[seed]:
+    for sweep in sweeps:
         for cell in sorted((runs / f"{sweep}-t{seed}" / "cells").glob("*/model")):
             name = cell.parent.name
             if seed == 0 or not any(f"_{scorer}_" in name for scorer in TARGET_0_ONLY):
@@ -51,13 +52,14 @@ def models_of(runs: Path, seed: int) -> list[str]:
 
 def run_part(part: str, runs: Path, out: Path) -> None:
     attack, seed = part.rsplit("-t", 1)
+    attack, small = attack.removesuffix("-small"), attack.endswith("-small")
     folder = out / part
     if (folder / "attack.json").exists():
         print(f"{part}: done already")
         return
     spec = with_target_seed(load_spec("configs/tofu/methods.yaml"), int(seed))
     assets = prepare_embedded(spec.embedded)
-    models = models_of(runs, int(seed))
+    models = models_of(runs, int(seed), SMALL_LR if small else SWEEPS[int(seed)])
     args = ["attack", *ATTACKS[attack], "--models", *models, "--target", str(assets.target),
             "--oracle", str(assets.oracle), "--data", str(assets.world), "--dtype", "float32", "--out", str(folder)]
     start = time.time()
