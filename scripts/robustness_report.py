@@ -45,6 +45,11 @@ def pooled(parts: list[dict], value) -> dict[str, list[float]]:
     return out
 
 
+def method_values(parts: list[dict], method: str, value) -> list:
+    """``value(part, label)`` for every model of ``method`` (or the target / oracle) in every part."""
+    return pooled(parts, value).get(method, [])
+
+
 def quantization_table(parts: list[dict], setting: str) -> list[str]:
     """Per method: forget metrics unattacked and after ``setting``, recovery shares, changed buckets."""
     if not parts:
@@ -54,10 +59,9 @@ def quantization_table(parts: list[dict], setting: str) -> list[str]:
         header += [f"{name} before", f"{name} after", f"{name} share"]
     header += ["changed buckets", "of selected"]
     lines = [f"**{setting}**", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    methods = pooled(parts, lambda part, label: label)
-    for method, labels in methods.items():
+    for method, labels in pooled(parts, lambda part, label: label).items():
         def values(fn, m=method):
-            return pooled(parts, fn).get(m, [])
+            return method_values(parts, m, fn)
         cells = [method, str(len(labels)),
                  spread(values(lambda p, lb: p["runs"][lb]["none"].get("model_utility"))),
                  spread(values(lambda p, lb: p["runs"][lb][setting].get("model_utility")))]
@@ -86,7 +90,7 @@ def relearn_table(parts: list[dict], title: str) -> list[str]:
              "|---" * len(header) + "|"]
     for method, labels in pooled(parts, lambda part, label: label).items():
         def values(fn, m=method):
-            return pooled(parts, fn).get(m, [])
+            return method_values(parts, m, fn)
         cells = [method, str(len(labels))]
         for metric in ("forget_keyword_accuracy", "forget_rouge_l"):
             cells += [spread(values(lambda p, lb, k=k, mt=metric: p["runs"][lb][k].get(mt))) for k in steps]
@@ -124,17 +128,19 @@ def plot_relearn(parts: list[dict], path: Path, metric: str = "forget_keyword_ac
 
 def main(root: Path) -> None:
     lines = ["# Robustness of the TOFU-size study's models", ""]
-    for attack in ("quantize", "quantize32"):
-        parts = load_parts(root, attack)
-        for setting in (parts[0]["settings"] if parts else []):
-            lines += quantization_table(parts, setting)
-    for attack, title in (("relearn", "Relearning on half of each forget author's questions"),
-                          ("retain", "Relearning on retain90 records (no forget facts)")):
-        parts = load_parts(root, attack)
-        lines += relearn_table(parts, title)
-        if parts and attack == "relearn":
-            plot_relearn(parts, root / "relearn.png")
-            lines += ["![relearning](relearn.png)", ""]
+    for suffix, heading in (("", "The study's models (lr 8.6e-4)"), ("-small", "The small-lr models (lr 1e-5, target 0)")):
+        lines += [f"## {heading}", ""]
+        for attack in ("quantize", "quantize32"):
+            parts = load_parts(root, attack + suffix)
+            for setting in (parts[0]["settings"] if parts else []):
+                lines += quantization_table(parts, setting)
+        for attack, title in (("relearn", "Relearning on half of each forget author's questions"),
+                              ("retain", "Relearning on retain90 records (no forget facts)")):
+            parts = load_parts(root, attack + suffix)
+            lines += relearn_table(parts, title)
+            if parts and attack == "relearn":
+                plot_relearn(parts, root / f"relearn{suffix}.png")
+                lines += [f"![relearning](relearn{suffix}.png)", ""]
     text = "\n".join(lines)
     (root / "report.md").write_text(text + "\n", encoding="utf-8")
     print(text)

@@ -27,7 +27,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True, 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark", default="auto", choices=["auto", *sorted(BENCHMARKS)],
                         help="benchmark adapter that picks the forget, retain and eval sets "
-                             "(see docs/benchmarks_usage.md); auto: the --forget/--retain splits of --data as given")
+                             "(see docs/benchmarks/); auto: the --forget/--retain splits of --data as given")
     parser.add_argument("--data", default=None,
                         help="folder of <split>.json/.jsonl files (TOFU schema) or a Hub dataset id (locuslab/TOFU); "
                              "required with --benchmark auto, else defaults to the benchmark's Hub dataset")

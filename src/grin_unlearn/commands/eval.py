@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-mia", action="store_true", help="skip the membership-inference scores")
     parser.add_argument("--safety-classifier", metavar="DIR",
                         help="local text-classification model folder scoring P(unsafe) of each generation "
-                             "(safety sets of --benchmark pku); see docs/benchmarks_usage.md")
+                             "(safety sets of --benchmark pku); see docs/benchmarks/")
     parser.add_argument("--safety-unsafe-label", default="unsafe",
                         help="the --safety-classifier label that means unsafe (default: unsafe)")
     parser.add_argument("--lm-eval-tasks", metavar="TASKS",

@@ -120,7 +120,7 @@ class Wmdp(Benchmark):
             valid = ", ".join(list(self.TEXT_SOURCES) + list(self.CORPORA_CONFIGS))
             raise UserInputError(f"{flag}: '{name}' is not a public WMDP text corpus on the Hub (those are: {valid}); "
                                  f"put {name}.jsonl (one {{\"text\": ...}} per line) in a folder with the other "
-                                 "WMDP files and pass --data FOLDER (see docs/benchmarks_usage.md)")
+                                 "WMDP files and pass --data FOLDER (see docs/benchmarks/)")
         return validate_text_records(self._load(data, name, hub), f"{data}:{name}")
 
     def training_sets(self, data, forget_split, retain=None) -> TrainingSets:

@@ -20,7 +20,7 @@ Adapters are objects registered by name (:func:`register_benchmark`); :func:`get
 :class:`UserInputError` listing the valid names. This module holds the interface, the shared checks and
 the registry; the three adapters live in :mod:`grin_unlearn.data.benchmark_adapters`, and
 :mod:`grin_unlearn.data.benchmarks` imports both (import benchmarks from there).
-``docs/benchmarks_usage.md`` has the commands.
+``docs/benchmarks/`` has the commands, one page per benchmark.
 """
 
 from __future__ import annotations
