@@ -54,3 +54,33 @@ def test_registering_a_name_twice_or_an_unknown_stage_is_refused(monkeypatch):
         register_set_metric("truth_ratio", ("forget",))(lambda scores: ({}, {}))
     with pytest.raises(ValueError, match="stage"):
         register_set_metric("x", ("forget",), stage="later")
+
+
+def test_a_cross_set_number_added_in_one_function_and_one_list_entry_reaches_the_aggregates(
+        monkeypatch, eval_model, micro_tokenizer, micro_world):
+    """A new cross-set aggregate: one registered function plus its name in QA_AGGREGATES. Here the gap
+    between the retain and forget answer probabilities, checked against the per-set numbers."""
+    from grin_unlearn.evaluation import aggregates
+    from grin_unlearn.evaluation.aggregates import AGGREGATES, register_aggregate
+
+    monkeypatch.setattr(aggregates, "AGGREGATES", dict(AGGREGATES))
+
+    @register_aggregate("probability_gap", ("forget", "retain"), needs={"probability_gap": "a retain set"})
+    def probability_gap(inputs):
+        forget, retain = inputs.first("forget"), inputs.first("retain")
+        if forget is None or retain is None:
+            return {"probability_gap": None}
+        return {"probability_gap": retain["metrics"]["answer_probability"] - forget["metrics"]["answer_probability"]}
+
+    monkeypatch.setattr(aggregates, "QA_AGGREGATES", [*aggregates.QA_AGGREGATES, "probability_gap"])
+    sets = {name: micro_world[name][:6] for name in ROLES}
+    config = EvalConfig(max_new_tokens=4, batch_size=8, mia=False)
+    result = evaluate(eval_model, micro_tokenizer, sets, ROLES, config=config)
+    by_set = {name: entry["metrics"]["answer_probability"] for name, entry in result["sets"].items()}
+    assert result["aggregates"]["probability_gap"] == pytest.approx(by_set["retain90"] - by_set["forget10"])
+    assert aggregates.needs()["probability_gap"] == "a retain set"
+    without_retain = evaluate(eval_model, micro_tokenizer, {"forget10": sets["forget10"]}, {"forget10": "forget"},
+                              config=config)
+    assert without_retain["aggregates"]["probability_gap"] is None
+    with pytest.raises(ValueError, match="already registered"):
+        register_aggregate("forget_quality", ("forget",))(lambda inputs: {})

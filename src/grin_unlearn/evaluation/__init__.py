@@ -5,14 +5,15 @@
 * :mod:`.multiple_choice` — WMDP/MMLU letter-logit accuracy and raw-text NLL;
 * :mod:`.safety` — refusal / harmful-keyword / classifier rates (PKU-SafeRLHF);
 * :mod:`.engine` — the two model passes (teacher forcing, greedy generation);
-* :mod:`.report` — aggregates, ``eval.json`` I/O, tables; :mod:`.reference_logs` — ``TOFU_EVAL.json``;
+* :mod:`.aggregates` — the cross-set numbers, registered; :mod:`.report` — ``eval.json`` I/O, tables; :mod:`.reference_logs` — ``TOFU_EVAL.json``;
 * :mod:`.lm_eval` — the lm-evaluation-harness hand-off; :mod:`.config` — :class:`EvalConfig`.
 """
 
 from .config import PROTOCOLS, EvalConfig
 from .engine import generate_answers
 from .reference_logs import REFERENCE_FILE, OracleView, load_reference_logs, to_reference_logs
-from .report import EVAL_FILE, aggregate, compare_table, format_summary, load_eval, load_oracle, save_eval
+from .aggregates import aggregate
+from .report import EVAL_FILE, compare_table, format_summary, load_eval, load_oracle, save_eval
 from .runner import ROLES, default_roles, evaluate, evaluate_set, load_eval_sets
 
 __all__ = ["EVAL_FILE", "PROTOCOLS", "REFERENCE_FILE", "ROLES", "EvalConfig", "OracleView", "aggregate",

@@ -1,5 +1,5 @@
 """Everything done with ``eval.json`` (the dict :func:`grin_unlearn.evaluation.evaluate` returns) without
-a model: the cross-set aggregates, reading and writing, and the tables.
+a model: reading and writing, and the tables. The cross-set aggregates are :mod:`.aggregates`.
 
 ``eval.json`` holds ``{"sets": {name: {"role", "n", "metrics", "per_item"}}, "aggregates": {...},
 "config": {...}, "timing": {...}}``.
@@ -8,93 +8,20 @@ a model: the cross-set aggregates, reading and writing, and the tables.
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
-from ..metrics import forget_ks, mia_auc, model_utility, privleak
-from .set_metrics import aggregated_keys
-from .reference_logs import MIA_ATTACKS, OracleView, is_reference_logs, load_reference_logs, oracle_view
-
-logger = logging.getLogger(__name__)
+from .aggregates import needs
+from .reference_logs import OracleView, is_reference_logs, load_reference_logs, oracle_view
 
 EVAL_FILE = "eval.json"
-UTILITY_ROLES = ("retain", "real_authors", "world_facts")
-DEFAULT_ORACLE_AUC = 0.5  # the reference's PrivLeak reference AUC without retain logs (privleak.yaml ref_value)
 # Per-set columns of the summary: (metric key in eval.json, column header).
 SUMMARY_COLUMNS = (("rouge_l_recall", "rouge_l"), ("keyword_accuracy", "kw_acc"), ("answer_probability", "prob"),
                    ("normalized_option_probability", "opt_prob"), ("truth_ratio", "truth_ratio"),
                    ("extraction_strength", "extract"), ("multiple_choice_accuracy", "mcq_acc"), ("cloze_accuracy", "cloze_acc"),
                    ("nll", "nll"))
-# Aggregates that stay None without a given input, and what to pass to get them.
-NEEDS = {"forget_quality": "--oracle", "mia_auc_loss": "a holdout set", "mia_auc_zlib": "a holdout set",
-         "mia_auc_min_k": "a holdout set", "privleak": "a holdout set"}
-
-
-def _first_of_role(sets: dict[str, dict], role: str) -> dict | None:
-    return next((s for s in sets.values() if s.get("role") == role), None)
-
-
-def aggregate(sets: dict[str, dict], oracle: dict | OracleView | None = None) -> dict:
-    """Cross-set numbers from per-set results (the first set of each role is used).
-
-    * ``forget_quality``: TOFU (arXiv 2401.06121, Sec. 2.2.2), the p-value of the two-sample KS test
-      between the forget-set truth ratios ``R_i`` of this model and of the oracle (a retain-only
-      model's ``eval.json`` or reference ``TOFU_EVAL.json``); None without an oracle.
-    * ``forget_ks_distance``: that test's statistic ``D`` (lower = closer to the oracle), which compares
-      linearly where the p-value moves in coarse steps.
-    * ``model_utility``: the harmonic mean of probability (normalised over the options on Real
-      Authors / World Facts), ROUGE-L and truth-ratio score on the retain, real_authors and
-      world_facts sets present (``model_utility_components`` lists them); None when none is there.
-    * ``mia_auc_{loss,zlib,min_k}``: ROC AUC of the attack, forget set = members, holdout =
-      non-members (None without a holdout set); ``privleak``: the reference's PrivLeak of the Min-K%
-      AUC against the oracle's (``privleak_reference_auc``; 0.5, the reference's default, without one).
-    * ``forget_*`` / ``retain_*``: the per-set numbers that the protocol's metrics declare
-      (:func:`~grin_unlearn.evaluation.set_metrics.aggregated_keys`), copied up for tables.
-    """
-    view = oracle if isinstance(oracle, OracleView) or oracle is None else oracle_view(oracle)
-    forget, holdout = _first_of_role(sets, "forget"), _first_of_role(sets, "holdout")
-    result: dict = {"forget_quality": None, "forget_ks_distance": None}
-    if forget is not None and view is not None:
-        model_ratios = [r for r in forget["per_item"].get("truth_ratio") or [] if r is not None]
-        if model_ratios and view.truth_ratios:
-            quality, distance = forget_ks(model_ratios, view.truth_ratios)
-            result["forget_quality"], result["forget_ks_distance"] = quality.value, distance.value
-        else:
-            logger.warning("forget quality skipped: the %s has no forget-set truth ratios",
-                           "model" if not model_ratios else "oracle")
-
-    components = {}
-    for role in UTILITY_ROLES:
-        metrics = (_first_of_role(sets, role) or {}).get("metrics", {})
-        prob_key = "answer_probability" if role == "retain" else "normalized_option_probability"
-        for key, label in ((prob_key, "probability"), ("rouge_l_recall", "rouge_l"), ("truth_ratio", "truth_ratio")):
-            if metrics.get(key) is not None:
-                components[f"{role}_{label}"] = metrics[key]
-    result["model_utility"] = model_utility(components).value if components else None
-
-    for role in ("forget", "retain"):
-        metrics = (_first_of_role(sets, role) or {}).get("metrics", {})
-        for key, label in aggregated_keys():  # what each metric of the protocol declares
-            result[f"{role}_{label}"] = metrics.get(key)
-    mcq = _first_of_role(sets, "mcq")
-    if mcq is not None:
-        result["mcq_accuracy"] = mcq["metrics"]["multiple_choice_accuracy"]
-
-    for attack in MIA_ATTACKS:
-        key, auc = f"mia_{attack}", None
-        if forget is not None and holdout is not None and key in forget["per_item"] and key in holdout["per_item"]:
-            auc = mia_auc(forget["per_item"][key], holdout["per_item"][key]).value
-        result[f"mia_auc_{attack}"] = auc
-    result["privleak"] = result["privleak_reference_auc"] = None
-    if result["mia_auc_min_k"] is not None:
-        reference_auc = view.mia_auc.get("min_k") if view is not None else None
-        result["privleak_reference_auc"] = DEFAULT_ORACLE_AUC if reference_auc is None else reference_auc
-        result["privleak"] = privleak(result["mia_auc_min_k"], result["privleak_reference_auc"]).value
-    result["model_utility_components"] = components
-    return result
 
 
 def _eval_path(path: str | Path) -> Path:
@@ -178,8 +105,9 @@ def format_summary(result: dict) -> str:
     shown = {k: v for k, v in aggregates.items() if v is not None}
     if shown:
         lines += [""] + _aligned(["aggregate", "value"], [[k, format_number(v)] for k, v in shown.items()])
-    missing = [f"{k} (needs {NEEDS[k]})" for k, v in aggregates.items() if v is None and k in NEEDS
-               and _first_of_role(sets, "forget") is not None]
+    wanted = needs()
+    missing = [f"{k} (needs {wanted[k]})" for k, v in aggregates.items() if v is None and k in wanted
+               and any(s.get("role") == "forget" for s in sets.values())]
     if missing:
         lines += ["", "not computed: " + ", ".join(missing)]
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Question/answer sets go to the TOFU protocol (:mod:`.tofu`) together, so one teacher-forced sweep and
 one generation sweep serve all of them; multiple-choice and raw-text sets to :mod:`.multiple_choice`;
-then :func:`~.report.aggregate` computes the cross-set numbers.
+then :func:`~.aggregates.aggregate` computes the cross-set numbers.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..errors import UserInputError
 from .config import EvalConfig
 from .multiple_choice import evaluate_mcq, evaluate_text
 from .reference_logs import OracleView
-from .report import aggregate
+from .aggregates import aggregate
 from .tofu import QA_ROLES, evaluate_qa_sets
 
 logger = logging.getLogger(__name__)

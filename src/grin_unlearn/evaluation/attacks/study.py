@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import UserInputError
-from ..report import aggregate
+from ..aggregates import aggregate
 from ..runner import evaluate
 from .quantize import QuantizeConfig, changed_buckets, quantize_model
 from .recovery import recovery_table
