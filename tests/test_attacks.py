@@ -72,6 +72,27 @@ def test_changed_buckets_counts_weights_quantization_cannot_send_back(micro_toke
     assert result["changed"] > 0 and result["changed"] <= moved.model.layers[0].mlp.up_proj.weight.numel()
 
 
+def test_changed_buckets_under_a_mask_counts_only_the_selected_weights(micro_tokenizer):
+    """Only the masked entries are counted: one tensor's selected half moved far, the rest of the model
+    moved too but unselected, gives exactly the selected half as changed out of the selected weights."""
+    from grin_unlearn.scoring import eligible_parameters
+
+    target = build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0)
+    moved = build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0)
+    params = eligible_parameters(moved)
+    name = next(n for n, p in params.items() if p.dim() == 2)
+    masks = {n: torch.zeros_like(p, dtype=torch.bool) for n, p in params.items()}
+    masks[name][: masks[name].shape[0] // 2] = True  # the first half of the rows selected
+    with torch.no_grad():
+        for p in params.values():
+            p.add_(10.0)  # every eligible weight moved by many buckets
+    config = QuantizeConfig(bits=4, group_size=16)
+    selected = changed_buckets(moved, target, config, masks)
+    assert selected["weights"] == int(masks[name].sum()) and selected["changed"] == selected["weights"]
+    everything = changed_buckets(moved, target, config)
+    assert everything["weights"] > selected["weights"] and everything["share"] > 0.99
+
+
 def test_relearn_and_probe_halves_are_disjoint_cover_and_split_every_entity(micro_world):
     records = micro_world["forget10"]
     relearn, probe = split_relearn_probe(records, seed=3)
