@@ -241,3 +241,30 @@ def test_attack_cli_with_labelled_models_reads_the_model_folders_prompt_format(m
     assert by_label["prompt_format"] == by_model["prompt_format"]
     assert by_label["runs"]["m"] == by_model["runs"]["unlearned"]
     assert main(["attack", "quantize", "--models", "m", *common, "--out", str(tmp_path / "c")]) == 2  # no =PATH
+
+
+def test_a_small_shift_of_a_groups_range_is_not_a_changed_bucket():
+    """Moving one weight of a group by less than a step shifts the group's grid by a little: every other
+    weight keeps its level (not counted), while a weight moved by several steps is counted."""
+    from torch import nn
+
+    class One(nn.Module):  # a model whose only eligible weight is one 2-D tensor in a block
+        def __init__(self, weight):
+            super().__init__()
+            self.model = nn.Module()
+            self.model.layers = nn.ModuleList([nn.Module()])
+            self.model.layers[0].mlp = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+            with torch.no_grad():
+                self.model.layers[0].mlp.weight.copy_(weight)
+
+    torch.manual_seed(0)
+    weight = torch.randn(4, 16)
+    config = QuantizeConfig(bits=4, group_size=None)
+    step = (weight.amax(dim=1) - weight.amin(dim=1)) / 15
+    nudged = weight.clone()
+    row_max = int(weight[0].argmax())
+    nudged[0, row_max] += 0.05 * float(step[0])  # the row's range grows by a twentieth of a step
+    moved = weight.clone()
+    moved[1, 0] = weight[1].amin() if weight[1, 0] > weight[1].mean() else weight[1].amax()  # across the row
+    assert changed_buckets(One(nudged), One(weight), config)["changed"] <= 1
+    assert changed_buckets(One(moved), One(weight), config)["changed"] >= 1

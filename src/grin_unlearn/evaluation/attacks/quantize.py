@@ -105,18 +105,22 @@ def changed_buckets(model_a, model_b, config: QuantizeConfig, masks: dict[str, t
                     include: list[str] | None = None) -> dict:
     """How many quantized weights land in a different RTN bucket in ``model_a`` than in ``model_b``
     (optionally only the entries selected by ``masks``): the share that quantization cannot send back
-    to ``model_b``'s values (Zhang et al.'s mechanism). Each model is bucketed with its own groups."""
+    to ``model_b``'s values (Zhang et al.'s mechanism). Each model is bucketed with its own groups, and
+    a weight counts as changed when its two dequantized values differ by more than half of ``model_b``'s
+    step: a different level of the grid. A group whose range moved a little shifts every level by a
+    little; that is the same bucket, not a change (comparing the values exactly counted it as one)."""
     params_a, params_b = eligible_parameters(model_a, include), eligible_parameters(model_b, include)
     differ = total = 0
     for name, a in params_a.items():
         if a.dim() != 2 or name not in params_b:
             continue
         qa = rtn_dequantized(a.data, config.bits, config.group_size)
-        qb = rtn_dequantized(params_b[name].data, config.bits, config.group_size)
+        qb, step_b = rtn(params_b[name].data, config.bits, config.group_size)
         keep = masks[name].to(a.device) if masks is not None and name in masks else None
         if masks is not None and keep is None:
             continue
-        diff = qa != qb
+        gap = (qa.float() - qb.float()).abs()
+        diff = torch.where(step_b > 0, gap > 0.5 * step_b, gap > 0)  # 16-bit and constant groups: any change
         differ += int((diff[keep] if keep is not None else diff).sum())
         total += int(keep.sum()) if keep is not None else diff.numel()
     return {"weights": total, "changed": differ, "share": differ / total if total else 0.0}
