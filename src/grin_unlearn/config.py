@@ -2,9 +2,9 @@
 
 One dataclass per concern (selection, noise, training; the objective's hyperparameters live in
 :class:`grin_unlearn.training.objectives.ObjectiveHyperparams`), values checked in ``__post_init__`` with a
-:class:`UserInputError`. :func:`add_dataclass_arguments` turns fields into ``--flag`` options (help
-text from the field's metadata, written once); :func:`config_from_mapping` reads a YAML/JSON mapping
-and :func:`mapping_with_flags` lays CLI flags over one.
+:class:`UserInputError`. The help text of each field's ``--flag`` is in its metadata, written once;
+:mod:`grin_unlearn.commands.config_flags` turns fields into options and lays given flags over a
+mapping, and :func:`config_from_mapping` reads a YAML/JSON mapping.
 
 Per-objective defaults: the objective's hyperparameters (β, δ, γ, α, retain loss), learning rate and
 epochs default to None, meaning "the objective's default"
@@ -188,48 +188,6 @@ def field_type(cls, f: dataclasses.Field):
     if args and typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional[X] or X | None
         return args[0], None
     return hint, None
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
-    """One ``--field-name`` option per field of ``cls`` (default None = keep the dataclass default)."""
-    group = parser.add_argument_group(cls.__name__)
-    for f in dataclasses.fields(cls):
-        kind, item = field_type(cls, f)
-        kind = f.metadata.get("type", kind)  # a parser of its own (number_or_auto)
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if kind is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif kind is list:
-            group.add_argument(flag, dest=f.name, nargs="*", type=item, default=None, help=help_text)
-        else:
-            group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
-
-
-def dataclass_from_namespace(cls, args: argparse.Namespace, base=None):
-    """``cls`` built from ``base`` (or defaults) with every option the user gave applied on top."""
-    values = dataclasses.asdict(base) if base is not None else {}
-    for f in dataclasses.fields(cls):
-        given = getattr(args, f.name, None)
-        if given is not None:
-            values[f.name] = given
-    return cls(**values)
-
-
-def mapping_with_flags(mapping: dict | None, args: argparse.Namespace, objective: str | None = None) -> dict:
-    """``mapping`` (objective plus sections) with every option the user gave laid over it."""
-    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in (mapping or {}).items()}
-    if objective is not None:
-        merged["objective"] = objective
-    for name, cls in SECTIONS.items():
-        section = merged.get(name) or {}
-        for f in dataclasses.fields(cls):
-            given = getattr(args, f.name, None)
-            if given is not None:
-                section[f.name] = given
-        if section:
-            merged[name] = section
-    return merged
 
 
 def current_config_dict(stored):

@@ -12,7 +12,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..config import SelectionConfig, add_dataclass_arguments, dataclass_from_namespace
+from ..config import SelectionConfig
+from .config_flags import add_dataclass_arguments, dataclass_from_namespace
 from ..parallel.distributed import fsdp2_requested, init_from_launcher, is_main_process, wait_for_everyone
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json

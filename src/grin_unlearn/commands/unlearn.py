@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import (NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, add_dataclass_arguments,
-                      config_from_mapping, load_yaml, mapping_with_flags)
+from ..config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, config_from_mapping, load_yaml
+from .config_flags import add_dataclass_arguments, mapping_with_flags
 from ..data.unlearning import check_objective_accepts
 from ..parallel.distributed import fsdp2_requested, is_main_process
 from ..errors import UserInputError
