@@ -82,13 +82,14 @@ def quantization_table(parts: list[dict], setting: str) -> list[str]:
 
 
 def relearn_table(parts: list[dict], title: str) -> list[str]:
-    """Per method: probe-half keyword accuracy and ROUGE-L at each step, and the shares at the last step."""
+    """Per method: probe-half keyword accuracy and ROUGE-L at each step, the keyword-accuracy share at
+    each step and the ROUGE-L share before and at the last step."""
     if not parts:
         return []
     steps = [str(k) for k in parts[0]["steps"]]
     last = steps[-1]
     header = ["model", "n"] + [f"keyword acc. @{k}" for k in steps] + [f"ROUGE-L @{k}" for k in steps] + [
-        f"{name} share @{k}" for _, name in METRICS[:2] for k in (steps[0], last)]
+        f"keyword acc. share @{k}" for k in steps] + [f"ROUGE-L share @{k}" for k in (steps[0], last)]
     lines = [f"**{title}** (lr {parts[0]['lr']}, {parts[0]['batch_size']} records a step, relearn on "
              f"{parts[0]['relearn_on']}; the probe half)", "", "| " + " | ".join(header) + " |",
              "|---" * len(header) + "|"]
@@ -99,7 +100,9 @@ def relearn_table(parts: list[dict], title: str) -> list[str]:
         for metric in ("forget_keyword_accuracy", "forget_rouge_l"):
             cells += [spread(values(lambda p, lb, k=k, mt=metric: p["runs"][lb][k].get(mt))) for k in steps]
         cells += [spread(values(lambda p, lb, mt=metric, st=k: p["recovery"].get(lb, {}).get(st, {}).get(mt, {})
-                                .get("recovery"))) for metric, _ in METRICS[:2] for k in (steps[0], last)]
+                                .get("recovery"))) for metric, at in (("forget_keyword_accuracy", steps),
+                                                                      ("forget_rouge_l", (steps[0], last)))
+                  for k in at]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
