@@ -17,7 +17,6 @@ Then:  python scripts/robustness_report.py runs/robustness
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -60,6 +59,10 @@ def run_part(part: str, runs: Path, out: Path) -> None:
         return
     spec = with_target_seed(load_spec("configs/tofu/methods.yaml"), int(seed))
     assets = prepare_embedded(spec.embedded)
+    if small:  # the lr 1e-5 models are this study's own: swept here on first use (resumable)
+        sweep = runs / f"{SMALL_LR[0]}-t{seed}"
+        if cli(["sweep", f"configs/tofu/{SMALL_LR[0]}.yaml", "--out", str(sweep), "--target-seed", seed]) != 0:
+            raise SystemExit(f"{part}: the {SMALL_LR[0]} sweep failed")
     models = models_of(runs, int(seed), SMALL_LR if small else SWEEPS[int(seed)])
     args = ["attack", *ATTACKS[attack], "--models", *models, "--target", str(assets.target),
             "--oracle", str(assets.oracle), "--data", str(assets.world), "--dtype", "float32", "--out", str(folder)]
@@ -69,47 +72,15 @@ def run_part(part: str, runs: Path, out: Path) -> None:
     print(f"{part}: {time.time() - start:.0f} s", flush=True)
 
 
-def rebucket(out: Path) -> None:
-    """Recount ``changed_buckets`` and ``changed_buckets_selected`` of every finished quantize part with
-    the current :func:`~grin_unlearn.evaluation.attacks.changed_buckets` (weights only, no evaluation)."""
-    from grin_unlearn.commands.attack import run_mask
-    from grin_unlearn.evaluation.attacks import QuantizeConfig, changed_buckets
-    from grin_unlearn.io_utils import atomic_write_json
-    from grin_unlearn.models import load_model
-
-    for path in sorted(out.glob("quantize*/attack.json")):
-        report = json.loads(path.read_text())
-        target = load_model(report["models"]["target"], dtype="float32")
-        any_label = next(label for label in report["runs"] if label not in ("target", "oracle"))
-        configs = {setting: QuantizeConfig(info["bits"], info["group_size"])
-                   for setting, info in ((s, report["runs"][any_label][s]["quantization"]) for s in report["settings"])
-                   if info["bits"] != 16}
-        for label, model_path in report["models"].items():
-            if label in ("target", "oracle"):
-                continue
-            model, mask = load_model(model_path, dtype="float32"), run_mask(model_path)
-            report["changed_buckets"][label] = {s: changed_buckets(model, target, c) for s, c in configs.items()}
-            if mask is not None:
-                report["changed_buckets_selected"][label] = {s: changed_buckets(model, target, c, mask)
-                                                             for s, c in configs.items()}
-        atomic_write_json(path, report)
-        print(f"{path}: recounted", flush=True)
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs/tofu", type=Path, help="the TOFU-size study's sweeps")
     parser.add_argument("--out", default="runs/robustness", type=Path, help="where each part's attack.json goes")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="parts to run, in order")
-    parser.add_argument("--rebucket", action="store_true",
-                        help="only recount the changed buckets of the finished quantize parts")
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     options = parse_args()
-    if options.rebucket:
-        rebucket(options.out)
-        raise SystemExit(0)
     for name in options.parts:
         run_part(name, options.runs, options.out)
