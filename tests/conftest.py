@@ -101,3 +101,15 @@ class Launcher:
 @pytest.fixture(scope="session")
 def launcher() -> Launcher:
     return Launcher()
+
+
+def saved_group(saved: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors a worker saved as ``<prefix>/<name>``, keyed by ``name``."""
+    return {key.split("/", 1)[1]: value for key, value in saved.items() if key.startswith(prefix + "/")}
+
+
+def assert_same_tensors(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], what: str) -> None:
+    """Same names and bit-identical values."""
+    assert got.keys() == want.keys(), f"{what}: different tensor names"
+    for name in want:
+        assert torch.equal(got[name], want[name]), f"{what}: {name} differs"

@@ -35,6 +35,7 @@ from grin_unlearn.scoring import score_influence
 from grin_unlearn.masks import load_mask
 from grin_unlearn.noise.injection import inject_noise
 from grin_unlearn.selection.top_fraction import select_top_fraction
+from tests.conftest import assert_same_tensors, saved_group
 from tests.distributed_worker import EXACT_BATCH, NOISE_VAR, RATIO, RETAIN, SEED, SMALL_BATCH
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,16 +60,6 @@ def ranks(tmp_path_factory, launcher, micro_model_dir,
     return out, tensors, infos
 
 
-def _group(saved: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {key.split("/", 1)[1]: value for key, value in saved.items() if key.startswith(prefix + "/")}
-
-
-def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], what: str) -> None:
-    assert a.keys() == b.keys(), f"{what}: different tensor names"
-    for name in a:
-        assert torch.equal(a[name], b[name]), f"{what}: {name} differs"
-
-
 def _assert_masks_agree_up_to_ties(got: dict, want: dict, scores: dict, ratio: float) -> None:
     """Equal masks, except where the score is within a relative 1e-4 of the k-th largest (a near-tie)."""
     flat = torch.cat([s.reshape(-1) for s in scores.values()])
@@ -83,7 +74,7 @@ def _assert_masks_agree_up_to_ties(got: dict, want: dict, scores: dict, ratio: f
 def test_ranks_agree_with_each_other(ranks):
     _, (r0, r1), infos = ranks
     assert [i["world_size"] for i in infos] == [WORLD, WORLD] and [i["rank"] for i in infos] == [0, 1]
-    _assert_same(r0, r1, "rank 0 vs rank 1")  # initial, scores, G, masks, noised and final weights
+    assert_same_tensors(r0, r1, "rank 0 vs rank 1")  # initial, scores, G, masks, noised and final weights
     assert all(i["run_finished_when_returned"] for i in infos), "a rank returned before run.json was written"
 
 
@@ -91,32 +82,32 @@ def test_scores_and_mask_match_single_process(ranks, micro_world, micro_tokenize
     out, (r0, _), _ = ranks
     forget, retain = micro_world["forget10"], micro_world["retain90"][:RETAIN]
     params = dict(micro_model.named_parameters())
-    _assert_same(_group(r0, "initial"), {n: params[n].detach() for n in _group(r0, "initial")},
+    assert_same_tensors(saved_group(r0, "initial"), {n: params[n].detach() for n in saved_group(r0, "initial")},
                  "initial weights (worker build vs conftest build)")
 
     exact = score_influence(micro_model, micro_tokenizer, forget, retain, "grin", batch_size=EXACT_BATCH, seed=SEED)
-    _assert_same(_group(r0, "scores"), exact.scores, "GRIN scores, one batch per rank")
+    assert_same_tensors(saved_group(r0, "scores"), exact.scores, "GRIN scores, one batch per rank")
     mask = select_top_fraction(exact.scores, RATIO)
-    _assert_same(_group(r0, "mask"), mask, "mask selected by unlearn()")
+    assert_same_tensors(saved_group(r0, "mask"), mask, "mask selected by unlearn()")
     saved_mask, _ = load_mask(out / "run" / "mask.safetensors")
-    _assert_same(saved_mask, mask, "run/mask.safetensors")
+    assert_same_tensors(saved_mask, mask, "run/mask.safetensors")
 
     small = score_influence(micro_model, micro_tokenizer, forget, retain, "grin", batch_size=SMALL_BATCH, seed=SEED)
     for which, want in (("gf_small", small.forget_grads), ("gr_small", small.retain_grads)):
-        got = _group(r0, which)
+        got = saved_group(r0, which)
         scale = max(float(g.abs().max()) for g in want.values())
         for name in want:
             torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6 * scale, msg=f"{which} {name}")
-    _assert_masks_agree_up_to_ties(_group(r0, "mask_small"), select_top_fraction(small.scores, RATIO),
+    _assert_masks_agree_up_to_ties(saved_group(r0, "mask_small"), select_top_fraction(small.scores, RATIO),
                                    small.scores, RATIO)
 
 
 def test_noise_matches_single_process(ranks):
     _, (r0, _), _ = ranks
-    initial, noised, mask = _group(r0, "initial"), _group(r0, "noised"), _group(r0, "mask")
+    initial, noised, mask = saved_group(r0, "initial"), saved_group(r0, "noised"), saved_group(r0, "mask")
     expected = {name: t.clone() for name, t in initial.items()}
     inject_noise(expected, mask, NOISE_VAR, "absolute", SEED)
-    _assert_same(noised, expected, "weights after noise")
+    assert_same_tensors(noised, expected, "weights after noise")
     changed = sum(int((noised[n][mask[n]] != initial[n][mask[n]]).sum()) for n in mask)
     assert changed == sum(int(m.sum()) for m in mask.values())
 
@@ -124,7 +115,7 @@ def test_noise_matches_single_process(ranks):
 def test_masked_unlearning_moves_only_selected_weights(ranks, micro_model):
     out, (r0, _), _ = ranks
     start = {name: p.detach() for name, p in micro_model.named_parameters()}
-    noised, mask, final = _group(r0, "noised"), _group(r0, "mask"), _group(r0, "final")
+    noised, mask, final = saved_group(r0, "noised"), saved_group(r0, "mask"), saved_group(r0, "final")
     assert final.keys() == start.keys()
     moved = 0
     for name, before in start.items():
@@ -138,7 +129,7 @@ def test_masked_unlearning_moves_only_selected_weights(ranks, micro_model):
     saved = {}
     for path in sorted((out / "run" / "model").glob("*.safetensors")):
         saved.update(load_file(str(path)))
-    _assert_same({n: saved[n] for n in final}, final, "run/model weights vs rank 0's final weights")
+    assert_same_tensors({n: saved[n] for n in final}, final, "run/model weights vs rank 0's final weights")
     assert (out / "run" / "run.json").is_file()
     assert not list((out / "run").glob(".model.*")), "a staging folder was left behind"
 
@@ -150,6 +141,6 @@ def test_select_command_under_torchrun(ranks, micro_model_dir, micro_world_dir, 
     out, _, _ = ranks
     assert cli_main(["select", "--model", str(micro_model_dir), "--data", str(micro_world_dir),
                      "--out", str(tmp_path / "select"), *SELECT_ARGS]) == 0
-    _assert_same(load_mask(out / "select" / "mask.safetensors")[0], load_mask(tmp_path / "select" / "mask.safetensors")[0],
+    assert_same_tensors(load_mask(out / "select" / "mask.safetensors")[0], load_mask(tmp_path / "select" / "mask.safetensors")[0],
                  "select under torchrun vs one process")
     assert (out / "stdout.txt").read_text().count('"out":') == 1, "the select summary was printed by more than one process"

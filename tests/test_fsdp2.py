@@ -47,6 +47,7 @@ from grin_unlearn.noise.injection import inject_noise
 from grin_unlearn.scoring import score_influence
 from grin_unlearn.selection.top_fraction import select_top_fraction
 from grin_unlearn.pipeline import unlearn
+from tests.conftest import assert_same_tensors, saved_group
 from tests.distributed_worker import EXACT_BATCH, NOISE_VAR, RATIO, RETAIN, SEED, SMALL_BATCH, unlearn_config
 from tests.fsdp2_worker import PER_DEVICE_BATCH, SELECT_ARGS, kl_config, selection_cases
 
@@ -90,21 +91,11 @@ def launch(tmp_path_factory, launcher, micro_model_dir, micro_world_dir):
     return out, saved, infos, proc.stdout
 
 
-def _group(saved: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {key.split("/", 1)[1]: value for key, value in saved.items() if key.startswith(prefix + "/")}
-
-
-def _assert_same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], what: str) -> None:
-    assert got.keys() == want.keys(), f"{what}: different tensor names"
-    for name in want:
-        assert torch.equal(got[name], want[name]), f"{what}: {name} differs"
-
-
 def test_sharded_selection_equals_single_process(launch):
     _, saved, infos, _ = launch
     for i, (ratio, scores) in enumerate(selection_cases()):
         want = select_top_fraction(scores, ratio)
-        _assert_same(_group(saved, f"case{i}"), want, f"selection case {i}")
+        assert_same_tensors(saved_group(saved, f"case{i}"), want, f"selection case {i}")
         assert sum(int(m.sum()) for m in want.values()) == round(ratio * sum(s.numel() for s in scores.values()))
     assert [i["world_size"] for i in infos] == [WORLD, WORLD]
     assert infos[0]["nan_error"] == infos[1]["nan_error"] == "scores['c']: contains NaN (expected real-valued scores)"
@@ -114,18 +105,18 @@ def test_scores_equal_single_process(launch, micro_world, micro_tokenizer, micro
     _, saved, infos, _ = launch
     forget, retain = micro_world["forget10"], micro_world["retain90"][:RETAIN]
     exact = score_influence(micro_model, micro_tokenizer, forget, retain, "grin", batch_size=EXACT_BATCH, seed=SEED)
-    _assert_same(_group(saved, "gf"), exact.forget_grads, "G_f, one round")
-    _assert_same(_group(saved, "gr"), exact.retain_grads, "G_r, one round")
-    _assert_same(_group(saved, "scores"), exact.scores, "GRIN scores, one round")
+    assert_same_tensors(saved_group(saved, "gf"), exact.forget_grads, "G_f, one round")
+    assert_same_tensors(saved_group(saved, "gr"), exact.retain_grads, "G_r, one round")
+    assert_same_tensors(saved_group(saved, "scores"), exact.scores, "GRIN scores, one round")
     small = score_influence(micro_model, micro_tokenizer, forget, retain, "grin", batch_size=SMALL_BATCH, seed=SEED)
     for which, want in (("gf_small", small.forget_grads), ("gr_small", small.retain_grads)):
-        got = _group(saved, which)
+        got = saved_group(saved, which)
         scale = max(float(g.abs().max()) for g in want.values())
         for name in want:
             torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6 * scale, msg=f"{which} {name}")
     # One round: each process's sharded gradient is the whole retain sum G_r, so its squares are G_r².
     squares = {name: g * g for name, g in exact.retain_grads.items()}
-    _assert_same(_group(saved, "gr_squares"), squares, "retain squared gradients, one round")
+    assert_same_tensors(saved_group(saved, "gr_squares"), squares, "retain squared gradients, one round")
     balance, knee = balance_ratio(exact.scores, exact.forget_grads, squares), knee_ratio(exact.scores)
     for info in infos:  # --ratio auto: every process sums its shards' histograms with the others' and picks one p
         (b_sel, b_n, gain), (k_sel, k_n, mean) = info["auto_ratio"]["balance"], info["auto_ratio"]["knee"]
@@ -152,15 +143,15 @@ def test_pipeline_mask_noise_and_weights(launch, micro_world, micro_tokenizer, m
     start = {name: p.detach().clone() for name, p in micro_model.named_parameters()}
     exact = score_influence(micro_model, micro_tokenizer, forget, retain, "grin", batch_size=EXACT_BATCH, seed=SEED)
     mask = select_top_fraction(exact.scores, RATIO)
-    _assert_same(_group(saved, "mask"), mask, "mask selected by unlearn()")
-    _assert_same(load_mask(out / "run" / "mask.safetensors")[0], mask, "run/mask.safetensors")
+    assert_same_tensors(saved_group(saved, "mask"), mask, "mask selected by unlearn()")
+    assert_same_tensors(load_mask(out / "run" / "mask.safetensors")[0], mask, "run/mask.safetensors")
 
-    noised = _group(saved, "noised")
+    noised = saved_group(saved, "noised")
     expected = {name: start[name].clone() for name in mask}
     inject_noise(expected, mask, NOISE_VAR, "absolute", SEED)
-    _assert_same(noised, expected, "weights after noise")
+    assert_same_tensors(noised, expected, "weights after noise")
 
-    final = _group(saved, "final")
+    final = saved_group(saved, "final")
     assert final.keys() == start.keys()
     for name, before in start.items():
         if name not in mask:
@@ -194,7 +185,7 @@ def test_pipeline_mask_noise_and_weights(launch, micro_world, micro_tokenizer, m
     assert all(abs(a["loss"] - b["loss"]) < 1e-5 for a, b in zip(steps, want))
 
     reloaded = AutoModelForCausalLM.from_pretrained(out / "run" / "model")
-    _assert_same({n: p.detach() for n, p in reloaded.named_parameters()}, final, "saved model/ vs final weights")
+    assert_same_tensors({n: p.detach() for n, p in reloaded.named_parameters()}, final, "saved model/ vs final weights")
     assert all(i["run_finished_when_returned"] for i in infos), "a rank returned before run.json was written"
     assert not list((out / "run").glob(".model.*")), "a staging folder was left behind"
 
@@ -209,7 +200,7 @@ def test_mask_file_reference_model_and_accumulation(launch, micro_world, micro_t
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=PER_DEVICE_BATCH * WORLD))
     unlearn(micro_model, micro_tokenizer, forget, retain, config, tmp_path / "single_kl",
             mask_path=out / "run" / "mask.safetensors", log=lambda *_: None)
-    final = _group(saved, "final_kl")
+    final = saved_group(saved, "final_kl")
     moved = 0
     for name, param in micro_model.named_parameters():
         torch.testing.assert_close(final[name], param.detach(), rtol=0, atol=1e-6, msg=f"final {name} vs one process")
@@ -230,6 +221,6 @@ def test_select_command_equals_single_process(launch, micro_model_dir, micro_wor
                      "--out", str(tmp_path / "select"), *SELECT_ARGS]) == 0
     want, _ = load_mask(tmp_path / "select" / "mask.safetensors")
     got, metadata = load_mask(out / "select" / "mask.safetensors")
-    _assert_same(got, want, "select under FSDP2 vs one process")
+    assert_same_tensors(got, want, "select under FSDP2 vs one process")
     assert metadata["selection"]["ratio"] == 0.1
     assert stdout.count('"out":') == 1, "the select summary was printed by more than one process"

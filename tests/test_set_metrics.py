@@ -1,4 +1,5 @@
-"""Metrics as data: a new per-set metric is one registered function plus its name in the protocol."""
+"""Metrics as data: a new per-set metric is one registered function plus its name in the protocol, and
+reaches eval.json, the aggregates and the results tables from that alone."""
 
 from __future__ import annotations
 
@@ -8,15 +9,23 @@ from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.evaluation import EvalConfig, evaluate
 from grin_unlearn.evaluation import set_metrics
 from grin_unlearn.evaluation.set_metrics import SET_METRICS, register_set_metric
+from grin_unlearn.experiments.report import format_metric, markdown_table, metrics_row, report_columns
 
 ROLES = {"forget10": "forget", "retain90": "retain", "holdout": "holdout", "world_facts": "world_facts"}
 
 
-def test_a_metric_added_in_one_function_and_one_list_entry_reaches_eval_json_and_the_aggregates(
+def table_cells(table: str, column_title: str) -> list[str]:
+    """The cells under ``column_title`` in a markdown table."""
+    header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
+    return [row[header.index(column_title)] for row in rows]
+
+
+def test_a_metric_added_in_one_function_and_one_list_entry_reaches_eval_json_the_aggregates_and_the_tables(
         monkeypatch, eval_model, micro_tokenizer, micro_world):
     monkeypatch.setattr(set_metrics, "SET_METRICS", dict(SET_METRICS))  # the registration below is undone after
 
-    @register_set_metric("answer_tokens", ("forget", "retain"), aggregate_as={"answer_tokens": "answer_tokens"})
+    @register_set_metric("answer_tokens", ("forget", "retain"), aggregate_as={"answer_tokens": "answer_tokens"},
+                         columns={"answer_tokens": {"forget": "forget answer tokens"}})
     def answer_tokens(scores):
         counts = [gold.count for gold in scores.gold]
         return {"answer_tokens": sum(counts) / len(counts)}, {"answer_tokens": counts}
@@ -32,6 +41,11 @@ def test_a_metric_added_in_one_function_and_one_list_entry_reaches_eval_json_and
     assert result["aggregates"]["forget_answer_tokens"] == forget["metrics"]["answer_tokens"]
     assert result["aggregates"]["retain_answer_tokens"] == result["sets"]["retain90"]["metrics"]["answer_tokens"]
     assert "answer_tokens" not in result["sets"]["world_facts"]["metrics"]  # a role it does not read
+    keys = [key for key, _ in report_columns()]
+    assert keys[keys.index("forget_keyword_accuracy") + 1] == "forget_answer_tokens"  # after the forget columns
+    assert "retain_answer_tokens" not in keys  # declared for the forget role only
+    table = markdown_table([metrics_row("model", result)])
+    assert table_cells(table, "forget answer tokens") == [format_metric(forget["metrics"]["answer_tokens"])]
 
 
 def test_the_protocol_skips_membership_scores_without_mia_and_generation_metrics_without_answers(
@@ -54,6 +68,10 @@ def test_registering_a_name_twice_or_an_unknown_stage_is_refused(monkeypatch):
         register_set_metric("truth_ratio", ("forget",))(lambda scores: ({}, {}))
     with pytest.raises(ValueError, match="stage"):
         register_set_metric("x", ("forget",), stage="later")
+    with pytest.raises(ValueError, match="aggregate_as"):  # a column must be a number the aggregates copy up
+        register_set_metric("y", ("forget",), columns={"y": {"forget": "forget y"}})
+    with pytest.raises(ValueError, match="forget"):
+        register_set_metric("z", ("holdout",), aggregate_as={"z": "z"}, columns={"z": {"holdout": "holdout z"}})
 
 
 def test_a_cross_set_number_added_in_one_function_and_one_list_entry_reaches_the_aggregates(
@@ -65,7 +83,8 @@ def test_a_cross_set_number_added_in_one_function_and_one_list_entry_reaches_the
 
     monkeypatch.setattr(aggregates, "AGGREGATES", dict(AGGREGATES))
 
-    @register_aggregate("probability_gap", ("forget", "retain"), needs={"probability_gap": "a retain set"})
+    @register_aggregate("probability_gap", ("forget", "retain"), needs={"probability_gap": "a retain set"},
+                        columns={"probability_gap": "probability gap"})
     def probability_gap(inputs):
         forget, retain = inputs.first("forget"), inputs.first("retain")
         if forget is None or retain is None:
@@ -79,6 +98,9 @@ def test_a_cross_set_number_added_in_one_function_and_one_list_entry_reaches_the
     by_set = {name: entry["metrics"]["answer_probability"] for name, entry in result["sets"].items()}
     assert result["aggregates"]["probability_gap"] == pytest.approx(by_set["retain90"] - by_set["forget10"])
     assert aggregates.needs()["probability_gap"] == "a retain set"
+    assert report_columns()[-3] == ("probability_gap", "probability gap")  # the cross-set columns, then retain's
+    table = markdown_table([metrics_row("model", result)])
+    assert table_cells(table, "probability gap") == [format_metric(result["aggregates"]["probability_gap"])]
     without_retain = evaluate(eval_model, micro_tokenizer, {"forget10": sets["forget10"]}, {"forget10": "forget"},
                               config=config)
     assert without_retain["aggregates"]["probability_gap"] is None

@@ -1,8 +1,9 @@
 """Cross-set numbers as data: each one a registered function of the per-set results, the protocol a list
 of their names.
 
-An :class:`Aggregate` declares the set roles it reads and, for each key it may leave None, what the
-user has to pass to get it (``needs``: ``format_summary`` names it). :data:`QA_AGGREGATES` lists them
+An :class:`Aggregate` declares the set roles it reads, for each key it may leave None what the
+user has to pass to get it (``needs``: ``format_summary`` names it), and which of its keys are
+results-table columns (``columns``, with their titles; :func:`table_columns`). :data:`QA_AGGREGATES` lists them
 in the order ``eval.json`` holds them, and :func:`aggregate` loops over it; the first set of each role
 is the one read. A new cross-set number is one function registered here plus its name in the list
 (``tests/test_set_metrics.py`` adds one). The per-set metrics are :mod:`.set_metrics`.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..metrics import forget_ks, mia_auc, model_utility, privleak
 from .reference_logs import MIA_ATTACKS, OracleView, oracle_view
-from .set_metrics import aggregated_keys
+from .set_metrics import aggregated_keys, set_columns
 
 logger = logging.getLogger(__name__)
 
@@ -43,24 +44,27 @@ class Aggregate:
     reads: tuple[str, ...]
     compute: Callable[[AggregateInputs], dict]
     needs: dict[str, str] = field(default_factory=dict)  # key -> what to pass when it stays None
+    columns: dict[str, str] = field(default_factory=dict)  # key -> results-table column title
 
 
 AGGREGATES: dict[str, Aggregate] = {}
 
 
-def register_aggregate(name: str, reads: tuple[str, ...], needs: dict[str, str] | None = None):
+def register_aggregate(name: str, reads: tuple[str, ...], needs: dict[str, str] | None = None,
+                       columns: dict[str, str] | None = None):
     """Decorator: register ``fn(inputs: AggregateInputs) -> {key: value}`` as the aggregate ``name``."""
 
     def decorator(fn: Callable[[AggregateInputs], dict]) -> Callable[[AggregateInputs], dict]:
         if name in AGGREGATES:
             raise ValueError(f"aggregate {name!r} is already registered")
-        AGGREGATES[name] = Aggregate(name, tuple(reads), fn, dict(needs or {}))
+        AGGREGATES[name] = Aggregate(name, tuple(reads), fn, dict(needs or {}), dict(columns or {}))
         return fn
 
     return decorator
 
 
-@register_aggregate("forget_quality", ("forget",), needs={"forget_quality": "--oracle"})
+@register_aggregate("forget_quality", ("forget",), needs={"forget_quality": "--oracle"},
+                    columns={"forget_quality": "forget quality ↑"})
 def _forget_quality(inputs: AggregateInputs) -> dict:
     """TOFU (arXiv 2401.06121, Sec. 2.2.2): the p-value of the two-sample KS test between the forget-set
     truth ratios ``R_i`` of this model and of the oracle; ``forget_ks_distance`` is that test's ``D``
@@ -92,7 +96,7 @@ def utility_components(inputs: AggregateInputs) -> dict[str, float]:
     return components
 
 
-@register_aggregate("model_utility", UTILITY_ROLES)
+@register_aggregate("model_utility", UTILITY_ROLES, columns={"model_utility": "model utility ↑"})
 def _model_utility(inputs: AggregateInputs) -> dict:
     """The harmonic mean of :func:`utility_components` (None when no utility set is there)."""
     components = utility_components(inputs)
@@ -162,3 +166,15 @@ def needs(protocol: list[str] | None = None) -> dict[str, str]:
     """``{key: what to pass}`` for every key the protocol's aggregates may leave None for want of an input."""
     return {key: what for name in (QA_AGGREGATES if protocol is None else protocol)
             for key, what in AGGREGATES[name].needs.items()}
+
+
+def table_columns(protocol: list[str] | None = None, set_protocol: list[str] | None = None) -> tuple[tuple[str, str], ...]:
+    """``(aggregate key, title)`` of every results-table column, read from the declarations: the forget
+    set's columns (per-set metrics of ``set_protocol``, default ``QA_PROTOCOL``, in its order), then the
+    cross-set columns of ``protocol`` (default :data:`QA_AGGREGATES`), then the retain set's columns.
+    The per-set ones are copied up by the ``per_set`` aggregate, so they need it in ``protocol``."""
+    names = QA_AGGREGATES if protocol is None else protocol
+    cross = [pair for name in names for pair in AGGREGATES[name].columns.items()]
+    if "per_set" not in names:
+        return tuple(cross)
+    return tuple(set_columns("forget", set_protocol) + cross + set_columns("retain", set_protocol))

@@ -2,11 +2,12 @@
 
 A :class:`SetMetric` declares the set roles it reads, the stage it needs (``teacher_forcing``: the
 scored answers; ``generation``: the greedy answers; ``mia``: the membership scores, which
-``EvalConfig.mia`` switches off) and which of its numbers the cross-set aggregates copy up as
-``forget_<label>`` / ``retain_<label>``. :data:`QA_PROTOCOL` lists the metrics of a question/answer
-set in the order they are computed and written; :func:`~grin_unlearn.evaluation.tofu.evaluate_qa_sets`
-loops over it. A new metric is one function registered here plus its name in the list; the
-aggregates pick it up from the declaration (``tests/test_set_metrics.py`` adds one).
+``EvalConfig.mia`` switches off), which of its numbers the cross-set aggregates copy up as
+``forget_<label>`` / ``retain_<label>`` and which of those are columns of the results tables, with
+their titles (:func:`~grin_unlearn.evaluation.aggregates.table_columns`). :data:`QA_PROTOCOL` lists
+the metrics of a question/answer set in the order they are computed and written;
+:func:`~grin_unlearn.evaluation.tofu.evaluate_qa_sets` loops over it. A new metric is one function registered here plus its name in the list; the
+aggregates and the tables pick it up from the declaration (``tests/test_set_metrics.py`` adds one).
 """
 
 from __future__ import annotations
@@ -74,21 +75,30 @@ class SetMetric:
     stage: str
     compute: Callable[[SetScores], Output]
     aggregate_as: dict[str, str] = field(default_factory=dict)  # metric key -> label of forget_/retain_<label>
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)  # metric key -> {role: column title}
 
 
 SET_METRICS: dict[str, SetMetric] = {}
 
 
 def register_set_metric(name: str, roles: tuple[str, ...], stage: str = "teacher_forcing",
-                        aggregate_as: dict[str, str] | None = None):
-    """Decorator: register ``fn(scores: SetScores) -> (metrics, per_item)`` as the metric ``name``."""
+                        aggregate_as: dict[str, str] | None = None,
+                        columns: dict[str, dict[str, str]] | None = None):
+    """Decorator: register ``fn(scores: SetScores) -> (metrics, per_item)`` as the metric ``name``.
+
+    ``columns`` ``{metric key: {role: title}}`` makes ``<role>_<label>`` a results-table column, for
+    a key of ``aggregate_as`` and the roles ``forget`` / ``retain`` (the ones copied up)."""
     if stage not in STAGES:
         raise ValueError(f"metric {name!r}: stage {stage!r} is not one of {STAGES}")
+    for key, titles in (columns or {}).items():
+        if key not in (aggregate_as or {}) or set(titles) - {"forget", "retain"}:
+            raise ValueError(f"metric {name!r}: column {key!r} must be a key of aggregate_as, "
+                             f"titled for the roles 'forget' / 'retain'")
 
     def decorator(fn: Callable[[SetScores], Output]) -> Callable[[SetScores], Output]:
         if name in SET_METRICS:
             raise ValueError(f"set metric {name!r} is already registered")
-        SET_METRICS[name] = SetMetric(name, tuple(roles), stage, fn, dict(aggregate_as or {}))
+        SET_METRICS[name] = SetMetric(name, tuple(roles), stage, fn, dict(aggregate_as or {}), dict(columns or {}))
         return fn
 
     return decorator
@@ -121,7 +131,8 @@ def _exact_memorization(s: SetScores) -> Output:
     return _one(exact_memorization([g.argmax for g in s.gold], [g.labels for g in s.gold]))
 
 
-@register_set_metric("truth_ratio", TRUTH_ROLES, aggregate_as={"truth_ratio": "truth_ratio"})
+@register_set_metric("truth_ratio", TRUTH_ROLES, aggregate_as={"truth_ratio": "truth_ratio"},
+                     columns={"truth_ratio": {"forget": "forget truth ratio"}})
 def _truth_ratio(s: SetScores) -> Output:
     """``metrics["truth_ratio"]`` is the role's score, ``per_item["truth_ratio"]`` the raw ``R_i``."""
     correct = [s.scores[(r["question"], correct_answer(r, s.role))] for r in s.records]
@@ -156,7 +167,8 @@ def _membership(s: SetScores) -> Output:
     return metrics, per_item
 
 
-@register_set_metric("rouge", GENERATION_ROLES, stage="generation", aggregate_as={"rouge_l_recall": "rouge_l"})
+@register_set_metric("rouge", GENERATION_ROLES, stage="generation", aggregate_as={"rouge_l_recall": "rouge_l"},
+                     columns={"rouge_l_recall": {"forget": "forget ROUGE-L ↓", "retain": "retain ROUGE-L ↑"}})
 def _rouge(s: SetScores) -> Output:
     scores = rouge_scores(s.generations, s.ground_truths)
     metrics = {"rouge_l_recall": math.fsum(x["rougeL_recall"] for x in scores) / len(scores)}
@@ -167,7 +179,8 @@ def _rouge(s: SetScores) -> Output:
 
 
 @register_set_metric("keyword_accuracy", GENERATION_ROLES, stage="generation",
-                     aggregate_as={"keyword_accuracy": "keyword_accuracy"})
+                     aggregate_as={"keyword_accuracy": "keyword_accuracy"},
+                     columns={"keyword_accuracy": {"forget": "forget keyword acc ↓", "retain": "retain keyword acc ↑"}})
 def _keyword_accuracy(s: SetScores) -> Output:
     """Keywords derived from the gold answer when a record has none (written to ``per_item["keywords"]``)."""
     given = [r.get("keywords") or None for r in s.records]
@@ -201,3 +214,10 @@ def aggregated_keys(protocol: list[str] | None = None) -> list[tuple[str, str]]:
     """``(metric key, label)`` of every number the protocol's metrics copy up as ``forget_/retain_<label>``."""
     return [pair for name in (QA_PROTOCOL if protocol is None else protocol)
             for pair in SET_METRICS[name].aggregate_as.items()]
+
+
+def set_columns(role: str, protocol: list[str] | None = None) -> list[tuple[str, str]]:
+    """``(aggregate key, title)`` of the results-table columns the protocol's metrics declare for ``role``."""
+    return [(f"{role}_{metric.aggregate_as[key]}", titles[role])
+            for metric in (SET_METRICS[name] for name in (QA_PROTOCOL if protocol is None else protocol))
+            for key, titles in metric.columns.items() if role in titles]

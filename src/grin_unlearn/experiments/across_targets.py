@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import UserInputError
 from ..io_utils import atomic_write_text
 from .aggregate import reference_rows, aggregate_cells, load_cell_rows, load_sweep_state, mean_std
-from .report import COLUMNS, format_metric, config_label, mean_std_table, plot_quality_utility
+from .report import format_metric, report_columns, config_label, mean_std_table, plot_quality_utility
 from .sweep_spec import SEED_KEY
 
 SPREAD_METRICS = (("forget_quality", "forget quality"), ("model_utility", "model utility"),
@@ -72,7 +72,7 @@ def reference_groups(references: dict[str, list[dict]]) -> list[dict]:
         if not rows:
             continue
         group = {"method": f"{label} (n = {len(rows)} targets)", "values": {}, "n": len(rows)}
-        for key, _ in COLUMNS:
+        for key, _ in report_columns():
             group[key], group[f"{key}_std"] = mean_std([r.get(key) for r in rows])
         group["seconds"], group["seconds_std"] = None, None
         groups.append(group)

@@ -1,7 +1,7 @@
 """Seed aggregation and the report of a sweep folder (``report.md`` plus PNG plots).
 
 A *cell row* is :func:`grin_unlearn.experiments.report.metrics_row` of a cell's ``eval.json`` (the
-:data:`COLUMNS` metrics, plus ``seconds`` = the unlearning run's wall time from ``run.json``) with the
+:func:`~.report.report_columns` metrics, plus ``seconds`` = the unlearning run's wall time from ``run.json``) with the
 cell's ``name`` and grid ``values``. :func:`aggregate_cells` groups rows that differ only in
 ``train.seed``; :func:`write_sweep_report` reads a folder written by
 :func:`grin_unlearn.experiments.sweep.run_sweep` and writes:
@@ -24,10 +24,9 @@ from ..evaluation import aggregate, load_eval
 from ..io_utils import atomic_write_text
 from ..masks import plot_density
 from ..run_dir import EVAL_FILE, finished_timing, is_evaluated
-from .report import (COLUMNS, config_label, mean_std_table, metrics_row, plot_metric_vs, plot_quality_utility)
+from .report import (config_label, report_columns, mean_std_table, metrics_row, plot_metric_vs, plot_quality_utility)
 from .sweep_spec import SEED_KEY, SWEEP_FILE
 
-METRICS = tuple(key for key, _ in COLUMNS) + ("seconds",)
 
 
 def mean_std(values) -> tuple[float | None, float | None]:
@@ -45,7 +44,7 @@ def mean_std(values) -> tuple[float | None, float | None]:
 def aggregate_cells(cells: list[dict], group_out: str = SEED_KEY) -> list[dict]:
     """Group cell rows whose grid ``values`` agree except on ``group_out`` (the seed); per group return
     ``{"method": label, "values", "n", "seeds", "cells", <metric>: mean, <metric>_std: std}`` for every
-    :data:`COLUMNS` metric and ``seconds``, groups in order of first appearance.
+    :func:`~.report.report_columns` metric and ``seconds``, groups in order of first appearance.
 
     ``n`` counts the cells of the group; a metric missing from some cells is averaged over the cells
     that have it. ``std`` is the sample standard deviation (ddof = 1), 0.0 when one value is present.
@@ -61,7 +60,7 @@ def aggregate_cells(cells: list[dict], group_out: str = SEED_KEY) -> list[dict]:
         row = {"method": config_label(group["values"]), "values": group["values"], "n": len(members),
                "seeds": [(m.get("values") or {}).get(group_out) for m in members],
                "cells": [m.get("name") for m in members]}
-        for key in METRICS:
+        for key in [key for key, _ in report_columns()] + ["seconds"]:
             row[key], row[f"{key}_std"] = mean_std([m.get(key) for m in members])
         rows.append(row)
     return rows

@@ -1,6 +1,6 @@
 """Tables and plots of experiment results (the demo and sweep reports share them).
 
-A *row* is ``{"method": label, <column>: value, ...}`` with the columns of :data:`COLUMNS`, read from
+A *row* is ``{"method": label, <column>: value, ...}`` with the columns of :func:`report_columns`, read from
 an ``eval.json``'s aggregates. Plots use matplotlib's Agg canvas (no display) and are written atomically.
 """
 
@@ -12,20 +12,19 @@ from pathlib import Path
 
 from ..io_utils import atomic_write_bytes
 
-COLUMNS = (
-    ("forget_rouge_l", "forget ROUGE-L ↓"),
-    ("forget_keyword_accuracy", "forget keyword acc ↓"),
-    ("forget_truth_ratio", "forget truth ratio"),
-    ("forget_quality", "forget quality ↑"),
-    ("model_utility", "model utility ↑"),
-    ("retain_rouge_l", "retain ROUGE-L ↑"),
-    ("retain_keyword_accuracy", "retain keyword acc ↑"),
-)
+
+def report_columns() -> tuple[tuple[str, str], ...]:
+    """``(aggregate key, title)`` of the table columns: what the evaluation protocol's metrics declare
+    (:func:`grin_unlearn.evaluation.aggregates.table_columns`), read at each call so that a metric
+    added to the protocol is a column at once."""
+    from ..evaluation.aggregates import table_columns  # the evaluation package loads torch
+
+    return table_columns()
 
 
 def metrics_row(label: str, eval_result: dict, seconds: float | None = None) -> dict:
     aggregates = eval_result.get("aggregates", {})
-    row = {"method": label, **{key: aggregates.get(key) for key, _ in COLUMNS}}
+    row = {"method": label, **{key: aggregates.get(key) for key, _ in report_columns()}}
     row["seconds"] = seconds
     return row
 
@@ -38,7 +37,8 @@ def format_metric(value, digits: int = 3) -> str:
     return str(value)
 
 
-def markdown_table(rows: list[dict], columns=COLUMNS, time_column: bool = True) -> str:
+def markdown_table(rows: list[dict], columns: tuple | None = None, time_column: bool = True) -> str:
+    columns = report_columns() if columns is None else columns
     header = ["method"] + [title for _, title in columns] + (["wall time (s)"] if time_column else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -65,8 +65,9 @@ def save_figure(figure, path: str | Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def plot_metric_bars(rows: list[dict], path: str | Path, columns=COLUMNS) -> Path:
+def plot_metric_bars(rows: list[dict], path: str | Path, columns: tuple | None = None) -> Path:
     """Grouped bars: one group per metric, one bar per method."""
+    columns = report_columns() if columns is None else columns
     figure = new_figure(10, 4.5)
     axes = figure.add_subplot(1, 1, 1)
     width = 0.8 / max(len(rows), 1)
@@ -153,10 +154,12 @@ def _mean_std(row: dict, key: str, digits: int = 3) -> str:
     return f"{format_metric(float(mean), digits)} ± {format_metric(float(std or 0.0), digits)}"
 
 
-def mean_std_table(groups: list[dict], keys: list[str], references: list[dict] = (), columns=COLUMNS) -> str:
+def mean_std_table(groups: list[dict], keys: list[str], references: list[dict] = (),
+                   columns: tuple | None = None) -> str:
     """Markdown table: one row per reference (``{method, <metric>...}``, single values) then one per
     configuration group (``{values, n, <metric>, <metric>_std, seconds, seconds_std}``, as
     :func:`grin_unlearn.experiments.aggregate.aggregate_cells` returns) with ``mean ± std`` cells."""
+    columns = report_columns() if columns is None else columns
     key_columns = [key_title(k) for k in keys] or ["configuration"]
     header = key_columns + [title for _, title in columns] + ["wall time (s)", "n"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -207,7 +210,7 @@ def plot_metric_vs(groups: list[dict], x_key: str, path: str | Path, metric: str
     for (label, value), style in zip(references, ("-.", ":", ":")):
         if value is not None:
             axes.axhline(value, linestyle=style, linewidth=1, color="black", label=label)
-    title = dict(COLUMNS).get(metric, metric)
+    title = dict(report_columns()).get(metric, metric)
     if log_x and xs:
         axes.set_xscale("log")
         ticks = [zero_at if x <= 0 else x for x in xs]

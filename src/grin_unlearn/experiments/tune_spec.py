@@ -40,13 +40,12 @@ from pathlib import Path
 
 from ..config import load_yaml
 from ..errors import UserInputError
-from .report import COLUMNS
+from .report import report_columns
 from ..scoring.scorers import SCORERS
 from ..training.objectives import OBJECTIVES
 from .sweep_spec import SPEC_KEYS, UNMASKED_IGNORES, SweepSpec, check_key, coerce_value, with_values, parse_spec
 
 TUNE_KEYS = ("objectives", "scorers", "trials", "space", "select", "validation", "seeds", "sampler_seed")
-METRICS = tuple(key for key, _ in COLUMNS)
 DEFAULT_RULE = {"maximize": "model_utility", "subject_to": {"forget_quality": {"min": 0.05}},
                 "fallback": "forget_quality"}
 
@@ -134,9 +133,10 @@ def _rule(rule, source: str) -> dict:
     if not isinstance(rule, dict) or set(rule) - {"maximize", "subject_to", "fallback"} or "maximize" not in rule:
         raise UserInputError(f"{source}: 'select' must be {{maximize: METRIC, subject_to: {{...}}, fallback: METRIC}}")
     bounds = rule.get("subject_to") or {}
+    metrics = [key for key, _ in report_columns()]
     for metric in [rule["maximize"], rule.get("fallback", rule["maximize"]), *bounds]:
-        if metric not in METRICS:
-            raise UserInputError(f"{source}: select: unknown metric '{metric}' (valid: {', '.join(METRICS)})")
+        if metric not in metrics:
+            raise UserInputError(f"{source}: select: unknown metric '{metric}' (valid: {', '.join(metrics)})")
     for metric, bound in bounds.items():
         if not isinstance(bound, dict) or len(bound) != 1 or next(iter(bound)) not in ("min", "max") \
                 or not isinstance(next(iter(bound.values())), (int, float)):
