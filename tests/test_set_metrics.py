@@ -106,3 +106,31 @@ def test_a_cross_set_number_added_in_one_function_and_one_list_entry_reaches_the
     assert without_retain["aggregates"]["probability_gap"] is None
     with pytest.raises(ValueError, match="already registered"):
         register_aggregate("forget_quality", ("forget",))(lambda inputs: {})
+
+
+def test_a_multiple_choice_metric_is_one_function_and_one_list_entry_and_a_pass_runs_only_when_read(
+        monkeypatch, eval_model, micro_tokenizer, micro_world):
+    """The WMDP-style protocol is a list too: a metric reading the letter logits joins it with one
+    registration, and the cloze pass (one scored sequence per option) never runs when no listed metric
+    reads it."""
+    from grin_unlearn.data.world import multiple_choice_splits
+    from grin_unlearn.evaluation import multiple_choice
+
+    monkeypatch.setattr(set_metrics, "SET_METRICS", dict(SET_METRICS))
+
+    @register_set_metric("letter_pick", ("mcq",))
+    def letter_pick(choices):
+        picks = choices.letter_logits.argmax(dim=-1).tolist()
+        return {"letter_pick": sum(picks) / len(picks)}, {"letter_pick": picks}
+
+    def no_cloze_pass(*args, **kwargs):
+        raise AssertionError("the cloze pass ran, though no metric of the protocol reads it")
+
+    monkeypatch.setattr(multiple_choice, "cloze_logliks", no_cloze_pass)
+    records = multiple_choice_splits(micro_world, seed=0)["forget_mcq"][:6]
+    metrics, per_item = multiple_choice.evaluate_mcq(eval_model, micro_tokenizer, records, PromptFormat(), 4,
+                                                     protocol=["multiple_choice_accuracy", "letter_pick"])
+    picks = per_item["letter_pick"]
+    assert per_item["multiple_choice_accuracy"] == [float(p == r["answer"]) for p, r in zip(picks, records)]
+    assert metrics["letter_pick"] == pytest.approx(sum(picks) / len(picks))
+    assert list(metrics) == ["multiple_choice_accuracy", "letter_pick"]  # the list's order

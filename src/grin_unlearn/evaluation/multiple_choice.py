@@ -8,11 +8,16 @@ accuracy (``cloze_accuracy``, the scoring of lm-evaluation-harness's non-letter 
 with the largest ``Σ_t log p(c_t | question, c_<t)`` over its tokens, after the question in the
 model's QA prompt format, without the EOS, wins. The cloze pass costs one scored sequence per option.
 Raw text (WMDP corpora) is scored by the mean NLL of every token after the first.
+
+Both are registered metrics (:mod:`.set_metrics`) of the roles ``mcq`` and ``text``; :data:`MCQ_PROTOCOL`
+and :data:`TEXT_PROTOCOL` list them, and each model pass runs once, when the first metric reads it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -23,6 +28,7 @@ from ..logprobs import IGNORE_INDEX
 from ..metrics import loss_score, multiple_choice_accuracy
 from ..models import model_device, pad_token_id
 from .engine import eval_mode, score_examples
+from .set_metrics import Output, as_output, register_set_metric, run_protocol
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -58,37 +64,99 @@ def cloze_logliks(model, tokenizer, records: list[dict], fmt: PromptFormat, batc
     return logliks
 
 
-def evaluate_mcq(model, tokenizer, records: list[dict], fmt: PromptFormat, batch_size: int) -> tuple[dict, dict]:
-    """Letter-logit and cloze accuracy; items with fewer options get -inf for the missing ones."""
+@dataclass
+class ChoiceSet:
+    """What the metrics of a multiple-choice set read: the model, the set's records and the prompt
+    format; each pass over the model runs once, on first use."""
+
+    model: object
+    tokenizer: object
+    records: list[dict]
+    fmt: PromptFormat
+    batch_size: int
+
+    @property
+    def answers(self) -> list[int]:
+        return [r["answer"] for r in self.records]
+
+    @cached_property
+    def letter_logits(self) -> torch.Tensor:
+        """``(N, C)``: the next-token logit of each option letter after the lettered prompt; -inf for the
+        options an item does not have."""
+        width = max(len(r["choices"]) for r in self.records)
+        letter_ids = torch.tensor(_letter_ids(self.tokenizer, self.fmt, width))
+        questions = [r["question"] + "\n" + "\n".join(f"{LETTERS[j]}. {c}" for j, c in enumerate(r["choices"]))
+                     for r in self.records]
+        prompts = [{"input_ids": ids, "labels": [IGNORE_INDEX] * len(ids)}
+                   for ids in self.fmt.prompts_ids(self.tokenizer, questions)]
+        collate, device = PadCollator(pad_token_id(self.tokenizer)), model_device(self.model)
+        rows = []
+        with eval_mode(self.model):
+            for start in range(0, len(prompts), self.batch_size):
+                batch = {k: v.to(device) for k, v in collate(prompts[start:start + self.batch_size]).items()}
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                    use_cache=False).logits  # (B, T, V)
+                last = batch["attention_mask"].sum(dim=-1) - 1  # (B,) last prompt token (right padding)
+                next_token = logits[torch.arange(len(last), device=device), last].float().cpu()  # (B, V)
+                rows.append(next_token[:, letter_ids])  # (B, C)
+        letter_logits = torch.cat(rows)  # (N, C)
+        for i, r in enumerate(self.records):
+            letter_logits[i, len(r["choices"]):] = -math.inf
+        return letter_logits
+
+    @cached_property
+    def cloze_logliks(self) -> torch.Tensor:
+        return cloze_logliks(self.model, self.tokenizer, self.records, self.fmt, self.batch_size)
+
+
+@register_set_metric("multiple_choice_accuracy", ("mcq",))
+def _letter_accuracy(s: ChoiceSet) -> Output:
+    return as_output(multiple_choice_accuracy(s.letter_logits, s.answers))
+
+
+@register_set_metric("cloze_accuracy", ("mcq",))
+def _cloze_accuracy(s: ChoiceSet) -> Output:
+    result = multiple_choice_accuracy(s.cloze_logliks, s.answers)
+    return {"cloze_accuracy": result.value}, {"cloze_accuracy": result.per_item}
+
+
+@dataclass
+class TextSet:
+    """What the metrics of a raw-text set read: the model and the tokenised texts, scored once, on first use."""
+
+    model: object
+    tokenizer: object
+    examples: list[dict]
+    batch_size: int
+
+    @cached_property
+    def scores(self) -> list:
+        return score_examples(self.model, self.examples, pad_token_id(self.tokenizer), self.batch_size)
+
+
+@register_set_metric("nll", ("text",))
+def _nll(s: TextSet) -> Output:
+    result = loss_score([score.token_logps for score in s.scores])
+    return {"nll": result.value}, {"nll": result.per_item}
+
+
+# The metrics of a multiple-choice set and of a raw-text set, in the order eval.json holds them.
+MCQ_PROTOCOL = ["multiple_choice_accuracy", "cloze_accuracy"]
+TEXT_PROTOCOL = ["nll"]
+
+
+def evaluate_mcq(model, tokenizer, records: list[dict], fmt: PromptFormat, batch_size: int,
+                 protocol: list[str] | None = None) -> Output:
+    """The metrics of ``protocol`` (default :data:`MCQ_PROTOCOL`) on a multiple-choice set."""
     records = validate_mcq_records(records, "multiple-choice set")
-    width = max(len(r["choices"]) for r in records)
-    letter_ids = torch.tensor(_letter_ids(tokenizer, fmt, width))
-    questions = [r["question"] + "\n" + "\n".join(f"{LETTERS[j]}. {c}" for j, c in enumerate(r["choices"]))
-                 for r in records]
-    prompts = [{"input_ids": ids, "labels": [IGNORE_INDEX] * len(ids)} for ids in fmt.prompts_ids(tokenizer, questions)]
-    collate, device = PadCollator(pad_token_id(tokenizer)), model_device(model)
-    rows = []
-    with eval_mode(model):
-        for start in range(0, len(prompts), batch_size):
-            batch = {k: v.to(device) for k, v in collate(prompts[start:start + batch_size]).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           use_cache=False).logits  # (B, T, V)
-            last = batch["attention_mask"].sum(dim=-1) - 1  # (B,) last prompt token (right padding)
-            next_token = logits[torch.arange(len(last), device=device), last].float().cpu()  # (B, V)
-            rows.append(next_token[:, letter_ids])  # (B, C)
-    letter_logits = torch.cat(rows)  # (N, C)
-    for i, r in enumerate(records):
-        letter_logits[i, len(r["choices"]):] = -math.inf
-    answers = [r["answer"] for r in records]
-    result = multiple_choice_accuracy(letter_logits, answers)
-    cloze = multiple_choice_accuracy(cloze_logliks(model, tokenizer, records, fmt, batch_size), answers)
-    return ({result.name: result.value, "cloze_accuracy": cloze.value},
-            {result.name: result.per_item, "cloze_accuracy": cloze.per_item})
+    return run_protocol(ChoiceSet(model, tokenizer, records, fmt, batch_size), "mcq",
+                        MCQ_PROTOCOL if protocol is None else protocol)
 
 
-def evaluate_text(model, tokenizer, records: list[dict], fmt: PromptFormat, batch_size: int) -> tuple[dict, dict]:
-    """Mean token NLL of raw ``text`` records (BOS first when the tokenizer has one; truncated to
-    ``fmt.max_length``; every token after the first is scored)."""
+def evaluate_text(model, tokenizer, records: list[dict], fmt: PromptFormat, batch_size: int,
+                  protocol: list[str] | None = None) -> Output:
+    """The metrics of ``protocol`` (default :data:`TEXT_PROTOCOL`) on raw ``text`` records (BOS first
+    when the tokenizer has one; truncated to ``fmt.max_length``; every token after the first is scored)."""
     examples = []
     for index, record in enumerate(records):
         if not isinstance(record.get("text"), str) or not record["text"].strip():
@@ -98,6 +166,5 @@ def evaluate_text(model, tokenizer, records: list[dict], fmt: PromptFormat, batc
         if len(ids) < 2:
             raise UserInputError(f"text record {index}: too short to score (needs at least 2 tokens)")
         examples.append({"input_ids": ids, "labels": ids})
-    scores = score_examples(model, examples, pad_token_id(tokenizer), batch_size)
-    result = loss_score([s.token_logps for s in scores])
-    return {"nll": result.value}, {"nll": result.per_item}
+    return run_protocol(TextSet(model, tokenizer, examples, batch_size), "text",
+                        TEXT_PROTOCOL if protocol is None else protocol)

@@ -4,13 +4,16 @@ For PKU-SafeRLHF (:class:`grin_unlearn.data.benchmark_adapters.PkuSafeRlhf`): ea
 prompts; the model answers each greedily (:func:`grin_unlearn.evaluation.engine.generate_answers`, or the
 generations an evaluated question/answer set already holds for the same prompts), and the answers
 get the refusal rate, the harmful-keyword rate and, with a classifier, the classifier unsafe rate.
-The results join ``eval.json`` as sets of role ``safety`` and as aggregates ``<metric>_<set>``
-(``refusal_rate_forget``, ``harmful_keyword_rate_heldout``, ...).
+The three are registered metrics (:mod:`.set_metrics`) of the role ``safety``, listed in
+:data:`SAFETY_PROTOCOL`. The results join ``eval.json`` as sets of role ``safety`` and as aggregates
+``<metric>_<set>`` (``refusal_rate_forget``, ``harmful_keyword_rate_heldout``, ...).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +24,7 @@ from ..errors import UserInputError
 from ..metrics import classifier_unsafe_rate, harmful_keyword_rate, refusal_rate
 from .config import EvalConfig
 from .engine import generate_answers
+from .set_metrics import Output, as_output, register_set_metric, run_protocol
 
 SAFETY_ROLE = "safety"
 
@@ -55,6 +59,34 @@ class SafetyClassifier:
         return [next(o["score"] for o in scores if o["label"] == self.label) for scores in outputs]
 
 
+@dataclass(frozen=True)
+class SafetyAnswers:
+    """What the safety metrics read: the greedy answers, and the classifier when there is one."""
+
+    generations: list[str]
+    classifier: Callable[[list[str]], list[float]] | None = None
+
+
+@register_set_metric("refusal_rate", (SAFETY_ROLE,), stage="generation")
+def _refusal_rate(s: SafetyAnswers) -> Output:
+    return as_output(refusal_rate(s.generations))
+
+
+@register_set_metric("harmful_keyword_rate", (SAFETY_ROLE,), stage="generation")
+def _harmful_keyword_rate(s: SafetyAnswers) -> Output:
+    return as_output(harmful_keyword_rate(s.generations))
+
+
+@register_set_metric("classifier_unsafe_rate", (SAFETY_ROLE,), stage="generation")
+def _classifier_unsafe_rate(s: SafetyAnswers) -> Output:
+    """Only with a classifier (``--safety-classifier``)."""
+    return ({}, {}) if s.classifier is None else as_output(classifier_unsafe_rate(s.classifier(s.generations)))
+
+
+# The metrics of a safety set, in the order eval.json holds them.
+SAFETY_PROTOCOL = ["refusal_rate", "harmful_keyword_rate", "classifier_unsafe_rate"]
+
+
 def evaluate_safety_set(model, tokenizer, prompts: list[str], fmt: PromptFormat, config: EvalConfig,
                         generations: list[str] | None = None, classifier=None) -> dict:
     """``{"role": "safety", "n", "metrics", "per_item"}`` of greedy answers to ``prompts``.
@@ -68,12 +100,7 @@ def evaluate_safety_set(model, tokenizer, prompts: list[str], fmt: PromptFormat,
     if generations is None:
         generations = generate_answers(model, tokenizer, prompts, fmt, config)
     generations = list(generations)[:len(prompts)]
-    metrics, per_item = {}, {}
-    results = [refusal_rate(generations), harmful_keyword_rate(generations)]
-    if classifier is not None:
-        results.append(classifier_unsafe_rate(classifier(generations)))
-    for result in results:
-        metrics[result.name], per_item[result.name] = result.value, result.per_item
+    metrics, per_item = run_protocol(SafetyAnswers(generations, classifier), SAFETY_ROLE, SAFETY_PROTOCOL)
     per_item["prompt"], per_item["generation"] = prompts, generations
     return {"role": SAFETY_ROLE, "n": len(prompts), "metrics": metrics, "per_item": per_item}
 

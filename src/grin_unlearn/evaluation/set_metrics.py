@@ -111,24 +111,25 @@ def _scatter(n: int, indices: list[int], values: list) -> list:
     return out
 
 
-def _one(result) -> Output:
+def as_output(result) -> Output:
+    """A :class:`~grin_unlearn.metrics.MetricResult` as ``({name: value}, {name: per_item})``."""
     return {result.name: result.value}, {result.name: result.per_item}
 
 
 @register_set_metric("answer_probability", ANSWER_ROLES, aggregate_as={"answer_probability": "probability"})
 def _answer_probability(s: SetScores) -> Output:
-    metrics, per_item = _one(answer_probability([g.sum_logp for g in s.gold], [max(g.count, 1) for g in s.gold]))
+    metrics, per_item = as_output(answer_probability([g.sum_logp for g in s.gold], [max(g.count, 1) for g in s.gold]))
     return metrics, {"answer_loss": [g.avg_loss for g in s.gold], **per_item}
 
 
 @register_set_metric("extraction_strength", ANSWER_ROLES, aggregate_as={"extraction_strength": "extraction_strength"})
 def _extraction_strength(s: SetScores) -> Output:
-    return _one(extraction_strength([g.argmax for g in s.gold], [g.labels for g in s.gold]))
+    return as_output(extraction_strength([g.argmax for g in s.gold], [g.labels for g in s.gold]))
 
 
 @register_set_metric("exact_memorization", ANSWER_ROLES, aggregate_as={"exact_memorization": "exact_memorization"})
 def _exact_memorization(s: SetScores) -> Output:
-    return _one(exact_memorization([g.argmax for g in s.gold], [g.labels for g in s.gold]))
+    return as_output(exact_memorization([g.argmax for g in s.gold], [g.labels for g in s.gold]))
 
 
 @register_set_metric("truth_ratio", TRUTH_ROLES, aggregate_as={"truth_ratio": "truth_ratio"},
@@ -159,7 +160,7 @@ def _normalized_option_probability(s: SetScores) -> Output:
 @register_set_metric("membership", MIA_ROLES, stage="mia")
 def _membership(s: SetScores) -> Output:
     """LOSS, zlib and Min-K% scores of each answer (the membership-inference attacks' inputs)."""
-    metrics, per_item = _one(loss_score([g.token_logps or [0.0] for g in s.gold]))
+    metrics, per_item = as_output(loss_score([g.token_logps or [0.0] for g in s.gold]))
     texts = s.tokenizer.batch_decode([g.labels for g in s.gold], skip_special_tokens=True)
     for result in (zlib_score([g.token_logps or [0.0] for g in s.gold], texts),
                    min_k_percent_score([g.token_logps for g in s.gold], s.min_k)):
@@ -195,19 +196,27 @@ QA_PROTOCOL = ["answer_probability", "extraction_strength", "exact_memorization"
                "normalized_option_probability", "membership", "rouge", "keyword_accuracy"]
 
 
-def set_metrics(s: SetScores, mia: bool, protocol: list[str] | None = None) -> Output:
-    """Every metric of ``protocol`` (default :data:`QA_PROTOCOL`) that applies to the set: its role is
-    one the metric reads, membership scores only with ``mia``, generation metrics only with answers."""
+def run_protocol(inputs, role: str, protocol: list[str], skip: Callable[[SetMetric], bool] = lambda metric: False) -> Output:
+    """Every metric of ``protocol`` that reads ``role`` and is not skipped, computed on ``inputs`` (what
+    its functions read: :class:`SetScores` for a question/answer set) and merged in list order."""
     metrics, per_item = {}, {}
-    for name in QA_PROTOCOL if protocol is None else protocol:
+    for name in protocol:
         metric = SET_METRICS[name]
-        if s.role not in metric.roles or (metric.stage == "mia" and not mia) \
-                or (metric.stage == "generation" and s.generations is None):
+        if role not in metric.roles or skip(metric):
             continue
-        more_metrics, more_items = metric.compute(s)
+        more_metrics, more_items = metric.compute(inputs)
         metrics.update(more_metrics)
         per_item.update(more_items)
     return metrics, per_item
+
+
+def set_metrics(s: SetScores, mia: bool, protocol: list[str] | None = None) -> Output:
+    """Every metric of ``protocol`` (default :data:`QA_PROTOCOL`) that applies to the question/answer
+    set: its role is one the metric reads, membership scores only with ``mia``, generation metrics only
+    with answers."""
+    return run_protocol(s, s.role, QA_PROTOCOL if protocol is None else protocol,
+                        lambda metric: (metric.stage == "mia" and not mia)
+                        or (metric.stage == "generation" and s.generations is None))
 
 
 def aggregated_keys(protocol: list[str] | None = None) -> list[tuple[str, str]]:
