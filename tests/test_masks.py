@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from grin_unlearn.errors import UserInputError
@@ -51,6 +52,39 @@ def test_packed_is_smaller_and_matches_numpy(tmp_path):
     small = save_mask(tmp_path / "p.safetensors", {"m": mask}, {}, packed=True).stat().st_size
     large = save_mask(tmp_path / "u.safetensors", {"m": mask}, {}, packed=False).stat().st_size
     assert small < large / 4
+
+
+def _with_header_order(data: bytes, reverse: bool) -> bytes:
+    """``data`` with its header's metadata entries and tensors written in (reversed) insertion order, as
+    safetensors may write them in another process."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    metadata = header.pop("__metadata__")
+    flip = (lambda items: list(items)[::-1]) if reverse else list
+    text = json.dumps({"__metadata__": dict(flip(metadata.items())), **dict(flip(header.items()))},
+                      separators=(",", ":")).encode()
+    return len(text).to_bytes(8, "little") + text + data[8 + length:]
+
+
+def test_a_mask_file_has_the_same_bytes_whatever_order_safetensors_writes_its_header_in(tmp_path):
+    """safetensors writes metadata entries in a per-process hash order; the saved mask is canonical."""
+    from safetensors.torch import save as st_save
+
+    from grin_unlearn.io_utils import canonical_safetensors
+
+    masks = _random_masks()
+    data = st_save({name: pack_bits(mask) for name, mask in masks.items()}, metadata={"b": "2", "a": "1", "c": "3"})
+    one, other = _with_header_order(data, reverse=False), _with_header_order(data, reverse=True)
+    assert one != other
+    assert canonical_safetensors(one) == canonical_safetensors(other) == canonical_safetensors(canonical_safetensors(one))
+    path = tmp_path / "canonical.safetensors"
+    path.write_bytes(canonical_safetensors(other))
+    with safe_open(str(path), "pt") as handle:
+        assert handle.metadata() == {"a": "1", "b": "2", "c": "3"}
+        for name, mask in masks.items():
+            assert torch.equal(handle.get_tensor(name), pack_bits(mask))
+    saved = save_mask(tmp_path / "mask.safetensors", masks, {"ratio": 0.3}).read_bytes()
+    assert saved == canonical_safetensors(saved)  # save_mask writes the canonical form
 
 
 def test_load_rejects_missing_and_foreign_files(tmp_path):

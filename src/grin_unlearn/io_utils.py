@@ -1,4 +1,4 @@
-"""Atomic writes: every artifact appears whole or not at all.
+"""Atomic writes: every artifact appears whole or not at all; and safetensors bytes in one fixed order.
 
 A file is written to a temporary name in the same folder, flushed, then renamed over the target
 with ``os.replace`` (atomic on POSIX). A folder is built as a temporary sibling and renamed.
@@ -13,6 +13,25 @@ import tempfile
 from pathlib import Path
 
 from .errors import UserInputError
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """A safetensors file's bytes with its JSON header in one fixed order: ``__metadata__`` first, its
+    entries sorted, then the tensors sorted by name.
+
+    safetensors (0.8) writes the metadata entries in the order of a per-process hash map, so the same
+    tensors and metadata saved by two runs differ in their bytes. Only the header is rewritten: the
+    tensors' ``data_offsets`` count from the end of the header, and the header is padded with spaces to
+    a multiple of 8 bytes (as safetensors pads it) so the data stays 8-byte aligned.
+    """
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    metadata = header.pop("__metadata__", None)
+    ordered = {} if metadata is None else {"__metadata__": dict(sorted(metadata.items()))}
+    ordered.update(sorted(header.items()))
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + length:]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from .errors import UserInputError
-from .io_utils import atomic_write_bytes, atomic_write_json
+from .io_utils import atomic_write_bytes, atomic_write_json, canonical_safetensors
 from .models import BLOCK_PATTERN
 
 METADATA_KEY = "grin_unlearn"
@@ -50,7 +50,7 @@ def save_mask(path: str | Path, masks: dict[str, torch.Tensor], metadata: dict, 
         shapes[name] = list(mask.shape)
     header = {"format_version": FORMAT_VERSION, "packed": bool(packed), "shapes": shapes}
     data = st_save(tensors, metadata={METADATA_KEY: metadata_json, FORMAT_KEY: json.dumps(header)})
-    return atomic_write_bytes(path, data)
+    return atomic_write_bytes(path, canonical_safetensors(data))  # the same mask, the same bytes
 
 
 def save_mask_with_report(path: str | Path, masks: dict[str, torch.Tensor], metadata: dict,
