@@ -82,8 +82,8 @@ def test_scores_and_mask_match_single_process(ranks, micro_world, micro_tokenize
     out, (r0, _), _ = ranks
     forget, retain = micro_world["forget10"], micro_world["retain90"][:RETAIN]
     params = dict(micro_model.named_parameters())
-    assert_same_tensors(saved_group(r0, "initial"), {n: params[n].detach() for n in saved_group(r0, "initial")},
-                 "initial weights (worker build vs conftest build)")
+    initial = saved_group(r0, "initial")
+    assert_same_tensors(initial, {n: params[n].detach() for n in initial}, "initial weights (worker build vs conftest build)")
 
     exact = score_influence(micro_model, micro_tokenizer, forget, retain, "grin", batch_size=EXACT_BATCH, seed=SEED)
     assert_same_tensors(saved_group(r0, "scores"), exact.scores, "GRIN scores, one batch per rank")
@@ -141,6 +141,6 @@ def test_select_command_under_torchrun(ranks, micro_model_dir, micro_world_dir, 
     out, _, _ = ranks
     assert cli_main(["select", "--model", str(micro_model_dir), "--data", str(micro_world_dir),
                      "--out", str(tmp_path / "select"), *SELECT_ARGS]) == 0
-    assert_same_tensors(load_mask(out / "select" / "mask.safetensors")[0], load_mask(tmp_path / "select" / "mask.safetensors")[0],
-                 "select under torchrun vs one process")
+    assert_same_tensors(load_mask(out / "select" / "mask.safetensors")[0],
+                        load_mask(tmp_path / "select" / "mask.safetensors")[0], "select under torchrun vs one process")
     assert (out / "stdout.txt").read_text().count('"out":') == 1, "the select summary was printed by more than one process"

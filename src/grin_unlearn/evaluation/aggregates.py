@@ -3,10 +3,10 @@ of their names.
 
 An :class:`Aggregate` declares the set roles it reads, for each key it may leave None what the
 user has to pass to get it (``needs``: ``format_summary`` names it), and which of its keys are
-results-table columns (``columns``, with their titles; :func:`table_columns`). :data:`QA_AGGREGATES` lists them
-in the order ``eval.json`` holds them, and :func:`aggregate` loops over it; the first set of each role
-is the one read. A new cross-set number is one function registered here plus its name in the list
-(``tests/test_set_metrics.py`` adds one). The per-set metrics are :mod:`.set_metrics`.
+results-table columns (``columns``, with their titles; :func:`table_columns`). :data:`QA_AGGREGATES`
+lists them in the order ``eval.json`` holds them, and :func:`aggregate` loops over it; the first set
+of each role is the one read. A new cross-set number is one function registered here plus its name in
+the list (``tests/test_set_metrics.py`` adds one). The per-set metrics are :mod:`.set_metrics`.
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ def needs(protocol: list[str] | None = None) -> dict[str, str]:
             for key, what in AGGREGATES[name].needs.items()}
 
 
-def table_columns(protocol: list[str] | None = None, set_protocol: list[str] | None = None) -> tuple[tuple[str, str], ...]:
+def table_columns(protocol: list[str] | None = None,
+                  set_protocol: list[str] | None = None) -> tuple[tuple[str, str], ...]:
     """``(aggregate key, title)`` of every results-table column, read from the declarations: the forget
     set's columns (per-set metrics of ``set_protocol``, default ``QA_PROTOCOL``, in its order), then the
     cross-set columns of ``protocol`` (default :data:`QA_AGGREGATES`), then the retain set's columns.

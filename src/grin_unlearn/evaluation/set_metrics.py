@@ -6,8 +6,11 @@ scored answers; ``generation``: the greedy answers; ``mia``: the membership scor
 ``forget_<label>`` / ``retain_<label>`` and which of those are columns of the results tables, with
 their titles (:func:`~grin_unlearn.evaluation.aggregates.table_columns`). :data:`QA_PROTOCOL` lists
 the metrics of a question/answer set in the order they are computed and written;
-:func:`~grin_unlearn.evaluation.tofu.evaluate_qa_sets` loops over it. A new metric is one function registered here plus its name in the list; the
-aggregates and the tables pick it up from the declaration (``tests/test_set_metrics.py`` adds one).
+:func:`~grin_unlearn.evaluation.tofu.evaluate_qa_sets` loops over it. A new metric is one function
+registered here plus its name in the list; the aggregates and the tables pick it up from the
+declaration (``tests/test_set_metrics.py`` adds one). The metrics of multiple-choice, raw-text and
+safety sets register in the same registry from the modules that hold their model passes
+(:mod:`.multiple_choice`, :mod:`.safety`), each kind with its own list; :func:`run_protocol` runs any list.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ SET_METRICS: dict[str, SetMetric] = {}
 def register_set_metric(name: str, roles: tuple[str, ...], stage: str = "teacher_forcing",
                         aggregate_as: dict[str, str] | None = None,
                         columns: dict[str, dict[str, str]] | None = None):
-    """Decorator: register ``fn(scores: SetScores) -> (metrics, per_item)`` as the metric ``name``.
+    """Decorator: register ``fn(inputs) -> (metrics, per_item)`` as the metric ``name``; ``inputs`` is
+    what its set kind's metrics read (:class:`SetScores` for a question/answer set).
 
     ``columns`` ``{metric key: {role: title}}`` makes ``<role>_<label>`` a results-table column, for
     a key of ``aggregate_as`` and the roles ``forget`` / ``retain`` (the ones copied up)."""
@@ -196,7 +200,8 @@ QA_PROTOCOL = ["answer_probability", "extraction_strength", "exact_memorization"
                "normalized_option_probability", "membership", "rouge", "keyword_accuracy"]
 
 
-def run_protocol(inputs, role: str, protocol: list[str], skip: Callable[[SetMetric], bool] = lambda metric: False) -> Output:
+def run_protocol(inputs, role: str, protocol: list[str],
+                 skip: Callable[[SetMetric], bool] = lambda metric: False) -> Output:
     """Every metric of ``protocol`` that reads ``role`` and is not skipped, computed on ``inputs`` (what
     its functions read: :class:`SetScores` for a question/answer set) and merged in list order."""
     metrics, per_item = {}, {}

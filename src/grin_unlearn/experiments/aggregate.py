@@ -1,8 +1,8 @@
 """Seed aggregation and the report of a sweep folder (``report.md`` plus PNG plots).
 
 A *cell row* is :func:`grin_unlearn.experiments.report.metrics_row` of a cell's ``eval.json`` (the
-:func:`~.report.report_columns` metrics, plus ``seconds`` = the unlearning run's wall time from ``run.json``) with the
-cell's ``name`` and grid ``values``. :func:`aggregate_cells` groups rows that differ only in
+:func:`~.report.report_columns` metrics, plus ``seconds`` = the unlearning run's wall time from
+``run.json``) with the cell's ``name`` and grid ``values``. :func:`aggregate_cells` groups rows that differ only in
 ``train.seed``; :func:`write_sweep_report` reads a folder written by
 :func:`grin_unlearn.experiments.sweep.run_sweep` and writes:
 
@@ -26,7 +26,6 @@ from ..masks import plot_density
 from ..run_dir import EVAL_FILE, finished_timing, is_evaluated
 from .report import (config_label, report_columns, mean_std_table, metrics_row, plot_metric_vs, plot_quality_utility)
 from .sweep_spec import SEED_KEY, SWEEP_FILE
-
 
 
 def mean_std(values) -> tuple[float | None, float | None]:
@@ -54,13 +53,14 @@ def aggregate_cells(cells: list[dict], group_out: str = SEED_KEY) -> list[dict]:
         values = {k: v for k, v in (cell.get("values") or {}).items() if k != group_out}
         identity = json.dumps(values, sort_keys=True, default=str)
         groups.setdefault(identity, {"values": values, "members": []})["members"].append(cell)
+    keys = [key for key, _ in report_columns()] + ["seconds"]
     rows = []
     for group in groups.values():
         members = group["members"]
         row = {"method": config_label(group["values"]), "values": group["values"], "n": len(members),
                "seeds": [(m.get("values") or {}).get(group_out) for m in members],
                "cells": [m.get("name") for m in members]}
-        for key in [key for key, _ in report_columns()] + ["seconds"]:
+        for key in keys:
             row[key], row[f"{key}_std"] = mean_std([m.get(key) for m in members])
         rows.append(row)
     return rows

@@ -1,7 +1,7 @@
 """Tables and plots of experiment results (the demo and sweep reports share them).
 
-A *row* is ``{"method": label, <column>: value, ...}`` with the columns of :func:`report_columns`, read from
-an ``eval.json``'s aggregates. Plots use matplotlib's Agg canvas (no display) and are written atomically.
+A *row* is ``{"method": label, <column>: value, ...}`` with the columns of :func:`report_columns`, read
+from an ``eval.json``'s aggregates. Plots use matplotlib's Agg canvas (no display) and are written atomically.
 """
 
 from __future__ import annotations
