@@ -36,8 +36,13 @@ def imported_modules(path: Path, name: str, known: set[str]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    files = {module_name(path): path for path in (REPO / "src" / PACKAGE).rglob("*.py")}
+def import_graph(folder: str = "src") -> dict[str, set[str]]:
+    """The package's module graph (``src``), or that of the scripts of ``bench`` / ``scripts``, which
+    import one another by bare name."""
+    if folder == "src":
+        files = {module_name(path): path for path in (REPO / "src" / PACKAGE).rglob("*.py")}
+    else:
+        files = {path.stem: path for path in (REPO / folder).glob("*.py")}
     return {name: imported_modules(path, name, set(files)) for name, path in files.items()}
 
 
@@ -78,6 +83,9 @@ def test_module_level_imports_form_no_cycle():
     graph = import_graph()
     assert f"{PACKAGE}.evaluation.set_metrics" in graph[f"{PACKAGE}.evaluation.aggregates"]  # the graph is read
     assert cycles(graph) == []
+    bench = import_graph("bench")
+    assert "memory_model" in bench["gpu_check"]
+    assert cycles(bench) == [] and cycles(import_graph("scripts")) == []
 
 
 def test_no_module_is_over_350_lines():
