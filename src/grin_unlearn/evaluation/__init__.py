@@ -2,10 +2,12 @@
 
 * :mod:`.runner` — :func:`evaluate`: sets and roles in, the ``eval.json`` dict out;
 * :mod:`.tofu` — the TOFU protocol, reproducing the reference implementation (open-unlearning);
-* :mod:`.multiple_choice` — WMDP/MMLU letter-logit accuracy and raw-text NLL;
+* :mod:`.set_metrics` — the per-set metrics, registered, and the loop over a protocol's list of them;
+* :mod:`.multiple_choice` — WMDP/MMLU letter-logit and cloze accuracy, raw-text NLL;
 * :mod:`.safety` — refusal / harmful-keyword / classifier rates (PKU-SafeRLHF);
 * :mod:`.engine` — the two model passes (teacher forcing, greedy generation);
-* :mod:`.aggregates` — the cross-set numbers, registered; :mod:`.report` — ``eval.json`` I/O, tables; :mod:`.reference_logs` — ``TOFU_EVAL.json``;
+* :mod:`.aggregates` — the cross-set numbers, registered; :mod:`.report` — ``eval.json`` I/O, tables;
+* :mod:`.reference_logs` — ``TOFU_EVAL.json`` out, a reference retain log in as the oracle;
 * :mod:`.lm_eval` — the lm-evaluation-harness hand-off; :mod:`.config` — :class:`EvalConfig`.
 """
 
