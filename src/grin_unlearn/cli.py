@@ -23,7 +23,7 @@ import sys
 from . import __version__
 from .errors import TrainingStoppedError, UserInputError
 
-COMMAND_MODULES = ("demo", "world", "finetune", "select", "unlearn", "eval", "attack", "compare", "sweep", "report",
+COMMAND_MODULES = ("demo", "world", "pretrained", "finetune", "select", "unlearn", "eval", "attack", "compare", "sweep", "report",
                    "tune")
 
 
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        resolve_pretrained_names(args)
         return int(args.run(args) or 0)
     except UserInputError as err:
         print(f"grin-unlearn {args.command}: error: {err}", file=sys.stderr)
@@ -70,6 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"grin-unlearn {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+# Flags that take a model folder; a pretrained source's name there (`--model smollm2-135m`) stands for
+# its converted folder under the cache, built on first use.
+MODEL_FLAGS = ("model", "target", "oracle")
+
+
+def resolve_pretrained_names(args: argparse.Namespace) -> None:
+    from .models.pretrained import is_pretrained_name, resolve_model
+
+    for flag in MODEL_FLAGS:
+        value = getattr(args, flag, None)
+        if isinstance(value, str) and is_pretrained_name(value):
+            setattr(args, flag, resolve_model(value, getattr(args, "cache_dir", None), log=print))
 
 
 def entry() -> None:

@@ -87,3 +87,8 @@ def replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, target)
+
+
+def default_cache_dir() -> Path:
+    """``$GRIN_UNLEARN_CACHE``, else ``~/.cache/grin-unlearn``: built models and worlds, reused across runs."""
+    return Path(os.environ.get("GRIN_UNLEARN_CACHE", Path.home() / ".cache" / "grin-unlearn")).expanduser()

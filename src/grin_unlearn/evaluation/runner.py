@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 ROLES = QA_ROLES + ("mcq", "text")
 # Split names that default_roles picks up when present, per role (TOFU's Hub configs end in _perturbed).
 OPTIONAL_SPLITS = {"holdout": ("holdout",), "world_facts": ("world_facts", "world_facts_perturbed"),
-                   "real_authors": ("real_authors", "real_authors_perturbed")}
+                   "real_authors": ("real_authors", "real_authors_perturbed"), "knowledge": ("real_knowledge",)}
 
 
 def _capped(records: list[dict], role: str, config: EvalConfig, name: str) -> list[dict]:
@@ -114,7 +114,8 @@ def _available(data: str) -> set[str]:
 
 
 def default_roles(data: str | Path, forget: str = "forget10", retain: str = "retain90") -> dict[str, str]:
-    """Set name -> role: the forget and retain splits, plus holdout / world_facts / real_authors if present."""
+    """Set name -> role: the forget and retain splits, plus holdout / world_facts / real_authors /
+    real_knowledge (role ``knowledge``) if present."""
     if forget == retain:
         raise UserInputError(f"--forget and --retain name the same split '{forget}'")
     roles = {forget: "forget", retain: "retain"}

@@ -27,9 +27,9 @@ from ..metrics import (answer_probability, derive_keywords, exact_memorization, 
 
 OPTION_ROLES = ("world_facts", "real_authors")  # the probability is normalised over the options here
 MIA_ROLES = ("forget", "holdout")
-GENERATION_ROLES = ("forget", "retain", "world_facts", "real_authors")
-ANSWER_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout")
-TRUTH_ROLES = GENERATION_ROLES
+TRUTH_ROLES = ("forget", "retain", "world_facts", "real_authors")
+GENERATION_ROLES = (*TRUTH_ROLES, "knowledge")
+ANSWER_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout", "knowledge")
 STAGES = ("teacher_forcing", "generation", "mia")
 
 

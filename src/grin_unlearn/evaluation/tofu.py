@@ -17,6 +17,9 @@ real_authors  probability of ``answer`` normalised over ``answer`` + ``perturbed
 world_facts   truth ratio of ``answer`` (not a paraphrase) scored ``mean max(0, 1 - R)``
               [ra_/wf_Q_A_Prob_normalised, ra_/wf_Q_A_ROUGE, ra_/wf_Truth_Ratio]
 holdout       the membership-inference scores only (non-members of the forget set)
+knowledge     what a pretrained model knew before fine-tuning (``real_knowledge``, not trained on):
+              probability of ``answer``, ROUGE-L and keyword accuracy of the greedy generation (this
+              project's set, no reference counterpart)
 ============  ==========================================================================================
 
 Added on every generated set: keyword accuracy, with keywords derived from the gold answer when the
@@ -42,7 +45,7 @@ from .config import EvalConfig
 from .engine import AnswerScore, generate_with_config, score_examples
 from .set_metrics import GENERATION_ROLES, SetScores, correct_answer, set_metrics
 
-QA_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout")
+QA_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout", "knowledge")
 
 
 def _pairs(records: list[dict], role: str) -> list[tuple[str, str]]:

@@ -22,8 +22,10 @@ from ..evaluation import EvalConfig, default_roles, load_eval_sets
 from ..io_utils import atomic_write_text
 from ..run_dir import finished_timing, noise_record
 from ..training.objectives import ObjectiveHyperparams
-from .demo_robustness import robustness_section
+from ..evaluation.attacks.study import RelearnSettings
+from .demo_robustness import RELEARN, robustness_section
 from .embedded import EmbeddedConfig, prepare_embedded
+from .real_benchmark import RealBenchmarkConfig, prepare_real
 from .report import markdown_table, metrics_row, plot_metric_bars, plot_quality_utility
 from .runs import SOURCE_FILE, evaluate_model_dir, run_cell
 from .truth_ratio_shift import plot_truth_ratio_cdfs, shift_rows, shift_table
@@ -72,6 +74,34 @@ class DemoConfig:
     grin: MethodSettings = field(default_factory=lambda: replace(DEFAULT_GRIN))
     eval: EvalConfig = field(default_factory=EvalConfig)
     attacks: bool = True  # the robustness section (demo_robustness.py)
+    # Set: the real-model benchmark (SmolLM2 fine-tuned on the world, real_demo.py) replaces `embedded`.
+    real: RealBenchmarkConfig | None = None
+    relearn: RelearnSettings = field(default_factory=lambda: replace(RELEARN))
+
+    @property
+    def forget_split(self) -> str:
+        return (self.real or self.embedded).forget_split
+
+    @property
+    def retain_split(self) -> str:
+        return (self.real or self.embedded).retain_split
+
+    def prepare(self, cache_dir=None, log=print):
+        """The benchmark's world, target and oracle folders (built or reused)."""
+        return prepare_real(self.real, cache_dir, log=log) if self.real is not None else \
+            prepare_embedded(self.embedded, cache_dir, log=log)
+
+    def benchmark_text(self) -> str:
+        if self.real is not None:
+            real = self.real
+            return (f"Real-model benchmark: `{real.model}` (SmolLM2-135M-Instruct from its PyPI wheel) fine-tuned in its "
+                    f"chat template (system prompt \"{real.system_prompt}\") on {real.authors} fictitious authors "
+                    f"(+{real.holdout_authors} holdout), {real.questions_per_author} questions each, plus world facts; "
+                    "`real_knowledge` holds general questions the base answered correctly and no model was trained on")
+        embedded = self.embedded
+        return (f"Embedded benchmark: {embedded.authors} fictitious authors (+{embedded.holdout_authors} holdout), "
+                f"{embedded.questions_per_author} questions each, {embedded.tokenizer} tokenizer, "
+                + ("base pretrained on the background corpus" if embedded.pretrain is not None else "untrained base"))
 
     def unlearn_configs(self) -> dict[str, UnlearnConfig]:
         name = self.objective.upper() if len(self.objective) <= 4 else self.objective
@@ -113,13 +143,13 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
     config = config or DemoConfig()
     out_dir = Path(out_dir)
     stage = Stages(log)
-    assets = prepare_embedded(config.embedded, cache_dir, log=stage)
+    assets = config.prepare(cache_dir, log=stage)
     if out_dir.exists() and not fresh and not _made_from(out_dir, assets.target):
         stage(f"{out_dir} holds a demo of another benchmark build: starting it afresh")
         fresh = True
     if fresh and out_dir.exists():
         shutil.rmtree(out_dir)
-    forget, retain = config.embedded.forget_split, config.embedded.retain_split
+    forget, retain = config.forget_split, config.retain_split
     roles = default_roles(assets.world, forget, retain)
     stage("evaluating the oracle (retrained without the forget authors)")
     oracle = evaluate_model_dir(assets.oracle, assets.world, roles, assets.oracle / f"eval-{forget}.json",
@@ -141,7 +171,7 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
     robustness = []
     if config.attacks:
         stage("attacking every model: 4-bit quantization, relearning")
-        robustness = robustness_section(out_dir, run_dirs, load_eval_sets(assets.world, roles), roles)
+        robustness = robustness_section(out_dir, run_dirs, load_eval_sets(assets.world, roles), roles, config.relearn)
     stage("writing the report")
     chance = chance_table(assets.world, forget, retain, oracle, target)
     report = write_demo_report(out_dir, rows, config, chance, truth_ratio_lines(out_dir, evals, oracle) + robustness)
@@ -204,10 +234,8 @@ def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig, chanc
     density = grin_dir / "density.png"
     lines = [
         "# grin-unlearn demo", "",
-        f"Embedded benchmark: {config.embedded.authors} fictitious authors (+{config.embedded.holdout_authors} holdout), "
-        f"{config.embedded.questions_per_author} questions each, {config.embedded.tokenizer} tokenizer, "
-        + ("base pretrained on the background corpus" if config.embedded.pretrain is not None else "untrained base")
-        + f"; forget split `{config.embedded.forget_split}`, objective `{config.objective}`. Unmasked: "
+        config.benchmark_text()
+        + f"; forget split `{config.forget_split}`, objective `{config.objective}`. Unmasked: "
         f"{config.full.text()}. GRIN: {config.grin.text(masked=True)}. "
         "Wall time is the unlearning run (scoring + training).", "",
         markdown_table(rows), "",

@@ -22,7 +22,8 @@ RELEARN = RelearnSettings(steps=(0, 3, 9), lr=1e-3, batch_size=4)
 SHOWN = (("forget_keyword_accuracy", "keyword acc"), ("forget_rouge_l", "ROUGE-L"))
 
 
-def robustness_section(out_dir: Path, paths: dict[str, Path], sets: dict, roles: dict) -> list[str]:
+def robustness_section(out_dir: Path, paths: dict[str, Path], sets: dict, roles: dict,
+                       relearn_settings: RelearnSettings = RELEARN) -> list[str]:
     """Runs both attacks, writes ``attack_quantize.json``, ``attack_relearn.json`` and ``relearn.png``
     under ``out_dir``, and returns the report's lines: each method's recovery share per attack. Every
     attacked model is evaluated with the ``fast`` protocol (32 new tokens), as ``grin-unlearn attack``
@@ -32,18 +33,18 @@ def robustness_section(out_dir: Path, paths: dict[str, Path], sets: dict, roles:
     args = (lambda p: load_model(str(p), dtype="float32"), tokenizer, sets, roles, fmt,
             EvalConfig.for_protocol("fast", mia=False))
     quant = quantization_study(paths, *args, [QUANTIZATION])
-    relearn = relearn_study(paths, *args, RELEARN)
+    relearn = relearn_study(paths, *args, relearn_settings)
     atomic_write_json(out_dir / "attack_quantize.json", quant)
     atomic_write_json(out_dir / "attack_relearn.json", relearn)
     plot = plot_relearn_recovery(relearn, out_dir / "relearn.png")
-    steps = [str(k) for k in RELEARN.steps if k]
+    steps = [str(k) for k in relearn_settings.steps if k]
     header = ["method"] + [f"{name}: {setting}" for _, name in SHOWN
                            for setting in ["4-bit", *(f"{k} steps" for k in steps)]]
     lines = ["## Does it stay forgotten?", "",
              f"Share of the forgotten knowledge an attack brings back, `(m_attacked − m_oracle_attacked) / "
              f"(m_target − m_oracle)` (0: no more than the oracle after the same attack; 1: the target's level): "
-             f"{QUANTIZATION.label}, and relearning on half of each forget author's questions (lr {RELEARN.lr}, "
-             f"{RELEARN.batch_size} a step) with the other half probed; the `fast` evaluation protocol. One seed: "
+             f"{QUANTIZATION.label}, and relearning on half of each forget author's questions (lr {relearn_settings.lr}, "
+             f"{relearn_settings.batch_size} a step) with the other half probed; the `fast` evaluation protocol. One seed: "
              "a hint (`attack_*.json`, docs/robustness.md).", "",
              "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for label in quant["recovery"]:

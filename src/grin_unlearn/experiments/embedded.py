@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from ..data.records import available_splits, load_qa_split, load_split
 from ..data.world import folder_corpus, write_world
 from ..data.formatting import PromptFormat
 from ..errors import UserInputError
-from ..io_utils import atomic_write_json
+from ..io_utils import atomic_write_json, default_cache_dir
 from ..models import (TinyModelConfig, build_tiny_model, load_model, load_tokenizer, save_model_folder,
                       train_tokenizer)
 from ..subword import compact_subword_tokenizer
@@ -41,15 +40,10 @@ logger = logging.getLogger(__name__)
 
 
 # The built-in target/oracle recipe; `finetune`'s CLI defaults are these values too.
-BUILTIN_FINETUNE = FinetuneConfig(epochs=20, learning_rate=3e-3)
+BUILTIN_FINETUNE = FinetuneConfig(epochs=20, learning_rate=3e-3, max_length=64)
 # The built-in base's pretraining on the background corpus (language modelling on every token).
-BUILTIN_PRETRAIN = FinetuneConfig(epochs=4, learning_rate=3e-3)
+BUILTIN_PRETRAIN = FinetuneConfig(epochs=4, learning_rate=3e-3, max_length=64)
 TOKENIZERS = ("subword", "world-bpe")
-
-
-def default_cache_dir() -> Path:
-    """``$GRIN_UNLEARN_CACHE``, else ``~/.cache/grin-unlearn``."""
-    return Path(os.environ.get("GRIN_UNLEARN_CACHE", Path.home() / ".cache" / "grin-unlearn")).expanduser()
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,7 @@ class EmbeddedAssets:
 def _train(base_dir: Path, records: list[dict], config: EmbeddedConfig, out: Path) -> None:
     tokenizer = load_tokenizer(str(base_dir))
     model = load_model(str(base_dir), dtype="float32", device="cpu").train()
-    fmt = PromptFormat(style=config.prompt_style, max_length=config.finetune.max_length)
+    fmt = PromptFormat(style=config.prompt_style)
     finetune(model, tokenizer, records, config.finetune, out, fmt=fmt)
 
 
@@ -139,7 +133,7 @@ def builtin_base(world_dir: str | Path, model_config: TinyModelConfig, seed: int
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(out) if out is not None else Path(scratch) / "base"
             finetune(model.train(), tokenizer, load_split(world_dir, "background"), pretrain, folder,
-                     fmt=PromptFormat(max_length=pretrain.max_length))
+                     fmt=PromptFormat())
             model = load_model(str(folder), dtype="float32", device="cpu")
     elif out is not None:
         save_model_folder(model, tokenizer, out)

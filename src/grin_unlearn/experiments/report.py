@@ -38,7 +38,10 @@ def format_metric(value, digits: int = 3) -> str:
 
 
 def markdown_table(rows: list[dict], columns: tuple | None = None, time_column: bool = True) -> str:
-    columns = report_columns() if columns is None else columns
+    """A markdown table of ``rows``; by default every results column that holds a value in some row
+    (a benchmark without a knowledge set shows no knowledge column)."""
+    if columns is None:
+        columns = tuple((key, title) for key, title in report_columns() if any(row.get(key) is not None for row in rows))
     header = ["method"] + [title for _, title in columns] + (["wall time (s)"] if time_column else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserInputError
-from .io_utils import atomic_write_json, replace_dir
+from ..errors import UserInputError
+from ..io_utils import atomic_write_json, replace_dir
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +140,11 @@ def save_model_folder(model, tokenizer, out_dir: str | Path, extra_json: dict[st
     """``save_pretrained`` of model and tokenizer as ``out_dir``, atomically, loadable by transformers 4.45–5.x.
 
     Written to a temporary sibling (plus ``extra_json``: file name → JSON object), then renamed over
-    ``out_dir``; a crash leaves the old folder or none, never a half-written one. The tokenizer class
-    name is made one that every supported transformers version knows (see ``_PORTABLE_TOKENIZER_CLASSES``).
+    ``out_dir``; a crash leaves the old folder or none, never a half-written one. What transformers 5
+    writes and 4.45 would misread is written both ways: the tokenizer class name becomes one every
+    supported version knows (``_PORTABLE_TOKENIZER_CLASSES``), the chat template goes into
+    ``tokenizer_config.json`` as well as ``chat_template.jinja``, and the RoPE base into ``rope_theta``
+    as well as ``rope_parameters`` (4.45 reads only ``rope_theta`` and would silently use 10,000).
     ``state_dict`` replaces the model's own (the gathered full weights of a sharded model).
     """
     out_dir = Path(out_dir)
@@ -150,7 +153,8 @@ def save_model_folder(model, tokenizer, out_dir: str | Path, extra_json: dict[st
     try:
         model.save_pretrained(staging, state_dict=state_dict)
         tokenizer.save_pretrained(staging)
-        _make_tokenizer_config_portable(staging / "tokenizer_config.json")
+        _make_tokenizer_config_portable(staging / "tokenizer_config.json", getattr(tokenizer, "chat_template", None))
+        _make_model_config_portable(staging / "config.json")
         for name, obj in (extra_json or {}).items():
             atomic_write_json(staging / name, obj)
         replace_dir(staging, out_dir)
@@ -160,14 +164,28 @@ def save_model_folder(model, tokenizer, out_dir: str | Path, extra_json: dict[st
     return out_dir
 
 
-def _make_tokenizer_config_portable(path: Path) -> None:
+def _make_tokenizer_config_portable(path: Path, chat_template: str | None = None) -> None:
     if not path.is_file():
         return
     config = json.loads(path.read_text(encoding="utf-8"))
+    changed = dict(config)
     portable = _PORTABLE_TOKENIZER_CLASSES.get(config.get("tokenizer_class"))
     if portable is not None:
-        config["tokenizer_class"] = portable
-        config.pop("backend", None)
+        changed["tokenizer_class"] = portable
+        changed.pop("backend", None)
+    if isinstance(chat_template, str) and "chat_template" not in config:
+        changed["chat_template"] = chat_template  # 4.45 does not read chat_template.jinja
+    if changed != config:
+        atomic_write_json(path, changed)
+
+
+def _make_model_config_portable(path: Path) -> None:
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    rope = config.get("rope_parameters")
+    if isinstance(rope, dict) and "rope_theta" in rope and "rope_theta" not in config:
+        config["rope_theta"] = rope["rope_theta"]
         atomic_write_json(path, config)
 
 
