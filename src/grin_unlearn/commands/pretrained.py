@@ -23,13 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and print its path; --model NAME uses that copy)")
     parser.add_argument("--cache-dir", default=None, help="cache root (default $GRIN_UNLEARN_CACHE or ~/.cache/grin-unlearn)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    parser.add_argument("--gguf", default=None,
+                        help="read this copy of the model's GGUF file instead of the installed wheel's")
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UserInputError(f"--out: {out} already exists and is not empty (pass --overwrite to replace it)")
-    folder = pretrained_folder(args.name, args.cache_dir, log=print)
+    folder = pretrained_folder(args.name, args.cache_dir, log=print, gguf_path=args.gguf)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))

@@ -29,7 +29,9 @@ OPTION_ROLES = ("world_facts", "real_authors")  # the probability is normalised 
 MIA_ROLES = ("forget", "holdout")
 TRUTH_ROLES = ("forget", "retain", "world_facts", "real_authors")
 GENERATION_ROLES = (*TRUTH_ROLES, "knowledge")
-ANSWER_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout", "knowledge")
+# Not "knowledge": its answers are short canonical forms ("Paris"), not what the model says in a
+# sentence, so their probability measures phrasing, not knowledge.
+ANSWER_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout")
 STAGES = ("teacher_forcing", "generation", "mia")
 
 

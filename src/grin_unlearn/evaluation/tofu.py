@@ -18,8 +18,8 @@ world_facts   truth ratio of ``answer`` (not a paraphrase) scored ``mean max(0, 
               [ra_/wf_Q_A_Prob_normalised, ra_/wf_Q_A_ROUGE, ra_/wf_Truth_Ratio]
 holdout       the membership-inference scores only (non-members of the forget set)
 knowledge     what a pretrained model knew before fine-tuning (``real_knowledge``, not trained on):
-              probability of ``answer``, ROUGE-L and keyword accuracy of the greedy generation (this
-              project's set, no reference counterpart)
+              ROUGE-L and keyword accuracy of the greedy generation (this project's set, no reference
+              counterpart; its answers are short forms, so no probability metric reads it)
 ============  ==========================================================================================
 
 Added on every generated set: keyword accuracy, with keywords derived from the gold answer when the

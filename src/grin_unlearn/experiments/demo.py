@@ -8,6 +8,7 @@ against the oracle; attacks every model (:mod:`.demo_robustness`); prints one ta
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -152,12 +153,13 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
     forget, retain = config.forget_split, config.retain_split
     roles = default_roles(assets.world, forget, retain)
     stage("evaluating the oracle (retrained without the forget authors)")
-    oracle = evaluate_model_dir(assets.oracle, assets.world, roles, assets.oracle / f"eval-{forget}.json",
+    cached = cached_eval_name(forget, config.eval)
+    oracle = evaluate_model_dir(assets.oracle, assets.world, roles, assets.oracle / cached,
                                 config.eval)
     oracle["aggregates"] = aggregate(oracle["sets"], oracle)  # forget quality against itself: 1.0
     rows = [metrics_row("oracle", oracle)]
     stage("evaluating the target (trained on everything)")
-    target = evaluate_model_dir(assets.target, assets.world, roles, assets.target / f"eval-{forget}.json",
+    target = evaluate_model_dir(assets.target, assets.world, roles, assets.target / cached,
                                 config.eval, oracle)
     rows.insert(0, metrics_row("target", target))
     evals, run_dirs = {"target": target}, {"target": assets.target, "oracle": assets.oracle}
@@ -177,6 +179,13 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
     report = write_demo_report(out_dir, rows, config, chance, truth_ratio_lines(out_dir, evals, oracle) + robustness)
     stage(f"done: {report}")
     return rows, report
+
+def cached_eval_name(forget: str, eval_config: EvalConfig) -> str:
+    """The file the demo caches a target's or oracle's evaluation in, inside the model folder: one per
+    forget split and evaluation settings, so a demo with other settings does not reuse another's."""
+    digest = hashlib.sha256(json.dumps(eval_config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    return f"eval-{forget}-{digest}.json"
+
 
 def chance_table(world: Path, forget: str, retain: str, oracle: dict, target: dict) -> str:
     """Keyword accuracy on the forget split by attribute: the guessing baseline, the oracle, the target.

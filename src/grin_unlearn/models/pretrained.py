@@ -123,18 +123,29 @@ def convert(source: PretrainedSource, out_dir: str | Path, gguf_path: Path | Non
         FORMAT_FILE: fmt.to_dict(), PROVENANCE_FILE: provenance(source, gguf_path, sha256, content.tensor_types)})
 
 
-def pretrained_folder(name: str, cache_dir: str | Path | None = None, log=None) -> Path:
+def pretrained_folder(name: str, cache_dir: str | Path | None = None, log=None, gguf_path: str | Path | None = None) -> Path:
     """The converted folder of pretrained source ``name``, built on first use under
-    ``<cache>/pretrained/<name>/`` and rebuilt when the installed file or the converter changed."""
+    ``<cache>/pretrained/<name>/`` and rebuilt when the installed file or the converter changed.
+    ``gguf_path`` reads a copy of the source's file instead of the installed package's (a machine
+    where the wheel cannot be installed)."""
     source = get_source(name)
-    gguf_path = find_gguf(source)
+    if gguf_path is not None and not Path(gguf_path).is_file():
+        raise UserInputError(f"--gguf: {gguf_path} is not a file (expected {source.gguf_file})")
     folder = Path(cache_dir or default_cache_dir()) / "pretrained" / name
     record = folder / PROVENANCE_FILE
-    if record.is_file() and (folder / "config.json").is_file():
-        recorded = json.loads(record.read_text(encoding="utf-8"))
-        if (recorded.get("converter_version") == CONVERTER_VERSION
-                and recorded.get("gguf_sha256") == sha256_file(gguf_path)):
-            return folder
+    recorded = (json.loads(record.read_text(encoding="utf-8"))
+                if record.is_file() and (folder / "config.json").is_file() else {})
+    current = recorded.get("converter_version") == CONVERTER_VERSION
+    if gguf_path is None:
+        try:
+            gguf_path = find_gguf(source)
+        except UserInputError:
+            if current:  # converted earlier from a file that is not installed here
+                return folder
+            raise
+    gguf_path = Path(gguf_path)
+    if current and recorded.get("gguf_sha256") == sha256_file(gguf_path):
+        return folder
     (log or logger.warning)(f"converting {source.gguf_file} from {source.distribution} into {folder} (once; ~20 s)")
     return convert(source, folder, gguf_path)
 
