@@ -20,6 +20,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True, 
                         help="weights dtype (auto: bf16 on a GPU that supports it, else fp32)")
     parser.add_argument("--chat-template", action="store_true",
                         help="format prompts with the tokenizer's chat template instead of 'Question: …\\nAnswer:'")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: autocast over fp32 weights, gradients, optimizer state and G_f/G_r (CPUs with bf16 "
+                             "units, GPUs; docs/performance.md says how far it moves the numbers)")
     if max_length:  # commands with a TrainConfig get --max-length from it
         parser.add_argument("--max-length", type=int, default=128, help="max tokens per example (longer ones are truncated)")
 

@@ -77,7 +77,8 @@ def eval_config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import REFERENCE_FILE, evaluate, format_summary, load_oracle, save_eval, to_reference_logs
     from ..evaluation.lm_eval import LM_EVAL_FILE, lm_eval_tasks, run_lm_eval
-    from ..models import load_model, load_tokenizer
+    from ..models import load_model, load_tokenizer, model_device
+    from ..precision import autocast
 
     out = Path(args.out).expanduser()
     lm_eval_only = bool(args.lm_eval_tasks) and args.benchmark == "auto" and not args.data
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         fmt = prompt_format_from_args(args, max_length=args.max_length)
         tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
         model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-        result = evaluate(model, tokenizer, plan.sets, plan.roles, fmt, config, oracle)
+        with autocast(args.precision, model_device(model)):
+            result = evaluate(model, tokenizer, plan.sets, plan.roles, fmt, config, oracle)
         if plan.safety:
             from ..evaluation.safety import SafetyClassifier, add_safety_results
 
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                     result["aggregates"][f"accuracy_{name}"] = entry["metrics"]["multiple_choice_accuracy"]
                     result["aggregates"][f"cloze_accuracy_{name}"] = entry["metrics"]["cloze_accuracy"]
         result["config"].update({"model": str(args.model), "data": str(plan.data), "benchmark": args.benchmark,
-                                 "forget": args.forget, "retain": args.retain,
+                                 "forget": args.forget, "retain": args.retain, "precision": args.precision,
                                  "oracle_path": str(args.oracle) if args.oracle else None})
         save_eval(out / "eval.json", result)
         reference = to_reference_logs(result)

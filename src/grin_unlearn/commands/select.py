@@ -18,7 +18,8 @@ from ..parallel.distributed import fsdp2_requested, init_from_launcher, is_main_
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
 from ..masks import save_mask_with_report
-from ..models import load_model, load_tokenizer
+from ..models import load_model, load_tokenizer, model_device
+from ..precision import autocast
 from ..run_dir import CONFIG_FILE, MASK_FILE, environment
 from ..parallel.sharding import full_masks, shard_model
 from ..pipeline import build_masks
@@ -56,15 +57,17 @@ def run(args: argparse.Namespace) -> int:
         shard_model(model, device)
     fmt = prompt_format_from_args(args, max_length=args.max_length)
     auto: dict = {}
-    masks, timing = build_masks(model, tokenizer, forget, retain, selection, args.seed, fmt,
-                                log=print if is_main_process() else lambda *_: None, auto=auto)
+    with autocast(args.precision, model_device(model)):
+        masks, timing = build_masks(model, tokenizer, forget, retain, selection, args.seed, fmt,
+                                    log=print if is_main_process() else lambda *_: None, auto=auto)
     if "ratio" in auto:  # record the p used; the request and its evidence go under "auto"
         selection = dataclasses.replace(selection, ratio=auto["ratio"]["ratio"])
     masks = full_masks(masks)  # FSDP2: gathered onto the main process (every process takes part)
     if is_main_process():
         resolved = {"selection": dataclasses.asdict(selection), "seed": args.seed, "model": args.model,
                     "benchmark": args.benchmark, "data": sets.data, "forget": sets.forget_name,
-                    "retain": sets.retain_name, "prompt_format": fmt.to_dict(), "environment": environment(),
+                    "retain": sets.retain_name, "prompt_format": fmt.to_dict(), "precision": args.precision,
+                    "environment": environment(),
                     **({"auto": auto} if auto else {})}
         report = save_mask_with_report(out / MASK_FILE, masks, metadata=resolved,
                                        title=f"{selection.scorer}, p={selection.ratio}")

@@ -13,7 +13,8 @@ from ..data.unlearning import check_objective_accepts
 from ..parallel.distributed import fsdp2_requested, is_main_process
 from ..errors import UserInputError
 from ..masks import load_mask
-from ..models import load_model, load_tokenizer
+from ..models import load_model, load_tokenizer, model_device
+from ..precision import autocast
 from ..training.objectives import OBJECTIVES, ObjectiveHyperparams, get_objective
 from ..run_dir import check_out_dir, check_resume_record
 from ..pipeline import resume_record, unlearn
@@ -67,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     # Under FSDP2 every process loads the whole model on its CPU; unlearn() moves only its shards to its device.
     model = load_model(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
                        device="cpu" if fsdp2_requested() else None)
-    result = unlearn(model, tokenizer, forget, retain, config, args.out, fmt=fmt, mask_path=args.mask,
-                     resume=args.resume, overwrite=args.overwrite)
+    with autocast(args.precision, model_device(model)):  # scoring, reference log-probs and training
+        result = unlearn(model, tokenizer, forget, retain, config, args.out, fmt=fmt, mask_path=args.mask,
+                         resume=args.resume, overwrite=args.overwrite)
     if is_main_process():
         print(json.dumps({"out": str(result.out_dir), "timing_s": {k: round(v, 2) for k, v in result.timing.items()}},
                          indent=1))

@@ -18,11 +18,10 @@ import torch
 from ..data.formatting import FORMAT_FILE, PadCollator, PromptFormat, encode_training_records
 from ..errors import UserInputError
 from ..models import pad_token_id, save_model_folder
+from ..precision import check_precision
 from .arguments import quiet_log_lines, training_arguments
 
 logger = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,7 @@ class FinetuneConfig:
             raise UserInputError(f"--batch-size must be positive, got {self.batch_size}")
         if self.max_length is not None and self.max_length < 2:
             raise UserInputError(f"--max-length must be at least 2, got {self.max_length}")
-        if self.precision not in PRECISIONS:
-            raise UserInputError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision)
 
 
 class ListDataset(torch.utils.data.Dataset):
