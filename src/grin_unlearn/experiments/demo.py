@@ -21,6 +21,7 @@ from ..data.world import chance_levels
 from ..evaluation import aggregate
 from ..evaluation import EvalConfig, default_roles, load_eval_sets
 from ..io_utils import atomic_write_text
+from ..precision import autocast
 from ..run_dir import finished_timing, noise_record
 from ..training.objectives import ObjectiveHyperparams
 from ..evaluation.attacks.study import RelearnSettings
@@ -78,6 +79,10 @@ class DemoConfig:
     # Set: the real-model benchmark (SmolLM2 fine-tuned on the world, real_demo.py) replaces `embedded`.
     real: RealBenchmarkConfig | None = None
     relearn: RelearnSettings = field(default_factory=lambda: replace(RELEARN))
+    # Unlearning, evaluation and attacks under this precision (grin_unlearn.precision).
+    precision: str = "fp32"
+    # The set roles the attacked models are evaluated on (None: every set; the section reads forget metrics).
+    attack_roles: tuple[str, ...] | None = None
 
     @property
     def forget_split(self) -> str:
@@ -142,9 +147,13 @@ class Stages:
 def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None, cache_dir=None,
              fresh: bool = False, log=print) -> tuple[list[dict], Path]:
     config = config or DemoConfig()
-    out_dir = Path(out_dir)
     stage = Stages(log)
     assets = config.prepare(cache_dir, log=stage)
+    with autocast(config.precision):
+        return _run_demo(Path(out_dir), config, assets, fresh, stage)
+
+
+def _run_demo(out_dir: Path, config: DemoConfig, assets, fresh: bool, stage) -> tuple[list[dict], Path]:
     if out_dir.exists() and not fresh and not _made_from(out_dir, assets.target):
         stage(f"{out_dir} holds a demo of another benchmark build: starting it afresh")
         fresh = True
@@ -153,7 +162,7 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
     forget, retain = config.forget_split, config.retain_split
     roles = default_roles(assets.world, forget, retain)
     stage("evaluating the oracle (retrained without the forget authors)")
-    cached = cached_eval_name(forget, config.eval)
+    cached = cached_eval_name(forget, config.eval, config.precision)
     oracle = evaluate_model_dir(assets.oracle, assets.world, roles, assets.oracle / cached,
                                 config.eval)
     oracle["aggregates"] = aggregate(oracle["sets"], oracle)  # forget quality against itself: 1.0
@@ -173,17 +182,20 @@ def run_demo(out_dir: str | Path = "runs/demo", config: DemoConfig | None = None
     robustness = []
     if config.attacks:
         stage("attacking every model: 4-bit quantization, relearning")
-        robustness = robustness_section(out_dir, run_dirs, load_eval_sets(assets.world, roles), roles, config.relearn)
+        attacked = {n: r for n, r in roles.items() if config.attack_roles is None or r in config.attack_roles}
+        robustness = robustness_section(out_dir, run_dirs, load_eval_sets(assets.world, attacked), attacked,
+                                        config.relearn)
     stage("writing the report")
     chance = chance_table(assets.world, forget, retain, oracle, target)
     report = write_demo_report(out_dir, rows, config, chance, truth_ratio_lines(out_dir, evals, oracle) + robustness)
     stage(f"done: {report}")
     return rows, report
 
-def cached_eval_name(forget: str, eval_config: EvalConfig) -> str:
+def cached_eval_name(forget: str, eval_config: EvalConfig, precision: str = "fp32") -> str:
     """The file the demo caches a target's or oracle's evaluation in, inside the model folder: one per
-    forget split and evaluation settings, so a demo with other settings does not reuse another's."""
-    digest = hashlib.sha256(json.dumps(eval_config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    forget split, evaluation settings and precision, so a demo with other settings does not reuse another's."""
+    settings = eval_config.to_dict() | ({"precision": precision} if precision != "fp32" else {})
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"eval-{forget}-{digest}.json"
 
 
@@ -244,7 +256,8 @@ def write_demo_report(out_dir: Path, rows: list[dict], config: DemoConfig, chanc
     lines = [
         "# grin-unlearn demo", "",
         config.benchmark_text()
-        + f"; forget split `{config.forget_split}`, objective `{config.objective}`. Unmasked: "
+        + f"; forget split `{config.forget_split}`, objective `{config.objective}`"
+        + (f", {config.precision} autocast over fp32 weights" if config.precision != "fp32" else "") + ". Unmasked: "
         f"{config.full.text()}. GRIN: {config.grin.text(masked=True)}. "
         "Wall time is the unlearning run (scoring + training).", "",
         markdown_table(rows), "",
