@@ -23,8 +23,8 @@ import sys
 from . import __version__
 from .errors import TrainingStoppedError, UserInputError
 
-COMMAND_MODULES = ("demo", "world", "pretrained", "finetune", "select", "unlearn", "eval", "attack", "compare", "sweep", "report",
-                   "tune")
+COMMAND_MODULES = ("demo", "world", "pretrained", "finetune", "select", "unlearn", "eval", "attack", "compare",
+                   "sweep", "report", "tune")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -191,6 +191,7 @@ def _run_demo(out_dir: Path, config: DemoConfig, assets, fresh: bool, stage) -> 
     stage(f"done: {report}")
     return rows, report
 
+
 def cached_eval_name(forget: str, eval_config: EvalConfig, precision: str = "fp32") -> str:
     """The file the demo caches a target's or oracle's evaluation in, inside the model folder: one per
     forget split, evaluation settings and precision, so a demo with other settings does not reuse another's."""
