@@ -101,7 +101,7 @@ def test_masked_npo_steps_on_the_real_model(smollm2, tmp_path):
     world = generate_world(authors=10, holdout_authors=1, seed=0, questions_per_author=4)
     forget, retain = world["forget10"][:4], world["retain90"][:4]
     fmt = PromptFormat.load(smollm2).with_max_length(128)
-    assert fmt.chat_template and fmt.system_prompt == SYSTEM_PROMPT
+    assert fmt.chat_template and fmt.system_prompt == SYSTEM_PROMPT and fmt.style == "tofu"
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     config = UnlearnConfig("npo", SelectionConfig(scorer="grin", ratio=1e-3), NoiseConfig(noise_var=0.0),
                            TrainConfig(epochs=1, lr=1e-4, batch_size=2, warmup_ratio=0.0, max_length=128))

@@ -29,6 +29,9 @@ from ..io_utils import default_cache_dir
 logger = logging.getLogger(__name__)
 
 PROVENANCE_FILE = "pretrained.json"
+# The prompt format a model is used in (grin_unlearn.data.formatting.FORMAT_FILE, a layer above this
+# one): a partial mapping, PromptFormat's defaults fill the rest when it is loaded.
+FORMAT_FILE = "prompt_format.json"
 # Bumped when the conversion changes, so cached folders are rebuilt.
 CONVERTER_VERSION = 1
 # The system prompt the real-model benchmark formats every conversation with: the reference's
@@ -110,7 +113,6 @@ def provenance(source: PretrainedSource, gguf_path: Path, sha256: str, tensor_ty
 def convert(source: PretrainedSource, out_dir: str | Path, gguf_path: Path | None = None) -> Path:
     """Read the source's GGUF and write ``out_dir`` (atomically): fp32 model, tokenizer with its chat
     template, ``prompt_format.json`` (chat template, :data:`SYSTEM_PROMPT`) and ``pretrained.json``."""
-    from ..data.formatting import FORMAT_FILE, PromptFormat
     from . import save_model_folder
     from .gguf_llama import build_model, build_tokenizer, read_gguf_llama
 
@@ -118,9 +120,9 @@ def convert(source: PretrainedSource, out_dir: str | Path, gguf_path: Path | Non
     sha256 = sha256_file(gguf_path)
     content = read_gguf_llama(gguf_path)
     model, tokenizer = build_model(content), build_tokenizer(content)
-    fmt = PromptFormat(chat_template=True, system_prompt=SYSTEM_PROMPT)
     return save_model_folder(model, tokenizer, out_dir, extra_json={
-        FORMAT_FILE: fmt.to_dict(), PROVENANCE_FILE: provenance(source, gguf_path, sha256, content.tensor_types)})
+        FORMAT_FILE: {"chat_template": True, "system_prompt": SYSTEM_PROMPT},
+        PROVENANCE_FILE: provenance(source, gguf_path, sha256, content.tensor_types)})
 
 
 def pretrained_folder(name: str, cache_dir: str | Path | None = None, log=None, gguf_path: str | Path | None = None) -> Path:
