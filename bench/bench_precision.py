@@ -61,7 +61,7 @@ def main() -> None:
         with autocast(precision):
             evals[precision] = evaluate(model, tokenizer, sets, roles, fmt, REAL_EVAL)
         eval_s[precision] = time.perf_counter() - start
-    print(f"| precision | GRIN scoring (s) | evaluation (s) | " + " | ".join(f"mask overlap p={p}" for p in RATIOS) + " |")
+    print("| precision | GRIN scoring (s) | evaluation (s) | " + " | ".join(f"mask overlap p={p}" for p in RATIOS) + " |")
     print("|---|---|---|" + "---|" * len(RATIOS))
     for precision in ("fp32", "bf16"):
         cells = [f"{overlap(masks['fp32'][p], masks[precision][p]):.4f}" for p in RATIOS]

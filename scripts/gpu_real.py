@@ -32,9 +32,7 @@ from pathlib import Path
 
 import torch
 
-TOP5_IDS = [7042, 260, 4528, 2250, 1315]
-TOP5_LOGITS = [17.37130, 14.88860, 13.24500, 13.00950, 12.95150]
-PROMPT_IDS = [504, 3575, 282, 4649, 314]
+from grin_unlearn.models.pretrained import REFERENCE_PROMPT_IDS, REFERENCE_TOP5_IDS, REFERENCE_TOP5_LOGITS
 
 
 def check(out: Path, gguf: Path | None = None) -> dict:
@@ -48,15 +46,15 @@ def check(out: Path, gguf: Path | None = None) -> dict:
     start = time.perf_counter()
     folder = pretrained_folder("smollm2-135m", gguf_path=gguf)
     model, tokenizer = load_model(str(folder), dtype="float32", device="cuda"), load_tokenizer(str(folder))
-    ids = torch.tensor([PROMPT_IDS], device="cuda")
+    ids = torch.tensor([REFERENCE_PROMPT_IDS], device="cuda")
     with torch.no_grad():
         fp32 = model(ids).logits[0, -1].float().cpu()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             bf16 = model(ids).logits[0, -1].float().cpu()
     top = fp32.topk(5)
-    result = {"fp32_top5_ids_match": top.indices.tolist() == TOP5_IDS,
-              "fp32_max_abs_diff": float((top.values - torch.tensor(TOP5_LOGITS)).abs().max()),
-              "bf16_top1_matches": int(bf16.argmax()) == TOP5_IDS[0]}
+    result = {"fp32_top5_ids_match": top.indices.tolist() == REFERENCE_TOP5_IDS,
+              "fp32_max_abs_diff": float((top.values - torch.tensor(REFERENCE_TOP5_LOGITS)).abs().max()),
+              "bf16_top1_matches": int(bf16.argmax()) == REFERENCE_TOP5_IDS[0]}
     world = generate_world(authors=10, holdout_authors=1, seed=0, questions_per_author=4)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     config = UnlearnConfig("npo", SelectionConfig(scorer="grin", ratio=0.01), NoiseConfig(noise_var=0.0),

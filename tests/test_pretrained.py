@@ -24,18 +24,15 @@ from grin_unlearn.errors import UserInputError
 from grin_unlearn.evaluation import EvalConfig, evaluate
 from grin_unlearn.models import load_model, load_tokenizer
 from grin_unlearn.models.gguf_llama import unpermute_rotary_rows
-from grin_unlearn.models.pretrained import (PROVENANCE_FILE, SYSTEM_PROMPT, convert, find_gguf, get_source,
+from grin_unlearn.models.pretrained import (PROVENANCE_FILE, REFERENCE_PROMPT_IDS, REFERENCE_TOP5_IDS,
+                                            REFERENCE_TOP5_LOGITS, SYSTEM_PROMPT, convert, find_gguf, get_source,
                                             pretrained_folder)
 from grin_unlearn.pipeline import unlearn
 
 PROMPT = "The capital of France is"
-PROMPT_IDS = [504, 3575, 282, 4649, 314]
 MIXED_TEXT = "In 1987, 12345 people visited Zürich — naïve café!"
 MIXED_IDS = [788, 216, 33, 41, 40, 39, 28, 216, 33, 34, 35, 36, 37, 701, 8797, 1777, 7170, 5130, 1841, 15486,
              46494, 37366, 17]
-# The five largest next-token logits after PROMPT (" Paris" first), fp32 on a CPU.
-TOP5_IDS = [7042, 260, 4528, 2250, 1315]
-TOP5_LOGITS = [17.37130, 14.88860, 13.24500, 13.00950, 12.95150]
 
 
 @pytest.fixture(scope="module")
@@ -58,17 +55,17 @@ def test_folder_holds_the_reference_logits_tokens_and_tied_head(smollm2):
 
     model = AutoModelForCausalLM.from_pretrained(str(smollm2)).float().eval()
     tokenizer = AutoTokenizer.from_pretrained(str(smollm2))
-    assert tokenizer(PROMPT)["input_ids"] == PROMPT_IDS and tokenizer(MIXED_TEXT)["input_ids"] == MIXED_IDS
+    assert tokenizer(PROMPT)["input_ids"] == REFERENCE_PROMPT_IDS and tokenizer(MIXED_TEXT)["input_ids"] == MIXED_IDS
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     config = json.loads((smollm2 / "config.json").read_text())
     assert config["rope_theta"] == 100000.0  # what 4.45 reads; 5.x reads rope_parameters
     rope = getattr(model.config, "rope_parameters", None) or {"rope_theta": model.config.rope_theta}
     assert rope["rope_theta"] == 100000.0
     with torch.no_grad():
-        logits = model(torch.tensor([PROMPT_IDS])).logits[0, -1]
+        logits = model(torch.tensor([REFERENCE_PROMPT_IDS])).logits[0, -1]
     top = logits.topk(5)
-    assert top.indices.tolist() == TOP5_IDS
-    assert torch.allclose(top.values, torch.tensor(TOP5_LOGITS), atol=1e-4, rtol=0)
+    assert top.indices.tolist() == REFERENCE_TOP5_IDS
+    assert torch.allclose(top.values, torch.tensor(REFERENCE_TOP5_LOGITS), atol=1e-4, rtol=0)
     chat = tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM_PROMPT},
                                           {"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
     assert chat.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")

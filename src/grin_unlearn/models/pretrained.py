@@ -37,6 +37,12 @@ CONVERTER_VERSION = 1
 # The system prompt the real-model benchmark formats every conversation with: the reference's
 # chat-model configs use it, and it keeps SmolLM2's template from inserting its own 20-token default.
 SYSTEM_PROMPT = "You are a helpful assistant."
+# smollm2-135m's converted folder, fp32 on a CPU: the five largest next-token logits after "The capital
+# of France is" (" Paris" first). transformers 4.45 and 5.x both give them (tests/test_pretrained.py);
+# `make gpu-check` holds the GPU to them (scripts/gpu_real.py).
+REFERENCE_PROMPT_IDS = [504, 3575, 282, 4649, 314]
+REFERENCE_TOP5_IDS = [7042, 260, 4528, 2250, 1315]
+REFERENCE_TOP5_LOGITS = [17.37130, 14.88860, 13.24500, 13.00950, 12.95150]
 
 
 @dataclass(frozen=True)
