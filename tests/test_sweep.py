@@ -147,3 +147,46 @@ def test_micro_sweep_runs_then_resumes_only_the_crashed_cell(tmp_path):
     changed.write_text(MICRO.read_text().replace("lr: 2.0e-3", "lr: 5.0e-3"))
     with pytest.raises(UserInputError, match="train.lr"):
         run_sweep(changed, out, cache, log=lambda *a, **k: None)
+
+
+def test_real_benchmark_spec_keeps_the_recipe_under_partial_overrides():
+    from grin_unlearn.experiments.real_benchmark import DEFAULT_REAL, REAL_FINETUNE
+    from grin_unlearn.experiments.sweep import with_target_seed
+
+    assert parse_spec({"real": {}}).real == DEFAULT_REAL  # the cached benchmark, not another one
+    spec = parse_spec({"real": {"authors": 12, "finetune": {"epochs": 3}}, "precision": "bf16"}, "real.yaml")
+    assert spec.benchmark is spec.real and spec.benchmark_key == "real" and spec.precision == "bf16"
+    # a given finetune field replaces the recipe's, the others stay the recipe's (not the class defaults)
+    assert spec.real.finetune.epochs == 3 and spec.real.authors == 12
+    assert (spec.real.finetune.learning_rate, spec.real.finetune.precision) == (REAL_FINETUNE.learning_rate, "bf16")
+    seeded = with_target_seed(spec, 4)
+    assert seeded.real.finetune.seed == 4 and seeded.real.finetune.epochs == 3
+    assert seeded.raw["real"]["finetune"] == {"epochs": 3, "seed": 4}
+    assert parse_spec({}).precision == "fp32" and parse_spec({}).benchmark_key == "embedded"
+
+
+@pytest.mark.parametrize("spec, named", [
+    ({"real": {}, "embedded": {}}, "not both"),
+    ({"real": {"layers": 3}}, "layers"),
+    ({"real": {"finetune": {"lr": 1}}}, r"real\.finetune"),
+    ({"real": {"forget_split": "forget50"}}, "forget50"),
+    ({"real": {}, "model": "m", "data": "d"}, "'real' or 'model'"),
+    ({"precision": "fp16"}, "precision"),
+])
+def test_bad_real_specs_raise_naming_the_key(spec, named):
+    with pytest.raises(UserInputError, match=named):
+        parse_spec(spec, "bad.yaml")
+
+
+def test_precision_reaches_the_evaluation(micro_model_dir, micro_world_dir, tmp_path):
+    """A sweep's ``precision`` runs the cell's evaluation under it: bf16 moves the numbers a little."""
+    from grin_unlearn.evaluation import EvalConfig, default_roles
+    from grin_unlearn.experiments.runs import evaluate_model_dir
+
+    roles = default_roles(micro_world_dir, "forget10", "retain90")
+    config = EvalConfig(max_items=4, max_new_tokens=4, mia=False)
+    results = {p: evaluate_model_dir(micro_model_dir, micro_world_dir, roles, tmp_path / f"{p}.json", config,
+                                     precision=p) for p in ("fp32", "bf16")}
+    probs = {p: r["sets"]["forget10"]["per_item"]["answer_loss"] for p, r in results.items()}
+    assert probs["fp32"] != probs["bf16"]
+    assert probs["fp32"] == pytest.approx(probs["bf16"], rel=0.1)

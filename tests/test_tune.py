@@ -194,3 +194,23 @@ def test_micro_tuner_run_completes_and_resumes(tmp_path):
             assert saved["config"]["selection"]["ratio"] == saved["auto"]["ratio"]["ratio"] == cell["ratio_used"] < 1
             assert saved["auto"]["ratio"]["method"].startswith(rule)
     assert (out / "auto_npo_grin.md").is_file()
+
+
+def test_bounds_relative_to_the_target_resolve_to_numbers():
+    from grin_unlearn.experiments.tune_spec import resolve_rule
+
+    spec = parse_tune_spec({"space": {"train.lr": {"low": 1e-4, "high": 1e-2}},
+                            "select": {"maximize": "forget_quality",
+                                       "subject_to": {"model_utility": {"min_of_target": 0.95},
+                                                      "forget_keyword_accuracy": {"max": 0.1}},
+                                       "fallback": "model_utility"}}, "t.yaml")
+    rule = resolve_rule(spec.rule, {"model_utility": 0.6, "forget_keyword_accuracy": 0.7})
+    assert rule["subject_to"] == {"model_utility": {"min": pytest.approx(0.57)}, "forget_keyword_accuracy": {"max": 0.1}}
+    rows = [_row(0, 0.9, 0.56, forget_keyword_accuracy=0.0), _row(1, 0.4, 0.58, forget_keyword_accuracy=0.0),
+            _row(2, 0.3, 0.70, forget_keyword_accuracy=0.05)]
+    assert select_trial(rows, rule)[0]["number"] == 1  # trial 0 forgets best but keeps < 0.95× the target's utility
+    with pytest.raises(UserInputError, match="target's model_utility"):
+        resolve_rule(spec.rule, {"forget_keyword_accuracy": 0.7})
+    with pytest.raises(UserInputError, match="min_of_target"):
+        parse_tune_spec({"space": {"train.lr": {"low": 1e-4, "high": 1e-2}},
+                         "select": {"maximize": "forget_quality", "subject_to": {"model_utility": {"above": 1}}}})

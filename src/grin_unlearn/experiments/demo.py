@@ -26,8 +26,9 @@ from ..run_dir import finished_timing, noise_record
 from ..training.objectives import ObjectiveHyperparams
 from ..evaluation.attacks.study import RelearnSettings
 from .demo_robustness import RELEARN, robustness_section
-from .embedded import EmbeddedConfig, prepare_embedded
-from .real_benchmark import RealBenchmarkConfig, prepare_real
+from .benchmarks import prepare_benchmark
+from .embedded import EmbeddedConfig
+from .real_benchmark import RealBenchmarkConfig
 from .report import markdown_table, metrics_row, plot_metric_bars, plot_quality_utility
 from .runs import SOURCE_FILE, evaluate_model_dir, run_cell
 from .truth_ratio_shift import plot_truth_ratio_cdfs, shift_rows, shift_table
@@ -94,8 +95,7 @@ class DemoConfig:
 
     def prepare(self, cache_dir=None, log=print):
         """The benchmark's world, target and oracle folders (built or reused)."""
-        return prepare_real(self.real, cache_dir, log=log) if self.real is not None else \
-            prepare_embedded(self.embedded, cache_dir, log=log)
+        return prepare_benchmark(self.real or self.embedded, cache_dir, log=log)
 
     def benchmark_text(self) -> str:
         if self.real is not None:

@@ -20,9 +20,10 @@ from ..evaluation import load_eval, save_eval
 from ..evaluation import EvalConfig, evaluate, load_eval_sets
 from ..errors import UserInputError
 from ..io_utils import atomic_write_json
-from ..models import load_model, load_tokenizer
+from ..models import load_model, load_tokenizer, model_device
 from ..run_dir import EVAL_FILE, MODEL_DIR, is_evaluated, is_finished
 from ..pipeline import unlearn
+from ..precision import autocast
 
 
 SOURCE_FILE = "source.json"
@@ -66,22 +67,25 @@ class CellResult:
 
 def evaluate_model_dir(model_dir: str | Path, data: str | Path, roles: dict[str, str], out_json: str | Path,
                        eval_config: EvalConfig | None = None, oracle: dict | None = None,
-                       fmt: PromptFormat | None = None, loaded: tuple | None = None) -> dict:
-    """Evaluate a saved model (cached in ``out_json``); ``loaded=(model, tokenizer)`` skips reloading it."""
+                       fmt: PromptFormat | None = None, loaded: tuple | None = None, precision: str = "fp32") -> dict:
+    """Evaluate a saved model (cached in ``out_json``) under ``precision``; ``loaded=(model, tokenizer)``
+    skips reloading it."""
     out_json = Path(out_json)
     if out_json.is_file():
         return load_eval(out_json)
     model, tokenizer = loaded or (load_model(str(model_dir)), load_tokenizer(str(model_dir)))
     fmt = fmt or PromptFormat.load(model_dir)  # the format the model was trained in, when recorded
-    result = evaluate(model, tokenizer, load_eval_sets(data, roles), roles, fmt, eval_config, oracle)
+    with autocast(precision, model_device(model)):
+        result = evaluate(model, tokenizer, load_eval_sets(data, roles), roles, fmt, eval_config, oracle)
     save_eval(out_json, result)
     return result
 
 
 def run_cell(model_dir: str | Path, data: str | Path, forget: str, retain: str, roles: dict[str, str],
              config: UnlearnConfig, out_dir: str | Path, eval_config: EvalConfig | None = None,
-             oracle: dict | None = None, log=print) -> CellResult:
-    """Unlearn ``model_dir`` with ``config`` into ``out_dir`` and evaluate it (skipped when finished)."""
+             oracle: dict | None = None, log=print, precision: str = "fp32") -> CellResult:
+    """Unlearn ``model_dir`` with ``config`` into ``out_dir`` and evaluate it (skipped when finished);
+    scoring, training and evaluation run under ``precision`` (:mod:`grin_unlearn.precision`)."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
     check_source(out_dir, cell_source(model_dir, data, forget, retain))
@@ -92,11 +96,12 @@ def run_cell(model_dir: str | Path, data: str | Path, forget: str, retain: str, 
         tokenizer = load_tokenizer(str(model_dir))
         model = load_model(str(model_dir), dtype="float32")
         fmt = (PromptFormat.load(model_dir) or PromptFormat()).with_max_length(config.train.max_length)
-        unlearn(model, tokenizer, load_qa_split(data, forget), load_qa_split(data, retain), config, out_dir,
-                fmt=fmt, resume=True, log=log)
+        with autocast(precision, model_device(model)):
+            unlearn(model, tokenizer, load_qa_split(data, forget), load_qa_split(data, retain), config, out_dir,
+                    fmt=fmt, resume=True, log=log)
         loaded = (model, tokenizer)  # the unlearned weights are in memory: no second load from disk
     result = evaluate_model_dir(out_dir / MODEL_DIR, data, roles, out_dir / EVAL_FILE, eval_config, oracle,
-                                loaded=loaded)
+                                loaded=loaded, precision=precision)
     seconds = time.perf_counter() - start
     atomic_write_json(out_dir / "cell.json", {"seconds": seconds, "config": config.to_dict()})
     return CellResult(out_dir, result, seconds, reused=False)

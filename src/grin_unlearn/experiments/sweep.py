@@ -21,7 +21,7 @@ from ..errors import UserInputError
 from ..evaluation import EvalConfig, default_roles, load_eval
 from ..io_utils import atomic_write_json
 from ..run_dir import is_evaluated
-from .embedded import prepare_embedded
+from .benchmarks import prepare_benchmark
 from .runs import evaluate_model_dir, run_cell
 from .sweep_spec import CELL_SPEC, SWEEP_FILE, Cell, SweepSpec, expand_grid, load_spec
 
@@ -50,25 +50,26 @@ def _check_eval_config(path: Path, config: EvalConfig) -> None:
 
 
 def with_target_seed(spec: SweepSpec, seed: int | None) -> SweepSpec:
-    """``spec`` with ``embedded.finetune.seed = seed`` (unchanged for None)."""
+    """``spec`` with its benchmark's ``finetune.seed = seed`` (unchanged for None)."""
     if seed is None:
         return spec
-    if spec.embedded is None:
-        raise UserInputError(f"--target-seed: {spec.source} names its own model; the seed applies to the embedded benchmark")
-    finetune = dataclasses.replace(spec.embedded.finetune, seed=seed)
-    spec.embedded = dataclasses.replace(spec.embedded, finetune=finetune)
-    embedded = spec.raw["embedded"] = dict(spec.raw.get("embedded") or {})
-    embedded["finetune"] = {**(embedded.get("finetune") or {}), "seed": seed}
+    key = spec.benchmark_key
+    if key is None:
+        raise UserInputError(f"--target-seed: {spec.source} names its own model; the seed applies to a built-in benchmark")
+    benchmark = spec.benchmark
+    setattr(spec, key, dataclasses.replace(benchmark, finetune=dataclasses.replace(benchmark.finetune, seed=seed)))
+    raw = spec.raw[key] = dict(spec.raw.get(key) or {})
+    raw["finetune"] = {**(raw.get("finetune") or {}), "seed": seed}
     return spec
 
 
 def prepare_setting(spec: SweepSpec, out_dir: Path, cache_dir, log) -> SweepSetting:
     """The models, data and splits a spec names (the embedded benchmark built or reused), with the
     oracle and the target evaluated once into ``out_dir``."""
-    if spec.embedded is not None:
-        assets = prepare_embedded(spec.embedded, cache_dir, log=log)
+    if spec.benchmark is not None:
+        assets = prepare_benchmark(spec.benchmark, cache_dir, log=log)
         model_dir, data = assets.target, assets.world
-        forget, retain = spec.embedded.forget_split, spec.embedded.retain_split
+        forget, retain = spec.benchmark.forget_split, spec.benchmark.retain_split
         oracle_dir, oracle_eval = assets.oracle, None
     else:
         model_dir, data, forget, retain = spec.model, spec.data, spec.forget, spec.retain
@@ -80,7 +81,7 @@ def prepare_setting(spec: SweepSpec, out_dir: Path, cache_dir, log) -> SweepSett
         _check_eval_config(path, spec.eval)
         if not path.is_file():
             log("evaluating the oracle (retrained without the forget set)")
-        oracle = evaluate_model_dir(oracle_dir, data, roles, path, spec.eval)
+        oracle = evaluate_model_dir(oracle_dir, data, roles, path, spec.eval, precision=spec.precision)
         oracle_eval = "oracle/eval.json"
     elif oracle_eval is not None:
         oracle = load_eval(oracle_eval)
@@ -91,7 +92,7 @@ def prepare_setting(spec: SweepSpec, out_dir: Path, cache_dir, log) -> SweepSett
     _check_eval_config(target, spec.eval)
     if not target.is_file():
         log("evaluating the target (before unlearning)")
-    evaluate_model_dir(model_dir, data, roles, target, spec.eval, oracle)
+    evaluate_model_dir(model_dir, data, roles, target, spec.eval, oracle, precision=spec.precision)
     return SweepSetting(model_dir, data, forget, retain, roles, oracle, oracle_eval)
 
 
@@ -156,7 +157,8 @@ def run_sweep(spec_path: str | Path, out_dir: str | Path, cache_dir: str | Path 
         start = time.perf_counter()
         try:
             result = run_cell(setting.model_dir, setting.data, setting.forget, setting.retain, setting.roles,
-                              cell.config, cell_dir, spec.eval, setting.oracle, log=indented)
+                              cell.config, cell_dir, spec.eval, setting.oracle, log=indented,
+                              precision=spec.precision)
         except Exception as err:
             entry.update(status="failed", error=f"{type(err).__name__}: {err}")
             state["status"] = "failed"

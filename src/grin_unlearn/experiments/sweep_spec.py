@@ -5,12 +5,18 @@ A sweep file (YAML; see ``configs/``) holds:
   ``authors``, ``holdout_authors``, ``world_seed``, ``questions_per_author``, ``tokenizer``,
   ``vocab_size``, ``forget_split``, and the ``model`` (:class:`~grin_unlearn.models.TinyModelConfig`) /
   ``pretrain`` / ``finetune`` (:class:`~grin_unlearn.training.finetune.FinetuneConfig`) mappings; all
-  optional, ``pretrain: null`` for a randomly initialised base) **or** a user's own
+  optional, ``pretrain: null`` for a randomly initialised base), ``real:`` (overrides of
+  :class:`~grin_unlearn.experiments.real_benchmark.RealBenchmarkConfig`: the real-model benchmark,
+  SmolLM2-135M fine-tuned on the world; ``model``, ``authors``, ``holdout_authors``, ``world_seed``,
+  ``questions_per_author``, ``forget_split``, ``system_prompt`` and a ``finetune`` mapping whose fields
+  replace those of the benchmark's recipe) **or** a user's own
   ``model:`` (folder or Hub id) + ``data:`` + ``forget:`` + ``retain:`` with an optional oracle, given
   as ``oracle:`` (a retain-only model, evaluated once) or ``oracle_eval:`` (its ``eval.json``);
 * ``base:`` an :class:`~grin_unlearn.config.UnlearnConfig` mapping (``objective`` plus sections);
 * ``grid:`` dotted keys (``objective`` or ``<section>.<field>``) mapped to lists of values; the cells
   are their Cartesian product, in the order the keys are written;
+* optional ``precision:`` (``fp32``, the default, or ``bf16``: unlearning and evaluation under bf16
+  autocast over fp32 weights, :mod:`grin_unlearn.precision`; the real-model benchmark's files use bf16);
 * optional ``eval:`` (:class:`~grin_unlearn.evaluation.EvalConfig` fields) and ``exclude_redundant:``
   (a full fine-tune, scorer ``none``, has no mask and no noise: it is run once per combination of the
   other keys, its ``selection.*`` / ``noise.*`` grid values recorded as None, shown as "–", and its
@@ -37,12 +43,15 @@ from ..errors import UserInputError
 from ..evaluation import EvalConfig
 from ..models import TinyModelConfig
 from ..training.finetune import FinetuneConfig
+from ..precision import PRECISIONS
 from .embedded import EmbeddedConfig
+from .real_benchmark import REAL_FINETUNE, RealBenchmarkConfig
 
 SWEEP_FILE = "sweep.json"
 CELL_SPEC = "cell_spec.json"  # the resolved config a cell folder was started with
 SEED_KEY = "train.seed"
-SPEC_KEYS = ("embedded", "model", "data", "forget", "retain", "oracle", "oracle_eval", "base", "grid", "eval",
+BENCHMARK_KEYS = ("embedded", "real")
+SPEC_KEYS = ("embedded", "real", "precision", "model", "data", "forget", "retain", "oracle", "oracle_eval", "base", "grid", "eval",
              "exclude_redundant")
 USER_DATA_KEYS = ("model", "data", "forget", "retain", "oracle", "oracle_eval")
 # Short tags of the usual grid keys in cell names (npo_grin_p0.4_s1e-03_seed0); others read `field-value`.
@@ -64,6 +73,8 @@ class SweepSpec:
     eval: EvalConfig
     exclude_redundant: bool = False
     embedded: EmbeddedConfig | None = None
+    real: RealBenchmarkConfig | None = None
+    precision: str = "fp32"
     model: str | None = None
     data: str | None = None
     forget: str = "forget10"
@@ -71,6 +82,16 @@ class SweepSpec:
     oracle: str | None = None
     oracle_eval: str | None = None
     raw: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def benchmark(self) -> EmbeddedConfig | RealBenchmarkConfig | None:
+        """The built-in benchmark the file names (None: the user's own model and data)."""
+        return self.real if self.real is not None else self.embedded
+
+    @property
+    def benchmark_key(self) -> str | None:
+        """``real`` or ``embedded``: the file's key of :attr:`benchmark`."""
+        return None if self.benchmark is None else ("real" if self.real is not None else "embedded")
 
 
 @dataclass
@@ -97,7 +118,11 @@ def _dataclass_from(cls, values, source: str, nested: dict | None = None):
     values = dict(values)
     for key, sub in (nested or {}).items():
         if key in values and values[key] is not None:  # None: the field's "off" (e.g. embedded.pretrain)
-            values[key] = _dataclass_from(sub, values[key], f"{source}.{key}")
+            sub, start = sub if isinstance(sub, tuple) else (sub, None)
+            given = values[key]
+            if start is not None and isinstance(given, dict):  # over the recipe's own values, not the class defaults
+                given = {**dataclasses.asdict(start), **given}
+            values[key] = _dataclass_from(sub, given, f"{source}.{key}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as err:
@@ -201,18 +226,29 @@ def parse_spec(mapping: dict, source: str = "sweep") -> SweepSpec:
     redundant = mapping.get("exclude_redundant", False)
     if not isinstance(redundant, bool):
         raise UserInputError(f"{source}: 'exclude_redundant' must be true or false, got {redundant!r}")
-    spec = SweepSpec(source, base, grid, eval_config, redundant, raw=copy.deepcopy(mapping))
+    precision = mapping.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise UserInputError(f"{source}: 'precision' must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    spec = SweepSpec(source, base, grid, eval_config, redundant, precision=precision, raw=copy.deepcopy(mapping))
+    named = [k for k in BENCHMARK_KEYS if k in mapping]
+    if len(named) > 1:
+        raise UserInputError(f"{source}: give one of 'embedded' (the tiny-model benchmark) or 'real' "
+                             "(the real-model benchmark), not both")
     if mapping.get("model") is None:
         given = [k for k in USER_DATA_KEYS if k in mapping]
         if given:
-            raise UserInputError(f"{source}: {', '.join(given)} need 'model' (the embedded benchmark sets its own; "
-                                 "use embedded.forget_split to pick the forget split)")
-        spec.embedded = _dataclass_from(EmbeddedConfig, mapping.get("embedded"), f"{source}: embedded",
-                                        {"model": TinyModelConfig, "finetune": FinetuneConfig,
-                                         "pretrain": FinetuneConfig})
+            raise UserInputError(f"{source}: {', '.join(given)} need 'model' (a built-in benchmark sets its own; "
+                                 "use embedded.forget_split or real.forget_split to pick the forget split)")
+        if named == ["real"]:
+            spec.real = _dataclass_from(RealBenchmarkConfig, mapping.get("real"), f"{source}: real",
+                                        {"finetune": (FinetuneConfig, REAL_FINETUNE)})
+        else:
+            spec.embedded = _dataclass_from(EmbeddedConfig, mapping.get("embedded"), f"{source}: embedded",
+                                            {"model": TinyModelConfig, "finetune": FinetuneConfig,
+                                             "pretrain": FinetuneConfig})
         return spec
-    if "embedded" in mapping:
-        raise UserInputError(f"{source}: give either 'embedded' or 'model' + 'data', not both")
+    if named:
+        raise UserInputError(f"{source}: give either '{named[0]}' or 'model' + 'data', not both")
     if mapping.get("data") is None:
         raise UserInputError(f"{source}: 'model' needs 'data' (a folder of splits or a Hub dataset id)")
     if mapping.get("oracle") is not None and mapping.get("oracle_eval") is not None:

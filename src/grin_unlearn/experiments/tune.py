@@ -36,11 +36,12 @@ from typing import Callable
 
 from ..config import config_from_mapping, load_yaml
 from ..errors import TrainingStoppedError, UserInputError
+from ..evaluation import load_eval
 from ..io_utils import atomic_write_json
 from .report import metrics_row
 from .runs import run_cell
-from .tune_phases import Phase, embedded_validation, reported_phase, user_validation
-from .tune_spec import Method, TuneSpec, asdict, params_key, parse_tune_spec, trial_mapping
+from .tune_phases import Phase, benchmark_validation, reported_phase, user_validation
+from .tune_spec import Method, TuneSpec, asdict, params_key, parse_tune_spec, resolve_rule, trial_mapping
 
 STATE_FILE = "tune.json"
 STORAGE_FILE = "study.db"
@@ -203,7 +204,7 @@ def run_method_cell(spec: TuneSpec, phase: Phase, method: Method, params: dict, 
     config = config_from_mapping(mapping, f"{spec.source}: {method.name} {params}")
     cpu = time.process_time()  # CPU seconds of this process, all threads
     result = run_cell(phase.model_dir, phase.data, phase.forget, phase.retain, phase.roles, config, folder,
-                      spec.setting.eval, phase.oracle, log=lambda *a, **k: None)
+                      spec.setting.eval, phase.oracle, log=lambda *a, **k: None, precision=spec.setting.precision)
     metrics = {**_cell_metrics(result), "dir": str(folder.relative_to(out_dir))}
     if not result.reused:
         atomic_write_json(folder / COST_FILE, {"seconds": metrics["seconds"],
@@ -232,10 +233,14 @@ def run_tune(spec_path: str | Path, out_dir: str | Path, cache_dir=None, log=pri
             raise UserInputError(f"{out_dir} holds a tuner run whose file differs in {', '.join(changed)} "
                                  "(only trials, seeds, methods and the rule may change on a resume): tune into a new --out")
     evaluation = spec.setting.eval
-    validation = (embedded_validation(spec, out_dir, cache_dir, evaluation, log) if spec.setting.embedded
+    validation = (benchmark_validation(spec, out_dir, cache_dir, evaluation, log) if spec.setting.benchmark
                   else user_validation(spec, out_dir, evaluation))
     reported = reported_phase(spec, out_dir, cache_dir, log)
-    state = {"spec_path": str(spec_path), "spec": spec.raw, "resolved": asdict(spec), "status": "running",
+    rule = resolve_rule(spec.rule, metrics_row("", load_eval(out_dir / validation.info["target_eval"])),
+                        f"{spec_path}: select")
+    state = {"spec_path": str(spec_path), "spec": spec.raw, "resolved": {**asdict(spec), "rule": rule,
+                                                                         "rule_as_written": spec.rule},
+             "status": "running",
              "validation": validation.info, "reported": reported.info,
              "methods": previous.get("methods", {}), "invocations": previous.get("invocations", [])}
     invocation = {"setup_seconds": round(time.perf_counter() - start, 1)}
@@ -266,13 +271,13 @@ def run_tune(spec_path: str | Path, out_dir: str | Path, cache_dir=None, log=pri
             run_trials(study, budget, lambda trial, space=space: suggest_params(trial, space),
                        lambda params, method=method: cell(validation, method, params, base_seed,
                                                           out_dir / "trials" / method.name / params_key(params)),
-                       spec.rule, log=log, on_trial=refresh)
+                       rule, log=log, on_trial=refresh)
     invocation["tuning_seconds"] = round(time.perf_counter() - tuning_start, 1)
 
     finals_start = time.perf_counter()
     for method in spec.methods:
         entry = state["methods"][method.name]
-        chosen, reason = select_trial(entry["trials"], spec.rule)
+        chosen, reason = select_trial(entry["trials"], rule)
         entry["chosen"] = chosen and {"number": chosen["number"], "params": chosen["params"], "reason": reason}
         entry["finals"] = []
         if chosen is None:

@@ -1,7 +1,7 @@
 """Where the tuner's cells run: the validation phase (trials) and the reported phase (reruns).
 
-The embedded benchmark's validation split is the authors just before the reported forget split, with an
-oracle trained without them (:func:`embedded_validation`); a user's file names its own splits and oracle
+A built-in benchmark's validation split is the authors just before the reported forget split, with an
+oracle trained without them (:func:`benchmark_validation`); a user's file names its own splits and oracle
 (:func:`user_validation`). The reported phase is the sweep setting itself (:func:`reported_phase`).
 """
 
@@ -15,7 +15,7 @@ from ..data.records import load_qa_split
 from ..errors import UserInputError
 from ..evaluation import EvalConfig, default_roles
 from ..io_utils import atomic_write_dir
-from .embedded import prepare_embedded, train_from_base
+from .benchmarks import prepare_benchmark, train_oracle
 from .runs import evaluate_model_dir
 from .sweep import prepare_setting
 from .tune_spec import TuneSpec, params_key
@@ -40,13 +40,14 @@ def _phase_from(setting, info: dict) -> Phase:
                  setting.oracle, info)
 
 
-def embedded_validation(spec: TuneSpec, out_dir: Path, cache_dir, eval_config: EvalConfig, log) -> Phase:
-    """The validation phase of the embedded benchmark (see :mod:`~grin_unlearn.experiments.tune_spec`)."""
-    embedded = spec.setting.embedded
-    assets = prepare_embedded(embedded, cache_dir, log=log)
+def benchmark_validation(spec: TuneSpec, out_dir: Path, cache_dir, eval_config: EvalConfig, log) -> Phase:
+    """The validation phase of a built-in benchmark, tiny or real (see :mod:`~grin_unlearn.experiments.tune_spec`)."""
+    benchmark = spec.setting.benchmark
+    precision = spec.setting.precision
+    assets = prepare_benchmark(benchmark, cache_dir, log=log)
     full = load_qa_split(assets.world, "full")
     order = list(dict.fromkeys(r["author"] for r in full))
-    reported = {r["author"] for r in load_qa_split(assets.world, embedded.forget_split)}
+    reported = {r["author"] for r in load_qa_split(assets.world, benchmark.forget_split)}
     first = min(order.index(a) for a in reported)
     count = spec.validation.get("authors") or len(reported)
     if count >= first:
@@ -55,7 +56,7 @@ def embedded_validation(spec: TuneSpec, out_dir: Path, cache_dir, eval_config: E
     authors = order[first - count:first]
     chosen = set(authors)
     forget = [r for r in full if r["author"] in chosen]
-    retain = [r for r in load_qa_split(assets.world, embedded.retain_split) if r["author"] not in chosen]
+    retain = [r for r in load_qa_split(assets.world, benchmark.retain_split) if r["author"] not in chosen]
     world = out_dir / "validation" / "world"
     files = {p.name: p.read_text(encoding="utf-8") for p in sorted(assets.world.glob("*.json"))}
     files.update({"validation_forget.json": json.dumps(forget, indent=1, ensure_ascii=False),
@@ -63,11 +64,13 @@ def embedded_validation(spec: TuneSpec, out_dir: Path, cache_dir, eval_config: E
     if not (world / "validation_forget.json").is_file():
         atomic_write_dir(world, files, overwrite=True)
     facts = load_qa_split(assets.world, "world_facts")
-    oracle_dir = train_from_base(assets, [r for r in full if r["author"] not in chosen] + facts,
-                                 assets.root / f"oracle-validation-{params_key(authors)}", log=log)
+    oracle_dir = train_oracle(assets, [r for r in full if r["author"] not in chosen] + facts,
+                              assets.root / f"oracle-validation-{params_key(authors)}", log=log)
     roles = default_roles(world, "validation_forget", "validation_retain")
-    oracle = evaluate_model_dir(oracle_dir, world, roles, out_dir / "validation" / "oracle" / "eval.json", eval_config)
-    evaluate_model_dir(assets.target, world, roles, out_dir / "validation" / "target" / "eval.json", eval_config, oracle)
+    oracle = evaluate_model_dir(oracle_dir, world, roles, out_dir / "validation" / "oracle" / "eval.json", eval_config,
+                                precision=precision)
+    evaluate_model_dir(assets.target, world, roles, out_dir / "validation" / "target" / "eval.json", eval_config, oracle,
+                       precision=precision)
     info = {"authors": authors, "forget_records": len(forget), "retain_records": len(retain),
             "oracle": str(oracle_dir), "data": str(world), "target_eval": "validation/target/eval.json",
             "oracle_eval": "validation/oracle/eval.json"}
@@ -85,11 +88,12 @@ def user_validation(spec: TuneSpec, out_dir: Path, eval_config: EvalConfig) -> P
     roles = default_roles(s.data, v["forget"], v["retain"])
     if "oracle" in v:
         oracle = evaluate_model_dir(v["oracle"], s.data, roles, out_dir / "validation" / "oracle" / "eval.json",
-                                    eval_config)
+                                    eval_config, precision=s.precision)
     else:
         from ..evaluation import load_eval
         oracle = load_eval(v["oracle_eval"])
-    evaluate_model_dir(s.model, s.data, roles, out_dir / "validation" / "target" / "eval.json", eval_config, oracle)
+    evaluate_model_dir(s.model, s.data, roles, out_dir / "validation" / "target" / "eval.json", eval_config, oracle,
+                       precision=s.precision)
     return Phase(Path(s.model), Path(s.data), v["forget"], v["retain"], roles, oracle,
                  {**v, "target_eval": "validation/target/eval.json"})
 

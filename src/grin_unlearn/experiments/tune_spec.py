@@ -3,14 +3,17 @@
 Keys (see ``configs/tune/``):
 
 * the setting and the shared settings, as in a sweep file (:mod:`grin_unlearn.experiments.sweep`):
-  ``embedded:`` or ``model:`` + ``data:`` + ``forget:`` + ``retain:`` (+ ``oracle:`` / ``oracle_eval:``),
-  ``base:`` (an :class:`~grin_unlearn.config.UnlearnConfig` mapping every trial starts from) and ``eval:``;
+  ``embedded:``, ``real:`` or ``model:`` + ``data:`` + ``forget:`` + ``retain:`` (+ ``oracle:`` / ``oracle_eval:``),
+  ``base:`` (an :class:`~grin_unlearn.config.UnlearnConfig` mapping every trial starts from), ``eval:``
+  and ``precision:``;
 * ``objectives:`` and ``scorers:`` — the methods are their product; each gets the same ``trials``;
 * ``space:`` dotted keys → ``{low, high[, log][, step]}`` (float, or int when both bounds are ints) or
   ``{choices: [...]}``; ``selection.*`` and ``noise.*`` keys apply to masked scorers only (a full
   fine-tune, scorer ``none``, has no mask, so no p and no noise: σ² = 0);
 * ``select:`` the rule that picks one trial per method from its validation results:
-  ``{maximize: METRIC, subject_to: {METRIC: {min: x} | {max: x}, ...}, fallback: METRIC}``; among the
+  ``{maximize: METRIC, subject_to: {METRIC: {min: x} | {max: x} | {min_of_target: r} | {max_of_target: r}, ...},
+  fallback: METRIC}`` (``min_of_target: 0.95``: at least 0.95× the target's value on the validation
+  split, resolved to a number once the target is evaluated); among the
   trials meeting every bound the highest ``maximize`` wins; if none does, the highest ``fallback``;
   ties go to the earlier trial. Default: highest model utility among trials with forget quality ≥ 0.05,
   else highest forget quality;
@@ -18,8 +21,8 @@ Keys (see ``configs/tune/``):
 * ``seeds:`` the seeds of the reruns of each chosen config on the reported split (≥ 3 advised);
   ``sampler_seed:`` the seed of Optuna's sampler.
 
-**Validation split.** Trials must not see the authors whose forgetting is reported. On the embedded
-benchmark the forget splits are the *last* authors of the world (``forget01 ⊂ forget05 ⊂ forget10``),
+**Validation split.** Trials must not see the authors whose forgetting is reported. On the built-in
+benchmarks (tiny and real) the forget splits are the *last* authors of the world (``forget01 ⊂ forget05 ⊂ forget10``),
 so the validation forget split is the ``validation.authors`` authors (default: as many as the reported
 forget split has) just *before* the reported ones; its retain split is the reported retain split
 without them; its oracle is the base fine-tuned on every author but them (plus ``world_facts``), with
@@ -46,6 +49,9 @@ from ..training.objectives import OBJECTIVES
 from .sweep_spec import SPEC_KEYS, UNMASKED_IGNORES, SweepSpec, check_key, coerce_value, with_values, parse_spec
 
 TUNE_KEYS = ("objectives", "scorers", "trials", "space", "select", "validation", "seeds", "sampler_seed")
+# A bound is absolute (min, max) or a ratio of the target's own value on the validation split
+# (min_of_target: 0.95 reads "at least 0.95× the target's"), resolved once the target is evaluated.
+BOUND_KINDS = ("min", "max", "min_of_target", "max_of_target")
 DEFAULT_RULE = {"maximize": "model_utility", "subject_to": {"forget_quality": {"min": 0.05}},
                 "fallback": "forget_quality"}
 
@@ -138,9 +144,10 @@ def _rule(rule, source: str) -> dict:
         if metric not in metrics:
             raise UserInputError(f"{source}: select: unknown metric '{metric}' (valid: {', '.join(metrics)})")
     for metric, bound in bounds.items():
-        if not isinstance(bound, dict) or len(bound) != 1 or next(iter(bound)) not in ("min", "max") \
-                or not isinstance(next(iter(bound.values())), (int, float)):
-            raise UserInputError(f"{source}: select.subject_to.{metric} must be {{min: number}} or {{max: number}}")
+        if not isinstance(bound, dict) or len(bound) != 1 or next(iter(bound)) not in BOUND_KINDS \
+                or isinstance(next(iter(bound.values())), bool) or not isinstance(next(iter(bound.values())), (int, float)):
+            raise UserInputError(f"{source}: select.subject_to.{metric} must be {{min: number}}, {{max: number}}, "
+                                 "{min_of_target: ratio} or {max_of_target: ratio}")
     return {"maximize": rule["maximize"], "subject_to": bounds, "fallback": rule.get("fallback", rule["maximize"])}
 
 
@@ -189,9 +196,9 @@ def _validation(values, setting: SweepSpec, source: str) -> dict:
     values = values or {}
     if not isinstance(values, dict):
         raise UserInputError(f"{source}: 'validation' must be a mapping")
-    if setting.embedded is not None:
+    if setting.benchmark is not None:
         if set(values) - {"authors"}:
-            raise UserInputError(f"{source}: validation on the embedded benchmark takes only 'authors'")
+            raise UserInputError(f"{source}: validation on a built-in benchmark takes only 'authors'")
         authors = values.get("authors")
         if authors is not None and (isinstance(authors, bool) or not isinstance(authors, int) or authors <= 0):
             raise UserInputError(f"{source}: validation.authors must be a positive integer, got {authors!r}")
@@ -204,6 +211,22 @@ def _validation(values, setting: SweepSpec, source: str) -> dict:
         raise UserInputError(f"{source}: validation needs exactly one of oracle (a model never trained on its "
                              "forget split) or oracle_eval (that model's eval.json)")
     return {k: str(v) for k, v in values.items()}
+
+
+def resolve_rule(rule: dict, target: dict, source: str = "select") -> dict:
+    """``rule`` with each ``{min_of_target: r}`` / ``{max_of_target: r}`` bound turned into
+    ``{min: r × target[metric]}`` / ``{max: …}`` (``target``: the target's metrics row)."""
+    bounds = {}
+    for metric, bound in (rule.get("subject_to") or {}).items():
+        kind, value = next(iter(bound.items()))
+        if kind.endswith("_of_target"):
+            reference = target.get(metric)
+            if reference is None or math.isnan(reference):
+                raise UserInputError(f"{source}: subject_to.{metric}.{kind} needs the target's {metric}, which its "
+                                     "evaluation does not have")
+            bound = {kind.removesuffix("_of_target"): value * reference}
+        bounds[metric] = bound
+    return {**rule, "subject_to": bounds}
 
 
 def load_tune_spec(path: str | Path) -> TuneSpec:
