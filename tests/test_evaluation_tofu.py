@@ -96,7 +96,8 @@ def test_rouge_target_and_keywords(micro_world, result):
     assert items["keywords"] == [r["keywords"] for r in micro_world["forget10"][:6]]  # the world's own keywords
     assert items["keywords_derived"] == [False] * 6
     assert set(result["sets"]["holdout"]["metrics"]) == {"answer_probability", "extraction_strength",
-                                                         "exact_memorization", "mia_loss", "mia_zlib", "mia_min_k"}
+                                                         "exact_memorization", "mia_loss", "mia_zlib", "mia_min_k",
+                                                             "mia_min_k_plus_plus"}
 
 
 def test_records_without_keywords_get_derived_ones(eval_model, micro_tokenizer, micro_world):

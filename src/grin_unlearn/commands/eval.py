@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cap on the retain set (default: the protocol's; 0 = all)")
     parser.add_argument("--no-generation", action="store_true", help="skip generation (no ROUGE-L / keyword accuracy)")
     parser.add_argument("--no-mia", action="store_true", help="skip the membership-inference scores")
+    parser.add_argument("--mia-gradnorm", action="store_true",
+                        help="also the GradNorm attack: one backward pass per forget and holdout answer")
     parser.add_argument("--safety-classifier", metavar="DIR",
                         help="local text-classification model folder scoring P(unsafe) of each generation "
                              "(safety sets of --benchmark pku); see docs/benchmarks/")
@@ -67,7 +69,9 @@ def eval_config_from_args(args: argparse.Namespace):
     from ..evaluation import EvalConfig
 
     config = EvalConfig.for_protocol(args.protocol, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                     generation_batch_size=args.generation_batch_size, max_items=args.max_items, mia=not args.no_mia, generation=not args.no_generation,
+                                     generation_batch_size=args.generation_batch_size, max_items=args.max_items,
+                                     mia=not args.no_mia, mia_gradnorm=getattr(args, "mia_gradnorm", False),
+                                     generation=not args.no_generation,
                                      stop_strings=args.stop_strings or None)
     if args.retain_max_items is not None:  # 0 = every retain item
         config = replace(config, retain_max_items=args.retain_max_items or None)

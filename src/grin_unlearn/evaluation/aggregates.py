@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..metrics import forget_ks, mia_auc, model_utility, privleak
+from ..metrics import forget_ks, mia_auc, model_utility, privleak, reference_score
 from .reference_logs import MIA_ATTACKS, OracleView, oracle_view
 from .set_metrics import aggregated_keys, set_columns
 
@@ -137,11 +137,12 @@ def _mcq_accuracy(inputs: AggregateInputs) -> dict:
 
 @register_aggregate("membership", ("forget", "holdout"),
                     needs={**{f"mia_auc_{attack}": "a holdout set" for attack in MIA_ATTACKS},
-                           "privleak": "a holdout set"})
+                           "mia_auc_reference": "--oracle and a holdout set", "privleak": "a holdout set"})
 def _membership(inputs: AggregateInputs) -> dict:
-    """``mia_auc_{loss,zlib,min_k}``: ROC AUC of each attack, forget set = members, holdout = non-members;
-    ``privleak``: the reference's PrivLeak of the Min-K% AUC against the oracle's
-    (``privleak_reference_auc``; 0.5, the reference's default, without one)."""
+    """``mia_auc_<attack>``: ROC AUC of each attack of :data:`MIA_ATTACKS` that was scored, forget set =
+    members, holdout = non-members; ``mia_auc_reference``: the reference-model attack's, its reference
+    the oracle (its per-item LOSS of the same sets); ``privleak``: the reference's PrivLeak of the Min-K%
+    AUC against the oracle's (``privleak_reference_auc``; 0.5, the reference's default, without one)."""
     forget, holdout = inputs.first("forget"), inputs.first("holdout")
     result = {}
     for attack in MIA_ATTACKS:
@@ -149,6 +150,14 @@ def _membership(inputs: AggregateInputs) -> dict:
         if forget is not None and holdout is not None and key in forget["per_item"] and key in holdout["per_item"]:
             auc = mia_auc(forget["per_item"][key], holdout["per_item"][key]).value
         result[f"mia_auc_{attack}"] = auc
+    result["mia_auc_reference"] = None
+    reference = inputs.oracle.losses if inputs.oracle is not None else {}
+    if result["mia_auc_loss"] is not None and all(
+            len(reference.get(role) or []) == len(entry["per_item"]["mia_loss"])
+            for role, entry in (("forget", forget), ("holdout", holdout))):
+        result["mia_auc_reference"] = mia_auc(
+            reference_score(forget["per_item"]["mia_loss"], reference["forget"]).per_item,
+            reference_score(holdout["per_item"]["mia_loss"], reference["holdout"]).per_item).value
     result["privleak"] = result["privleak_reference_auc"] = None
     if result["mia_auc_min_k"] is not None:
         reference_auc = inputs.oracle.mia_auc.get("min_k") if inputs.oracle is not None else None

@@ -41,7 +41,10 @@ class EvalConfig:
             rows than for 64).
         max_items: evaluate only the first ``max_items`` records of every set (None: all).
         retain_max_items: cap for the retain set on top of ``max_items`` (None: all).
-        mia: compute the LOSS / zlib / Min-K% membership scores (and the AUCs, PrivLeak).
+        mia: compute the LOSS / zlib / Min-K% / Min-K%++ membership scores (and the AUCs, PrivLeak;
+            with an oracle, the reference-model attack's AUC).
+        mia_gradnorm: also the GradNorm attack (one backward pass per forget and holdout answer; off by
+            default, as in the reference's TOFU protocol).
         generation: generate answers (off: no ROUGE-L, keyword accuracy, nor their utility share).
         min_k: the fraction ``k`` of the Min-K% Prob attack.
         stop_strings: generated text is cut at the first of these (and at EOS); generation of a
@@ -54,6 +57,7 @@ class EvalConfig:
     max_items: int | None = None
     retain_max_items: int | None = None
     mia: bool = True
+    mia_gradnorm: bool = False
     generation: bool = True
     min_k: float = 0.4
     stop_strings: list[str] = field(default_factory=list)

@@ -3,7 +3,9 @@
 Teacher forcing (:func:`score_examples`) runs each encoded sequence once — sequences sorted by length
 and batched with right padding — and keeps, per labelled token, its log-probability and the model's
 argmax. Every teacher-forced metric (probability, truth ratio, Min-K%, LOSS, zlib, extraction strength,
-exact memorization) is computed from these, so no answer is run twice.
+exact memorization) is computed from these, so no answer is run twice; Min-K%++ also reads the moments
+of the next-token distribution, computed in the same pass for the examples that need them. The
+GradNorm attack's backward passes (:func:`gradient_norms`) run only when asked.
 
 Generation (:func:`generate_texts`) is greedy, prompts sorted by length and left-padded; our own loop
 (:func:`greedy_decode`: a preallocated KV cache, rows leave the batch as they end) picks ``generate``'s tokens
@@ -36,6 +38,9 @@ class AnswerScore:
     token_logps: list[float]  # log π(y_t | x, y_<t) per labelled token
     argmax: list[int]  # the model's argmax prediction at each labelled position
     labels: list[int]  # the labelled tokens y_t
+    # Moments of log π(v | ·) over the vocabulary at each labelled position (Min-K%++), when asked:
+    vocab_mean: list[float] | None = None  # μ_t = Σ_v π(v|·) log π(v|·)
+    vocab_var: list[float] | None = None  # σ_t² = Σ_v π(v|·) (log π(v|·) − μ_t)²
 
     @property
     def count(self) -> int:
@@ -72,8 +77,21 @@ def _first_label(labels: list[int]) -> int:
     return next((t for t, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
 
 
-def score_examples(model, examples: list[dict], pad: int, batch_size: int) -> list[AnswerScore]:
-    """Scores of encoded examples (``input_ids``/``labels``), longest first so batches pad little."""
+def vocab_moments(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(μ, σ²)`` of ``log π(v)`` under ``π = softmax(logits)`` per row of ``logits`` (N, V), in fp32.
+
+    ``σ² = Σ_v π(v) (log π(v) − μ)²``, centred: the textbook ``E[(log π)²] − μ²`` cancels in fp32 when the
+    distribution is flat (both terms near 40 for a 512-token vocabulary, their difference near 0.01)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
+    prob = logp.exp()
+    mean = (prob * logp).sum(dim=-1)  # (N,)
+    return mean, (prob * (logp - mean.unsqueeze(-1)).square()).sum(dim=-1)
+
+
+def score_examples(model, examples: list[dict], pad: int, batch_size: int,
+                   with_moments: set[int] | frozenset[int] = frozenset()) -> list[AnswerScore]:
+    """Scores of encoded examples (``input_ids``/``labels``), longest first so batches pad little; the
+    examples whose index is in ``with_moments`` also get :func:`vocab_moments` per labelled token."""
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
     collate, device = PadCollator(pad), model_device(model)
     keep = "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -94,9 +112,39 @@ def score_examples(model, examples: list[dict], pad: int, batch_size: int) -> li
             picked = logp[mask].clamp(max=0.0).cpu()  # (N,); z_y - logsumexp(z) can round to +1e-8
             labels = labels[:, 1:][mask].cpu()  # (N,)
             counts = mask.sum(dim=-1).tolist()
-            for i, lp, am, lb in zip(rows, picked.split(counts), argmax.split(counts), labels.split(counts)):
-                scores[i] = AnswerScore(token_logps=lp.tolist(), argmax=am.tolist(), labels=lb.tolist())
+            moments = [None] * 2
+            if with_moments.intersection(rows):
+                moments = [m.cpu().split(counts) for m in vocab_moments(logits[:, :-1][mask])]
+            for j, (i, lp, am, lb) in enumerate(zip(rows, picked.split(counts), argmax.split(counts),
+                                                    labels.split(counts))):
+                mean, var = ((m[j].tolist() for m in moments) if i in with_moments else (None, None))
+                scores[i] = AnswerScore(token_logps=lp.tolist(), argmax=am.tolist(), labels=lb.tolist(),
+                                        vocab_mean=mean, vocab_var=var)
     return scores
+
+
+def gradient_norms(model, examples: list[dict], p: float = 2.0) -> list[list[float]]:
+    """Per encoded example, ``‖∇_θ L‖_p`` of each parameter tensor that gets a gradient, where
+    ``L = −(1/T) Σ_t log π(y_t|·)`` over its labelled tokens but the last (the appended EOS); the
+    GradNorm attack's input (:func:`~grin_unlearn.metrics.gradnorm.gradnorm_score`). One example per
+    backward pass; ``torch.autograd.grad`` leaves every ``.grad`` as it was. An example with no token
+    left gets no norm."""
+    device = model_device(model)
+    params = [q for q in model.parameters() if q.requires_grad]
+    out = []
+    with torch.enable_grad():
+        for example in examples:
+            ids = torch.tensor([example["input_ids"]], device=device)
+            labels = torch.tensor([example["labels"]], device=device)
+            logp, mask = token_logprobs(model(input_ids=ids, use_cache=False).logits, labels)  # (1, T-1)
+            kept = mask[0].nonzero().squeeze(1)[:-1]  # the labelled positions but the last
+            if kept.numel() == 0:
+                out.append([])
+                continue
+            loss = -logp[0, kept].mean()
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            out.append([float(torch.linalg.vector_norm(g.float(), ord=p)) for g in grads if g is not None])
+    return out
 
 
 def _hits_stop(tokenizer, new_tokens: list[int], stops, lookback: int) -> bool:

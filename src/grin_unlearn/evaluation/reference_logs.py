@@ -21,7 +21,7 @@ REFERENCE_FILE = "TOFU_EVAL.json"
 PREFIX = {"forget": "forget", "retain": "retain", "real_authors": "ra", "world_facts": "wf"}
 TRUTH_RATIO_KEY = {"forget": "forget_truth_ratio", "retain": "retain_Truth_Ratio",
                    "real_authors": "ra_Truth_Ratio", "world_facts": "wf_Truth_Ratio"}
-MIA_ATTACKS = ("loss", "zlib", "min_k")
+MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus", "gradnorm")  # scored per set (set_metrics.py)
 
 
 def _first_of_role(sets: dict[str, dict], role: str) -> dict | None:
@@ -102,6 +102,8 @@ def to_reference_logs(result: dict) -> dict:
                         "value_by_index": {str(i): {"score": v} for i, v in enumerate(entry["per_item"][f"mia_{attack}"])}}
                  for name, entry in (("forget", forget), ("holdout", holdout))}
         logs[f"mia_{attack}"] = {**sides, "auc": auc, "agg_value": auc}
+    if aggregates.get("mia_auc_reference") is not None:
+        logs["mia_reference"] = {"auc": aggregates["mia_auc_reference"], "agg_value": aggregates["mia_auc_reference"]}
     if aggregates.get("privleak") is not None:
         logs["privleak"] = {"agg_value": aggregates["privleak"]}
     return dict(sorted(logs.items()))
@@ -114,6 +116,7 @@ class OracleView:
     truth_ratios: list[float] = field(default_factory=list)  # raw forget-set R_i
     mia_auc: dict[str, float] = field(default_factory=dict)  # attack -> AUC
     source: str = ""
+    losses: dict[str, list[float]] = field(default_factory=dict)  # forget/holdout -> per-item LOSS (reference attack)
 
 
 def is_reference_logs(data: dict) -> bool:
@@ -128,13 +131,18 @@ def oracle_view(oracle: dict, source: str = "oracle") -> OracleView:
                   if isinstance(row, dict) and row.get("score") is not None]
         aucs = {attack: oracle[f"mia_{attack}"]["agg_value"] for attack in MIA_ATTACKS
                 if isinstance(oracle.get(f"mia_{attack}"), dict) and oracle[f"mia_{attack}"].get("agg_value") is not None}
-        return OracleView([float(r) for r in ratios], aucs, source)
+        loss = oracle.get("mia_loss") if isinstance(oracle.get("mia_loss"), dict) else {}
+        losses = {side: [row["score"] for row in loss[side]["value_by_index"].values()]
+                  for side in ("forget", "holdout") if isinstance(loss.get(side), dict) and loss[side].get("value_by_index")}
+        return OracleView([float(r) for r in ratios], aucs, source, losses)
+    losses = {role: entry["per_item"]["mia_loss"] for role in ("forget", "holdout")
+              if (entry := _first_of_role(oracle.get("sets", {}), role)) and "mia_loss" in entry.get("per_item", {})}
     forget = _first_of_role(oracle.get("sets", {}), "forget") or {}
     ratios = [r for r in forget.get("per_item", {}).get("truth_ratio") or [] if r is not None]
     aggregates = oracle.get("aggregates", {})
     aucs = {attack: aggregates[f"mia_auc_{attack}"] for attack in MIA_ATTACKS
             if aggregates.get(f"mia_auc_{attack}") is not None}
-    return OracleView(ratios, aucs, source)
+    return OracleView(ratios, aucs, source, losses)
 
 
 def load_reference_logs(path: str | Path) -> dict:

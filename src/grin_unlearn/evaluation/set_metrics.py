@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from ..metrics import (answer_probability, derive_keywords, exact_memorization, extraction_strength,
-                       keyword_accuracy, loss_score, min_k_percent_score, normalized_option_probability,
+from ..metrics import (answer_probability, derive_keywords, exact_memorization, extraction_strength, gradnorm_score,
+                       keyword_accuracy, loss_score, min_k_percent_score, min_k_plus_plus_score,
+                       normalized_option_probability,
                        rouge_scores, truth_ratio_forget_score, truth_ratio_per_item, truth_ratio_retain_score,
                        zlib_score)
 
@@ -55,6 +56,7 @@ class SetScores:
     min_k: float
     generations: list[str] | None = None
     ground_truths: list[str] | None = None
+    grad_norms: dict | None = None  # (question, answer) -> per-parameter gradient norms (GradNorm), when run
 
     @cached_property
     def gold(self) -> list:
@@ -174,6 +176,21 @@ def _membership(s: SetScores) -> Output:
     return metrics, per_item
 
 
+@register_set_metric("min_k_plus_plus", MIA_ROLES, stage="mia")
+def _min_k_plus_plus(s: SetScores) -> Output:
+    """Min-K%++ scores of each answer (its tokens standardised by the next-token distribution)."""
+    return as_output(min_k_plus_plus_score([g.token_logps for g in s.gold], [g.vocab_mean or [] for g in s.gold],
+                                           [g.vocab_var or [] for g in s.gold], s.min_k))
+
+
+@register_set_metric("gradnorm", MIA_ROLES, stage="mia")
+def _gradnorm(s: SetScores) -> Output:
+    """GradNorm scores of each answer, when the evaluation ran its backward passes (``mia_gradnorm``)."""
+    if s.grad_norms is None:
+        return {}, {}
+    return as_output(gradnorm_score([s.grad_norms[(r["question"], r["answer"])] for r in s.records]))
+
+
 @register_set_metric("rouge", GENERATION_ROLES, stage="generation", aggregate_as={"rouge_l_recall": "rouge_l"},
                      columns={"rouge_l_recall": {"forget": "forget ROUGE-L ↓", "retain": "retain ROUGE-L ↑"}})
 def _rouge(s: SetScores) -> Output:
@@ -199,7 +216,8 @@ def _keyword_accuracy(s: SetScores) -> Output:
 
 # The question/answer protocol (TOFU's metrics plus keyword accuracy), in the order eval.json holds them.
 QA_PROTOCOL = ["answer_probability", "extraction_strength", "exact_memorization", "truth_ratio",
-               "normalized_option_probability", "membership", "rouge", "keyword_accuracy"]
+               "normalized_option_probability", "membership", "min_k_plus_plus", "gradnorm", "rouge",
+               "keyword_accuracy"]
 
 
 def run_protocol(inputs, role: str, protocol: list[str],

@@ -10,7 +10,8 @@ role          metrics (reference metric names in brackets)
 forget        probability of ``answer`` [forget_Q_A_Prob]; ROUGE-L recall of the greedy generation
               [forget_Q_A_ROUGE]; truth ratio of ``paraphrased_answer`` against ``perturbed_answer``,
               scored ``mean min(R, 1/R)`` [forget_truth_ratio]; extraction strength, exact
-              memorization; Min-K% (k = 0.4), LOSS and zlib scores for membership inference
+              memorization; Min-K% (k = 0.4), Min-K%++ (k = 0.4), LOSS and zlib scores for membership
+              inference, GradNorm (p = 2) when asked; the reference-model attack is a cross-set number
 retain        probability, ROUGE-L, truth ratio of ``paraphrased_answer`` scored ``mean max(0, 1 - R)``
               [retain_Q_A_Prob, retain_Q_A_ROUGE, retain_Truth_Ratio]
 real_authors  probability of ``answer`` normalised over ``answer`` + ``perturbed_answer``; ROUGE-L;
@@ -42,8 +43,8 @@ from ..data.formatting import PromptFormat
 from ..errors import UserInputError
 from ..models import pad_token_id
 from .config import EvalConfig
-from .engine import AnswerScore, generate_with_config, score_examples
-from .set_metrics import GENERATION_ROLES, SetScores, correct_answer, set_metrics
+from .engine import AnswerScore, generate_with_config, gradient_norms, score_examples
+from .set_metrics import GENERATION_ROLES, MIA_ROLES, SetScores, correct_answer, set_metrics
 
 QA_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout", "knowledge")
 
@@ -85,9 +86,19 @@ def evaluate_qa_sets(model, tokenizer, sets: dict[str, tuple[str, list[dict]]], 
     pairs = list(dict.fromkeys(pair for role, records in sets.values() for pair in _pairs(records, role)))
     examples = dict(zip(pairs, fmt.encode_many(tokenizer, pairs)))
     clock.lap("tokenise")
-    scored: list[AnswerScore] = score_examples(model, list(examples.values()), pad_token_id(tokenizer), config.batch_size)
+    # The membership sets' answers: Min-K%++ reads their next-token moments, GradNorm their gradients.
+    members = {(r["question"], r["answer"]) for role, records in sets.values() if role in MIA_ROLES
+               for r in records} if config.mia else set()
+    moments = {i for i, pair in enumerate(examples) if pair in members}
+    scored: list[AnswerScore] = score_examples(model, list(examples.values()), pad_token_id(tokenizer), config.batch_size,
+                                               with_moments=moments)
     scores = dict(zip(examples, scored))
     clock.lap("teacher_forcing")
+    grad_norms = None
+    if members and config.mia_gradnorm:
+        pairs_in_order = [pair for pair in examples if pair in members]
+        grad_norms = dict(zip(pairs_in_order, gradient_norms(model, [examples[pair] for pair in pairs_in_order])))
+        clock.lap("gradient_norms")
 
     to_generate = {name for name, (role, _) in sets.items()
                    if config.generation and role in GENERATION_ROLES and name not in generations}
@@ -103,7 +114,7 @@ def evaluate_qa_sets(model, tokenizer, sets: dict[str, tuple[str, list[dict]]], 
 
     results = {}
     for name, (role, records) in sets.items():
-        set_scores = SetScores(role, records, scores, tokenizer, config.min_k)
+        set_scores = SetScores(role, records, scores, tokenizer, config.min_k, grad_norms=grad_norms)
         generated = name in generations and role in GENERATION_ROLES
         if generated:
             set_scores.generations = generations[name]
