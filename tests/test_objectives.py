@@ -25,8 +25,8 @@ def log_sigmoid(x: float) -> float:
     return -math.log1p(math.exp(-x))
 
 
-def test_registry_contains_exactly_the_six_objectives():
-    assert set(OBJECTIVES) == {"ga", "graddiff", "npo", "simnpo", "po", "idkdpo"}
+def test_registry_contains_exactly_the_seven_objectives():
+    assert set(OBJECTIVES) == {"ga", "graddiff", "npo", "simnpo", "po", "idkdpo", "rmu"}
 
 
 def test_registry_flags():
@@ -38,7 +38,9 @@ def test_registry_flags():
         "simnpo": (False, False, True),
         "po": (False, True, True),
         "idkdpo": (True, True, True),
+        "rmu": (False, False, True),
     }
+    assert [n for n, spec in OBJECTIVES.items() if spec.steers] == ["rmu"]
 
 
 def test_unknown_objective_lists_valid_names():

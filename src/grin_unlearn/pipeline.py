@@ -66,6 +66,7 @@ from .run_dir import (CHECKPOINTS_DIR, check_out_dir, check_resume_record, last_
 from .scoring import accumulate_gradients, eligible_parameters, score_influence, selected_gradient_stats
 from .selection.top_fraction import mask_fraction, select_top_fraction
 from .parallel.sharding import any_selected, is_sharded_model, shard_model, shard_of
+from .training.activations import LIVE_REFERENCE_INPUTS, scope_parameters, scope_patterns, steering_setup
 from .training.arguments import enable_gradient_checkpointing, quiet_log_lines, training_arguments
 from .training.masked_optim import make_masked_optimizer
 from .training.objectives import get_objective
@@ -85,8 +86,12 @@ class UnlearnResult:
 
 
 def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, seed: int, fmt, mask_path=None,
-                log=print, auto: dict | None = None):
+                log=print, auto: dict | None = None, scope: list[str] | None = None):
     """Masks from a saved file, from the scorer, or None for full fine-tuning; plus timing.
+
+    ``scope``: the regexes of the only weights the objective updates (RMU's layers,
+    :func:`~grin_unlearn.training.activations.scope_patterns`): the scorer selects among them, and
+    without a scorer every one of them is selected.
 
     ``seed`` seeds the ``random`` scorer and the retain subsample of ``selection.retain_samples``.
     On a model wrapped by ``fully_shard`` the masks are sharded like its weights.
@@ -94,13 +99,14 @@ def build_masks(model, tokenizer, forget, retain, selection: SelectionConfig, se
     in ``auto["ratio"]`` when ``auto`` is a dict.
     """
     sel = selection
-    params = eligible_parameters(model, sel.include or None, sel.exclude or None)
+    params = scope_parameters(model, scope) if scope else eligible_parameters(model, sel.include or None,
+                                                                              sel.exclude or None)
     if mask_path is not None:
         masks, _ = load_mask(mask_path)
         check_mask_matches(masks, params)
         return {name: shard_of(mask, params[name]) for name, mask in masks.items()}, {}
     if not sel.masked:
-        return None, {}
+        return ({name: torch.ones_like(p, dtype=torch.bool) for name, p in params.items()} if scope else None), {}
     rule = auto_rule(sel) if sel.ratio == AUTO else None
     log(f"scoring {sum(p.numel() for p in params.values()):,} weights with '{sel.scorer}'")
     result = score_influence(model, tokenizer, forget, retain, scorer=sel.scorer, fmt=fmt,
@@ -194,8 +200,9 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
         logger.warning("%d of %d training examples (forget, refusal and retain) were longer than %d tokens "
                        "and were truncated", dataset.truncated, total, fmt.max_length)
     auto: dict = {}  # evidence of automatic choices (--ratio auto, --noise-var auto) -> config.json
+    scope = scope_patterns(model, config.hyperparams.rmu_layer, config.hyperparams.rmu_params) if spec.steers else None
     masks, select_timing = build_masks(model, tokenizer, forget, retain, config.selection, config.train.seed,
-                                      fmt, mask_path, log, auto)
+                                      fmt, mask_path, log, auto, scope)
     timing.update(select_timing)
     if "ratio" in auto:  # the run records the p it used; the request and evidence go under "auto"
         config = dataclasses.replace(config, selection=dataclasses.replace(config.selection,
@@ -209,7 +216,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     ref_groups = tuple(g for g in ("forget", "refusal") if f"ref_{g}" in setting.needed)
     reference = precompute_reference(model, dataset, collator, ref_groups) if ref_groups else None
     ref_model = setting.ref_model
-    if "retain_kl" in setting.needed and ref_model is None:
+    if set(LIVE_REFERENCE_INPUTS) & set(setting.needed) and ref_model is None:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     config, optimizer, noise_report = _noise_and_optimizer(model, tokenizer, forget, retain, masks, config, fmt,
                                                            args, auto, timing, log)
@@ -218,7 +225,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     trainer = UnlearningTrainer(model=model.train(), args=args, train_dataset=dataset,
                                 data_collator=collator, pad_id=pad_token_id(tokenizer), objective=spec,
                                 hyperparams=config.hyperparams, reference=reference, ref_model=ref_model,
-                                optimizers=(optimizer, None))
+                                optimizers=(optimizer, None),
+                                **steering_setup(model, ref_model, config.hyperparams, setting.needed, config.train.seed))
     train_loss, timing["train"] = _train(model, trainer, optimizer, out_dir, resume, log)
     timing["total"] = time.perf_counter() - start
     save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing, noise_report,
@@ -244,7 +252,7 @@ def _check_and_place(model, forget, retain, config: UnlearnConfig, out_dir: Path
     ref_model = None
     if args.world_size > 1:
         if sharded:  # the reference copy (retain KL) is taken whole, then sharded like the model
-            ref_model = copy.deepcopy(model) if "retain_kl" in needed else None
+            ref_model = copy.deepcopy(model) if set(LIVE_REFERENCE_INPUTS) & set(needed) else None
             shard_model(model, args.device)
             ref_model = shard_model(ref_model, args.device).eval().requires_grad_(False) if ref_model else None
         elif getattr(model, "hf_device_map", None) is None:
@@ -258,7 +266,7 @@ def _check_and_place(model, forget, retain, config: UnlearnConfig, out_dir: Path
     record = resume_record(config, forget, retain, fmt, mask_path)
     if resume:
         check_resume_record(out_dir, record)
-    return _Setting(args, spec, needed, ref_model, _fit_to_context(fmt, model, log), record, log)
+    return _Setting(args, spec, needed, ref_model, fmt.fit_to_context(model, log), record, log)
 
 
 def _noise_and_optimizer(model, tokenizer, forget, retain, masks, config: UnlearnConfig, fmt, args, auto: dict,
@@ -338,12 +346,3 @@ def _resolve_noise_var(model, tokenizer, retain, params, masks, config: UnlearnC
 
 def _silent(*_args, **_kwargs) -> None:
     pass
-
-
-def _fit_to_context(fmt: PromptFormat, model, log) -> PromptFormat:
-    """Cap ``fmt.max_length`` at the model's context window (longer inputs are truncated, not fed)."""
-    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if isinstance(context, int) and 0 < context < fmt.max_length:
-        log(f"max_length {fmt.max_length} exceeds the model's context of {context} tokens; using {context}")
-        return dataclasses.replace(fmt, max_length=context)
-    return fmt

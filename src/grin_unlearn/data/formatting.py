@@ -178,6 +178,14 @@ class PromptFormat:
     def with_max_length(self, max_length: int) -> PromptFormat:
         return replace(self, max_length=max_length)
 
+    def fit_to_context(self, model, log=print) -> PromptFormat:
+        """``max_length`` capped at the model's context window (longer inputs are truncated, not fed)."""
+        context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        if isinstance(context, int) and 0 < context < self.max_length:
+            log(f"max_length {self.max_length} exceeds the model's context of {context} tokens; using {context}")
+            return replace(self, max_length=context)
+        return self
+
 
 def _cut_split(prompt: list[int], answer: list[int], max_length: int) -> dict:
     """``split`` truncation: keep the answer's head (at least half the budget) and the prompt's tail."""

@@ -6,11 +6,14 @@ term and the weighting are shared and applied by :func:`combine`:
     L = γ · mean_i ℓ_f(i) + α · mean_i ℓ_r(i)
 
 with ``γ`` (``gamma``) the forget-term weight and ``α`` (``alpha``) the retain-term weight. The
-retain term ``ℓ_r`` is either the answer NLL on the retain set (``retain_loss="nll"``) or
-``KL(π_ref || π_θ)`` on retain answers (``retain_loss="kl"``). Objectives never call a model: the
+retain term ``ℓ_r`` is the answer NLL on the retain set (``retain_loss="nll"``),
+``KL(π_ref || π_θ)`` on retain answers (``retain_loss="kl"``) or the distance of the retain answers'
+hidden activations to the frozen model's at the steered layer (``retain_loss="activation"``, RMU's;
+:func:`~grin_unlearn.training.activations.activation_mse`). Objectives never call a model: the
 trainer runs the forward passes once, scores them with
-:func:`~grin_unlearn.logprobs.sequence_logprobs` / :func:`~grin_unlearn.logprobs.answer_kl`, and
-passes the results in :class:`ObjectiveInputs`.
+:func:`~grin_unlearn.logprobs.sequence_logprobs` / :func:`~grin_unlearn.logprobs.answer_kl` (and
+captures the steered layer's output when an objective reads it), and passes the results in
+:class:`ObjectiveInputs`.
 
 The objectives themselves are in :mod:`grin_unlearn.training.objectives`. A new objective is a
 function registered there with :func:`register_objective` next to its definition,
@@ -37,8 +40,9 @@ import torch
 
 from ..errors import UserInputError
 from ..logprobs import SequenceLogProbs
+from .activations import HiddenStates, activation_mse
 
-RETAIN_LOSSES = ("nll", "kl")
+RETAIN_LOSSES = ("nll", "kl", "activation")
 _T = TypeVar("_T")
 
 
@@ -53,6 +57,9 @@ class ObjectiveInputs:
         refusal: current model on forget question + refusal answer ("I don't know").
         ref_refusal: reference model on forget question + refusal answer.
         retain_kl: ``answer_kl(model, reference)`` on retain examples (``retain_loss="kl"``).
+        forget_hidden / retain_hidden: current model's activations at the steered layer (RMU).
+        ref_retain_hidden: the frozen starting model's activations on the retain examples.
+        control: the steering vector ``c·u`` (d,).
     """
 
     forget: SequenceLogProbs
@@ -61,6 +68,10 @@ class ObjectiveInputs:
     refusal: SequenceLogProbs | None = None
     ref_refusal: SequenceLogProbs | None = None
     retain_kl: torch.Tensor | None = None
+    forget_hidden: HiddenStates | None = None
+    retain_hidden: HiddenStates | None = None
+    ref_retain_hidden: HiddenStates | None = None
+    control: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,9 @@ class ObjectiveDefaults:
     retain_loss: str = "nll"
     lr: float = 1e-5
     epochs: float = 10
+    steering_coeff: float | None = None
+    rmu_layer: int | None = None
+    rmu_params: list[str] | None = None
 
 
 _OBJECTIVE_DEFAULT = " (default: the objective's)"
@@ -99,7 +113,15 @@ class ObjectiveHyperparams:
     gamma: float | None = field(default=None, metadata={"help": "γ: weight of the forget term" + _OBJECTIVE_DEFAULT})
     alpha: float | None = field(default=None, metadata={"help": "α: weight of the retain term" + _OBJECTIVE_DEFAULT})
     retain_loss: str | None = field(default=None, metadata={
-        "help": "retain term: nll (answer NLL) or kl (KL to the reference)" + _OBJECTIVE_DEFAULT})
+        "help": "retain term: nll (answer NLL), kl (KL to the reference) or activation (hidden states held to "
+                "the reference's at the steered layer)" + _OBJECTIVE_DEFAULT})
+    steering_coeff: float | None = field(default=None, metadata={
+        "help": "RMU: scale c of the random direction forget activations are steered to" + _OBJECTIVE_DEFAULT})
+    rmu_layer: int | None = field(default=None, metadata={
+        "help": "RMU: the decoder layer whose output is steered (default: 7 of 32, at the same relative depth)"})
+    rmu_params: list[str] | None = field(default=None, metadata={
+        "help": "RMU: regexes (full match) of the parameters it updates (default: the MLP down projections of "
+                "the steered layer and the two before it, as the WMDP paper)"})
 
     def __post_init__(self) -> None:
         if self.beta is not None and not self.beta > 0:
@@ -108,6 +130,11 @@ class ObjectiveHyperparams:
             raise UserInputError(f"gamma (forget weight) must be >= 0, got {self.gamma}")
         if self.alpha is not None and not self.alpha >= 0:
             raise UserInputError(f"alpha (retain weight) must be >= 0, got {self.alpha}")
+        if self.steering_coeff is not None and not self.steering_coeff > 0:
+            raise UserInputError(f"steering_coeff must be > 0, got {self.steering_coeff}")
+        if self.rmu_layer is not None and (isinstance(self.rmu_layer, bool) or not isinstance(self.rmu_layer, int)
+                                           or self.rmu_layer < 0):
+            raise UserInputError(f"rmu_layer must be a layer index >= 0, got {self.rmu_layer!r}")
         if self.retain_loss is not None and self.retain_loss not in RETAIN_LOSSES:
             raise UserInputError(
                 f"retain_loss must be one of {', '.join(RETAIN_LOSSES)}, got {self.retain_loss!r}"
@@ -133,6 +160,8 @@ class ObjectiveSpec:
         needs_reference: scores from the frozen reference model are required.
         needs_refusal: scores of a refusal answer to each forget question are required.
         uses_retain: the objective has a retain term weighted by ``alpha``.
+        steers: the forget term reads activations at the steered layer and the steering vector, and the
+            run updates only the objective's own parameters (RMU; :mod:`.activations`).
         defaults: the default hyperparameters, learning rate and epochs (sources in the docstring).
     """
 
@@ -142,6 +171,7 @@ class ObjectiveSpec:
     needs_refusal: bool
     uses_retain: bool
     defaults: ObjectiveDefaults = ObjectiveDefaults()
+    steers: bool = False
 
     def required_inputs(self, hp: ObjectiveHyperparams) -> tuple[str, ...]:
         """Names of the :class:`ObjectiveInputs` fields this objective reads under ``hp``."""
@@ -149,13 +179,16 @@ class ObjectiveSpec:
         names = ["forget"]
         if self.needs_reference:
             names.append("ref_forget")
+        if self.steers:
+            names += ["forget_hidden", "control"]
         if self.needs_refusal:
             names.append("refusal")
             # The reference model scores every answer the objective compares against it.
             if self.needs_reference:
                 names.append("ref_refusal")
         if self.uses_retain:
-            names.append("retain" if hp.retain_loss == "nll" else "retain_kl")
+            names += {"nll": ["retain"], "kl": ["retain_kl"],
+                      "activation": ["retain_hidden", "ref_retain_hidden"]}[hp.retain_loss]
         return tuple(names)
 
 
@@ -179,7 +212,7 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {}
 
 def register_objective(
     name: str, needs_reference: bool, needs_refusal: bool, uses_retain: bool = True,
-    defaults: ObjectiveDefaults = ObjectiveDefaults(),
+    defaults: ObjectiveDefaults = ObjectiveDefaults(), steers: bool = False,
 ) -> Callable[[ForgetTerm], ForgetTerm]:
     """Decorator adding a forget-term function to :data:`OBJECTIVES` under ``name``, with its defaults.
 
@@ -195,7 +228,8 @@ def register_objective(
         def forget_term(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -> torch.Tensor:
             return fn(inputs, hp.resolve(OBJECTIVES[name]))
 
-        OBJECTIVES[name] = ObjectiveSpec(name, forget_term, needs_reference, needs_refusal, uses_retain, defaults)
+        OBJECTIVES[name] = ObjectiveSpec(name, forget_term, needs_reference, needs_refusal, uses_retain, defaults,
+                                         steers)
         return fn
 
     return decorator
@@ -224,8 +258,9 @@ def combine(
 ) -> ObjectiveLoss:
     """``L = γ · mean(ℓ_f) + α · mean(ℓ_r)``, with ``ℓ_r = 0`` when ``spec.uses_retain`` is False.
 
-    ``ℓ_r`` is ``−(1/|y|) log π_θ(y|x)`` on retain examples for ``retain_loss="nll"`` and the
-    per-example ``KL(π_ref || π_θ)`` for ``"kl"`` (the reference averages the NLL over all answer tokens
+    ``ℓ_r`` is ``−(1/|y|) log π_θ(y|x)`` on retain examples for ``retain_loss="nll"``, the
+    per-example ``KL(π_ref || π_θ)`` for ``"kl"`` and the activations' distance to the reference's for
+    ``"activation"`` (the reference averages the NLL over all answer tokens
     of the batch instead of per example first; the two agree for answers of equal length). Fields of
     ``hp`` left as None take the objective's defaults. Raises :class:`ValueError` naming any input the
     objective needs that is missing.
@@ -243,6 +278,9 @@ def combine(
         return ObjectiveLoss(hp.gamma * forget_loss, forget_loss, retain_loss)
     if hp.retain_loss == "nll":
         retain_loss = (-require_input(inputs.retain, "retain", spec.name).mean).mean()
+    elif hp.retain_loss == "activation":
+        reference = require_input(inputs.ref_retain_hidden, "ref_retain_hidden", spec.name).values
+        retain_loss = activation_mse(require_input(inputs.retain_hidden, "retain_hidden", spec.name), reference).mean()
     else:
         retain_loss = require_input(inputs.retain_kl, "retain_kl", spec.name).mean()
     return ObjectiveLoss(hp.gamma * forget_loss + hp.alpha * retain_loss, forget_loss, retain_loss)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .activations import activation_mse
 from .objective_registry import (OBJECTIVES, RETAIN_LOSSES, ObjectiveDefaults, ObjectiveHyperparams,  # noqa: F401
                                  ObjectiveInputs, ObjectiveLoss, ObjectiveSpec, require_input, combine, get_objective,
                                  register_objective)
@@ -134,3 +135,24 @@ def idk_dpo(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -> torch.Tensor:
     chosen = refusal.sum - ref_refusal.sum  # (B,)
     rejected = inputs.forget.sum - ref_forget.sum  # (B,)
     return -(2.0 / hp.beta) * F.logsigmoid(hp.beta * (chosen - rejected))
+
+
+@register_objective("rmu", needs_reference=False, needs_refusal=False, steers=True,
+                    defaults=ObjectiveDefaults(gamma=1.0, alpha=1.0, retain_loss="activation", steering_coeff=2.0))
+def rmu(inputs: ObjectiveInputs, hp: ObjectiveHyperparams) -> torch.Tensor:
+    """Representation Misdirection for Unlearning (WMDP; Li et al., "The WMDP Benchmark: Measuring and
+    Reducing Malicious Use With Unlearning", arXiv 2403.03218, Sec. 5).
+
+    ``ℓ_f = (1/|A|) Σ_{t∈A} (1/d) ‖h_θ^ℓ(x)_t − c·u‖²``: the forget answers' residual stream at the
+    steered layer ``ℓ`` is pushed to a fixed random direction ``u`` of scale ``c``; with the
+    activation retain term the retain answers' stream is held to the frozen model's
+    (:mod:`grin_unlearn.training.activations`, which also names the updated weights).
+
+    Defaults: γ = 1, α = 1, c = 2, the activation retain term, lr 1e-5, 10 epochs (open-unlearning
+    ``configs/trainer/RMU.yaml``: ``gamma: 1.0, steering_coeff: 2, retain_loss_type: EMBED_DIFF,
+    alpha: 1``, with its shared lr and epochs); steered layer 7 of 32 and the MLP down projections of
+    layers 5–7 (the WMDP paper's code, ``layer_id 7``, ``layer_ids 5,6,7``, ``param_ids 6``). The WMDP
+    paper's Zephyr-7B run used c = 6.5 and α = 1200; the reference's TOFU config updates every weight.
+    """
+    hidden = require_input(inputs.forget_hidden, "forget_hidden", "rmu")
+    return activation_mse(hidden, require_input(inputs.control, "control", "rmu"))

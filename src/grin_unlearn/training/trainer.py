@@ -4,7 +4,9 @@ Batches come from the dataset's :class:`~grin_unlearn.data.unlearning.PairedSamp
 example with a retain example drawn without replacement from the whole retain set, resumable).
 Per step: one forward pass over the forget, refusal and retain examples the objective needs (padded
 together), :func:`sequence_logprobs` per group, reference log-probs looked up from a precomputed table
-(or a live reference model for the KL retain term), then :func:`combine`. A masked run passes the
+(or a live reference model for the KL retain term), then :func:`combine`. An objective that reads
+activations (RMU) gets the steered layer's output from the same forward pass (a forward hook), and
+the frozen model's on the retain examples. A masked run passes the
 optimizer of :func:`grin_unlearn.training.masked_optim.make_masked_optimizer` as ``optimizers=(optimizer, None)``,
 like any other ``transformers.Trainer``, so unselected weights never move.
 """
@@ -12,11 +14,13 @@ like any other ``transformers.Trainer``, so unselected weights never move.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
 from transformers import Trainer
 
-from ..logprobs import answer_kl, sequence_logprobs
+from ..logprobs import IGNORE_INDEX, answer_kl, sequence_logprobs
+from .activations import HiddenStates, capture_output
 from .objectives import ObjectiveHyperparams, ObjectiveInputs, ObjectiveSpec, combine
 from .reference import lookup
 
@@ -31,15 +35,19 @@ def _pad_to(tensor: torch.Tensor, width: int, value: int) -> torch.Tensor:
 
 class UnlearningTrainer(Trainer):
     def __init__(self, *args, objective: ObjectiveSpec, hyperparams: ObjectiveHyperparams,
-                 reference: dict | None = None, ref_model=None, pad_id: int = 0, **kwargs):
+                 reference: dict | None = None, ref_model=None, pad_id: int = 0, hidden_layer=None,
+                 ref_hidden_layer=None, control: torch.Tensor | None = None, **kwargs):
         # No `processing_class`: transformers < 4.46 calls it `tokenizer`; the Trainer needs only the pad id.
         super().__init__(*args, **kwargs)
         self.pad_id = pad_id
         self.objective, self.hyperparams = objective, hyperparams
         self.reference, self.ref_model = reference or {}, ref_model
+        # The steered layer of the model and of the frozen reference, and the steering vector (RMU);
+        # not `self.control`: the Trainer's own TrainerControl lives there.
+        self.hidden_layer, self.ref_hidden_layer, self.steering_vector = hidden_layer, ref_hidden_layer, control
         self.needed = objective.required_inputs(hyperparams)
         self.groups = [g for g in ("forget", "refusal", "retain")
-                       if g in self.needed or (g == "retain" and "retain_kl" in self.needed)]
+                       if g in self.needed or (g == "retain" and {"retain_kl", "retain_hidden"} & set(self.needed))]
         self.model_accepts_loss_kwargs = False  # our loss is already a per-batch mean
         self._term_sums: dict[str, float] = {}
         self._term_steps = 0
@@ -60,21 +68,32 @@ class UnlearningTrainer(Trainer):
             return super()._load_rng_state(checkpoint)
 
     def _forward_groups(self, model, inputs: dict) -> dict:
-        """One forward over the needed groups; returns ``{group: (logits (B,T,V), labels (B,T))}``."""
+        """One forward over the needed groups; returns ``{group: (logits (B,T,V), labels (B,T))}`` and,
+        when the objective reads activations, ``{"<group>_hidden": HiddenStates}`` too."""
         width = max(inputs[g]["input_ids"].shape[1] for g in self.groups)
         ids = torch.cat([_pad_to(inputs[g]["input_ids"], width, self.pad_id) for g in self.groups])
         attention = torch.cat([_pad_to(inputs[g]["attention_mask"], width, 0) for g in self.groups])
-        logits = model(input_ids=ids, attention_mask=attention).logits  # (G·B, T, V)
+        with capture_output(self.hidden_layer) if self.hidden_layer is not None else nullcontext([]) as captured:
+            logits = model(input_ids=ids, attention_mask=attention).logits  # (G·B, T, V)
         out, start = {}, 0
         for g in self.groups:
             rows, cols = inputs[g]["input_ids"].shape
             out[g] = (logits[start:start + rows, :cols], inputs[g]["labels"])
+            if captured:  # the steered layer's output (G·B, T, d), first call (a checkpointed layer reruns)
+                out[f"{g}_hidden"] = HiddenStates(captured[0][start:start + rows, :cols],
+                                                  inputs[g]["labels"] != IGNORE_INDEX)
             start += rows
         return out
 
+    def _reference_hidden(self, batch: dict) -> HiddenStates:
+        """The frozen reference's activations at the steered layer on ``batch``."""
+        with torch.no_grad(), capture_output(self.ref_hidden_layer) as captured:
+            self.ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return HiddenStates(captured[0], batch["labels"] != IGNORE_INDEX)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = self._forward_groups(model, inputs)
-        stats = {g: sequence_logprobs(*outputs[g]) for g in outputs}
+        stats = {g: sequence_logprobs(*outputs[g]) for g in self.groups}
         device = outputs["forget"][0].device
         retain_kl = None
         if "retain_kl" in self.needed:
@@ -83,9 +102,15 @@ class UnlearningTrainer(Trainer):
                 ref_logits = self.ref_model(input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]).logits
             retain_kl = answer_kl(outputs["retain"][0], ref_logits, retain["labels"])
         ref = {g: lookup(self.reference[g], inputs["index"], device) for g in self.reference}
+        steering = {}
+        if "forget_hidden" in self.needed:
+            steering = {"forget_hidden": outputs["forget_hidden"], "control": self.steering_vector.to(device)}
+        if "retain_hidden" in self.needed:
+            steering.update(retain_hidden=outputs["retain_hidden"],
+                            ref_retain_hidden=self._reference_hidden(inputs["retain"]))
         objective_inputs = ObjectiveInputs(
             forget=stats["forget"], retain=stats.get("retain"), refusal=stats.get("refusal"),
-            ref_forget=ref.get("forget"), ref_refusal=ref.get("refusal"), retain_kl=retain_kl)
+            ref_forget=ref.get("forget"), ref_refusal=ref.get("refusal"), retain_kl=retain_kl, **steering)
         loss = combine(self.objective, objective_inputs, self.hyperparams)
         if not math.isfinite(loss.loss.item()):
             raise NonFiniteLossError(f"the {self.objective.name} loss became {loss.loss.item()} at step "
