@@ -1,6 +1,6 @@
 """Typed configs of an unlearning run. CLI flags and YAML files map onto the same dataclasses.
 
-One dataclass per concern (selection, noise, training; the objective's hyperparameters live in
+One dataclass per concern (selection, noise, training, evaluation during training; the objective's hyperparameters live in
 :class:`grin_unlearn.training.objectives.ObjectiveHyperparams`), values checked in ``__post_init__`` with a
 :class:`UserInputError`. The help text of each field's ``--flag`` is in its metadata, written once;
 :mod:`grin_unlearn.commands.config_flags` turns fields into options and lays given flags over a
@@ -29,6 +29,7 @@ from .errors import UserInputError
 from .noise.injection import NOISE_MODES
 from .scoring.scorers import DEFAULT_EPS, DEFAULT_WAGLE_MU, SCORERS
 from .training.objectives import ObjectiveHyperparams, get_objective
+from .training.stop_rule import parse_stop_rule
 
 
 AUTO = "auto"  # --ratio auto / --noise-var auto: chosen from the model and data (auto_ratio, auto_noise)
@@ -150,6 +151,29 @@ class TrainConfig:
 
 
 @dataclass
+class MonitorConfig:
+    """Evaluation during training (:mod:`grin_unlearn.training.monitor`): off unless ``eval_every`` > 0."""
+
+    eval_every: int = field(default=0, metadata=_help(
+        "evaluate the forget and retain sets every N optimizer steps (and before the first), writing "
+        "trajectory.json and trajectory.png (0 = off)"))
+    eval_max_items: int = field(default=40, metadata=_help("records of the forget and of the retain set each "
+                                                           "evaluation during training reads"))
+    stop_when: list[str] = field(default_factory=list, metadata=_help(
+        "stop at the first evaluation where every condition holds, e.g. forget_keyword_accuracy<=0.1 "
+        "model_utility>=0.45 (metrics of the forget and retain sets; needs --eval-every)"))
+
+    def __post_init__(self):
+        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise UserInputError(f"--eval-every: expected a number of steps >= 0, got {self.eval_every!r}")
+        if isinstance(self.eval_max_items, bool) or not isinstance(self.eval_max_items, int) or self.eval_max_items <= 0:
+            raise UserInputError(f"--eval-max-items: expected a positive integer, got {self.eval_max_items!r}")
+        self.stop_when = [str(c) for c in parse_stop_rule(self.stop_when)]  # checked, written canonically
+        if self.stop_when and not self.eval_every:
+            raise UserInputError("--stop-when: needs --eval-every N (the rule is checked at each evaluation)")
+
+
+@dataclass
 class UnlearnConfig:
     """Everything that determines an unlearning run (saved as the run's config.json).
 
@@ -163,6 +187,7 @@ class UnlearnConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     hyperparams: ObjectiveHyperparams = field(default_factory=ObjectiveHyperparams)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def __post_init__(self):
         spec = get_objective(self.objective)  # raises with the valid names
@@ -176,7 +201,7 @@ class UnlearnConfig:
 
 
 SECTIONS = {"selection": SelectionConfig, "noise": NoiseConfig, "train": TrainConfig,
-            "hyperparams": ObjectiveHyperparams}
+            "hyperparams": ObjectiveHyperparams, "monitor": MonitorConfig}
 
 
 def field_type(cls, f: dataclasses.Field):

@@ -63,12 +63,14 @@ from .models import pad_token_id
 from .noise.injection import inject_noise
 from .run_dir import (CHECKPOINTS_DIR, check_out_dir, check_resume_record, last_complete_checkpoint, prepare_out_dir,
                       save_run, stopped_message, write_resume_record)
-from .scoring import accumulate_gradients, eligible_parameters, score_influence, selected_gradient_stats
+from .scoring import eligible_parameters, score_influence
+from .scoring.gradients import selected_forget_gradient
 from .selection.top_fraction import mask_fraction, select_top_fraction
-from .parallel.sharding import any_selected, is_sharded_model, shard_model, shard_of
+from .parallel.sharding import is_sharded_model, shard_model, shard_of
 from .training.activations import LIVE_REFERENCE_INPUTS, scope_parameters, scope_patterns, steering_setup
 from .training.arguments import enable_gradient_checkpointing, quiet_log_lines, training_arguments
 from .training.masked_optim import make_masked_optimizer
+from .training.monitor import monitor_callbacks
 from .training.objectives import get_objective
 from .training.reference import precompute_reference
 from .training.sharded import train_sharded
@@ -155,19 +157,12 @@ def resume_record(config: UnlearnConfig, forget: list[dict], retain: list[dict],
 
 def forget_gradient_stats(model, tokenizer, forget: list[dict], fmt: PromptFormat, params: dict, masks: dict,
                           selection: SelectionConfig, timing: dict[str, float] | None = None) -> dict:
-    """Norms of the forget gradient ``G_f`` over the selected weights of the model as it is now (the
-    noise probe, ``noise.noise_probe``; its seconds add to ``timing["noise_probe"]``).
-
-    ``G_f = Σ_batches ∇θ L_batch`` exactly as for scoring (:func:`~grin_unlearn.scoring.gradients.
-    accumulate_gradients`, batches of ``selection.score_batch_size``), on the tensors holding a selected
-    weight; the statistics are over the selected entries only
-    (:func:`~grin_unlearn.scoring.gradients.selected_gradient_stats`).
-    """
+    """The noise probe (``noise.noise_probe``): :func:`~grin_unlearn.scoring.gradients.selected_forget_gradient`
+    over the selected weights, in batches of ``selection.score_batch_size``; its seconds add to
+    ``timing["noise_probe"]``."""
     start = time.perf_counter()
-    chosen = {name: params[name] for name, mask in masks.items() if any_selected(mask)}
-    grads = accumulate_gradients(model, tokenizer, forget, fmt, chosen, batch_size=selection.score_batch_size,
-                                 desc="forget (gradient norm)", accumulator_device=selection.accumulator_device)
-    stats = selected_gradient_stats(grads, {name: masks[name] for name in chosen})
+    stats = selected_forget_gradient(model, tokenizer, forget, fmt, params, masks, selection.score_batch_size,
+                                     selection.accumulator_device)
     if timing is not None:
         timing["noise_probe"] = timing.get("noise_probe", 0.0) + time.perf_counter() - start
     return stats
@@ -226,7 +221,9 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
                                 data_collator=collator, pad_id=pad_token_id(tokenizer), objective=spec,
                                 hyperparams=config.hyperparams, reference=reference, ref_model=ref_model,
                                 optimizers=(optimizer, None),
-                                **steering_setup(model, ref_model, config.hyperparams, setting.needed, config.train.seed))
+                                **steering_setup(model, ref_model, config.hyperparams, setting.needed, config.train.seed),
+                                callbacks=monitor_callbacks(model, tokenizer, forget, retain, fmt, config.monitor, out_dir,
+                                                            args.world_size))
     train_loss, timing["train"] = _train(model, trainer, optimizer, out_dir, resume, log)
     timing["total"] = time.perf_counter() - start
     save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing, noise_report,

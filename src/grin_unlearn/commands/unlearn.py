@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, config_from_mapping, load_yaml
+from ..config import (MonitorConfig, NoiseConfig, SelectionConfig, TrainConfig, UnlearnConfig, config_from_mapping,
+                      load_yaml)
 from .config_flags import add_dataclass_arguments, mapping_with_flags
 from ..data.unlearning import check_objective_accepts
 from ..parallel.distributed import fsdp2_requested, is_main_process
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="treat questions present in both the forget and the retain split as an error "
                              "(default: a warning with their count)")
-    for cls in (SelectionConfig, NoiseConfig, TrainConfig, ObjectiveHyperparams):
+    for cls in (SelectionConfig, NoiseConfig, TrainConfig, ObjectiveHyperparams, MonitorConfig):
         add_dataclass_arguments(parser, cls)
 
 

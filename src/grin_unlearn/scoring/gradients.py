@@ -53,7 +53,8 @@ from ..errors import UserInputError
 from ..logprobs import sequence_logprobs
 from ..models import model_device, pad_token_id
 from ..progress import show_progress
-from ..parallel.sharding import all_reduce_max, all_reduce_sum, is_sharded, local, summed_gradients, zeros_like_shard
+from ..parallel.sharding import (all_reduce_max, all_reduce_sum, any_selected, is_sharded, local, summed_gradients,
+                                 zeros_like_shard)
 
 logger = logging.getLogger(__name__)
 
@@ -251,3 +252,17 @@ def selected_gradient_stats(grads: Grads, masks: dict[str, torch.Tensor]) -> dic
         max_abs = float(all_reduce_max(max_abs))
     return {"l2": math.sqrt(sum_sq), "mean_abs": sum_abs / count if count else 0.0, "max_abs": max_abs,
             "weights": count}
+
+
+def selected_forget_gradient(model, tokenizer, forget: list[dict], fmt: PromptFormat, params: dict, masks: dict,
+                             batch_size: int, accumulator_device=None) -> dict:
+    """Norms of the forget gradient ``G_f`` over the selected weights of the model as it is now.
+
+    ``G_f = Σ_batches ∇θ L_batch`` exactly as for scoring (:func:`accumulate_gradients`, batches of
+    ``batch_size``), on the tensors holding a selected weight; the statistics are over the selected
+    entries only (:func:`selected_gradient_stats`).
+    """
+    chosen = {name: params[name] for name, mask in masks.items() if any_selected(mask)}
+    grads = accumulate_gradients(model, tokenizer, forget, fmt, chosen, batch_size=batch_size,
+                                 desc="forget (gradient norm)", accumulator_device=accumulator_device)
+    return selected_gradient_stats(grads, {name: masks[name] for name in chosen})
