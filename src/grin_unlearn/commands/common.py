@@ -36,7 +36,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                              "required with --benchmark auto, else defaults to the benchmark's Hub dataset")
     parser.add_argument("--forget", "--forget-split", dest="forget", default=None,
                         help="forget split (default forget10); with --benchmark: tofu forget01|forget05|forget10, "
-                             "wmdp cyber (default)|bio|chem|world, pku train|test, each optionally with [:N] (first N records)")
+                             "wmdp cyber (default)|bio|chem|world, pku train|test, muse news (default)|books, each optionally "
+                             "with [:N] (first N records)")
     parser.add_argument("--retain", default=None,
                         help="retain split (default retain90, or the benchmark's retain set); with --benchmark also "
                              "a .json/.jsonl file of records")
@@ -45,7 +46,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 def _auto_data(args: argparse.Namespace) -> str:
     if not args.data:
         raise UserInputError("--data: required with --benchmark auto (a folder of <split>.json files or a Hub "
-                             "dataset id), or pick a benchmark with --benchmark tofu|wmdp|pku")
+                             "dataset id), or pick a benchmark with --benchmark tofu|wmdp|pku|muse")
     return args.data
 
 

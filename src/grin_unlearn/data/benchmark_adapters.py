@@ -1,4 +1,4 @@
-"""The benchmark adapters: TOFU, WMDP and PKU-SafeRLHF (the interface and registry:
+"""The benchmark adapters: TOFU, WMDP, PKU-SafeRLHF and MUSE (the interface and registry:
 :mod:`grin_unlearn.data.benchmarks`, which imports this module so that they are registered).
 """
 
@@ -237,3 +237,64 @@ class PkuSafeRlhf(Benchmark):
             if prompts:
                 safety["safety_heldout"] = SafetyPrompts(prompts)
         return EvalSets(sets, roles, safety, data=train.data)
+
+
+# --- MUSE ------------------------------------------------------------------------------------------
+
+
+@register_benchmark
+class Muse(Benchmark):
+    """MUSE (Shi et al. 2024, "MUSE: Machine Unlearning Six-Way Evaluation for Language Models", arXiv
+    2407.06460): unlearn news articles (``news``: ``muse-bench/MUSE-News``) or Harry Potter books
+    (``books``: ``muse-bench/MUSE-Books``).
+
+    Training: the raw forget corpus (``raw`` config, ``forget`` split; text records: ga, graddiff, npo
+    and simnpo) against the raw retain corpus (``retain1``, or ``retain``). Evaluation
+    (:mod:`grin_unlearn.evaluation.muse`): VerbMem on ``verbmem``/``forget`` (prompt → continuation,
+    ``gt``), KnowMem on ``knowmem``/``forget_qa`` and ``retain_qa`` with their ``*_icl`` in-context
+    examples, and Min-K% on ``privleak``/``forget`` (members) and ``holdout`` (non-members) for PrivLeak.
+    A local folder holds each as ``<config>_<split>.json(l)``: ``raw_forget``, ``raw_retain1``,
+    ``verbmem_forget``, ``knowmem_forget_qa``, ``knowmem_forget_qa_icl``, ``knowmem_retain_qa``,
+    ``knowmem_retain_qa_icl``, ``privleak_forget``, ``privleak_holdout``.
+    """
+
+    name = "muse"
+    hub_id = ""  # per corpus: HUB_IDS
+    forget_splits = ("news", "books")
+    default_forget = "news"
+    HUB_IDS = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
+    EVAL_SETS = {"verbmem_forget": "verbmem", "knowmem_forget_qa": "knowmem_forget",
+                 "knowmem_retain_qa": "knowmem_retain", "privleak_forget": "mia_forget",
+                 "privleak_holdout": "mia_holdout"}
+
+    def _corpus(self, data: str | None, forget_split: str | None) -> tuple[str, str, int | None]:
+        corpus, count = self._forget(forget_split)
+        return (str(data) if data else self.HUB_IDS[corpus]), corpus, count
+
+    def _set(self, data: str, name: str) -> list[dict]:
+        """``<config>_<split>`` from a local folder, or that config and split of the Hub dataset."""
+        config, split = name.split("_", 1)
+        return self._load(data, name, HubSource(data, config, split))
+
+    def training_sets(self, data, forget_split, retain=None) -> TrainingSets:
+        data, _, count = self._corpus(data, forget_split)
+        retain_name = retain or "raw_retain1"
+        retain_records = (self._load(data, retain_name, HubSource(data, "raw", "retain1")) if retain
+                          else self._set(data, retain_name))
+        return TrainingSets(validate_text_records(self._set(data, "raw_forget"), f"{data}:raw_forget")[:count],
+                            validate_text_records(retain_records, f"{data}:{retain_name}"),
+                            "raw_forget", retain_name, data)
+
+    def eval_sets(self, data, forget_split, retain=None) -> EvalSets:
+        from ..evaluation.muse import check_muse_records
+
+        data, _, count = self._corpus(data, forget_split)
+        sets = {}
+        for name, role in self.EVAL_SETS.items():
+            records = [dict(r) for r in self._set(data, name)]
+            if role.startswith("knowmem"):
+                shots = [(s["question"], s["answer"]) for s in self._set(data, f"{name}_icl")]
+                for record in records:
+                    record["shots"] = shots
+            sets[name] = check_muse_records(records[:count] if role == "verbmem" else records, role, f"{data}:{name}")
+        return EvalSets(sets, dict(self.EVAL_SETS), data=data)

@@ -137,6 +137,7 @@ def _mcq_accuracy(inputs: AggregateInputs) -> dict:
 
 @register_aggregate("membership", ("forget", "holdout"),
                     needs={**{f"mia_auc_{attack}": "a holdout set" for attack in MIA_ATTACKS},
+                           "mia_auc_gradnorm": "--mia-gradnorm and a holdout set",
                            "mia_auc_reference": "--oracle and a holdout set", "privleak": "a holdout set"})
 def _membership(inputs: AggregateInputs) -> dict:
     """``mia_auc_<attack>``: ROC AUC of each attack of :data:`MIA_ATTACKS` that was scored, forget set =
@@ -166,8 +167,29 @@ def _membership(inputs: AggregateInputs) -> dict:
     return result
 
 
+@register_aggregate("muse", ("verbmem", "knowmem_forget", "knowmem_retain", "mia_forget", "mia_holdout"))
+def _muse(inputs: AggregateInputs) -> dict:
+    """MUSE's four numbers (arXiv 2407.06460): ``muse_verbmem_forget`` and ``muse_knowmem_forget`` (ROUGE-L
+    F1, lower = forgotten), ``muse_utility`` (KnowMem on the retain set, utility preservation) and
+    ``muse_privleak``: PrivLeak of the Min-K% AUC (forget texts = members, holdout = non-members;
+    ``muse_mia_auc``) against the oracle's (``muse_privleak_reference_auc``; 0.5 without one)."""
+    value = lambda role, key: (inputs.first(role) or {}).get("metrics", {}).get(key)  # noqa: E731
+    result = {"muse_verbmem_forget": value("verbmem", "rouge_l_f1"),
+              "muse_knowmem_forget": value("knowmem_forget", "rouge_l_f1"),
+              "muse_utility": value("knowmem_retain", "rouge_l_f1"),
+              "muse_mia_auc": None, "muse_privleak": None, "muse_privleak_reference_auc": None}
+    forget, holdout = inputs.first("mia_forget"), inputs.first("mia_holdout")
+    if forget is not None and holdout is not None:
+        result["muse_mia_auc"] = mia_auc(forget["per_item"]["mia_min_k"], holdout["per_item"]["mia_min_k"]).value
+        reference = inputs.oracle.muse_auc if inputs.oracle is not None else None
+        result["muse_privleak_reference_auc"] = DEFAULT_ORACLE_AUC if reference is None else reference
+        result["muse_privleak"] = privleak(result["muse_mia_auc"], result["muse_privleak_reference_auc"]).value
+    return result
+
+
 # The cross-set numbers of the question/answer protocol, in the order eval.json holds them.
-QA_AGGREGATES = ["forget_quality", "model_utility", "per_set", "knowledge_accuracy", "mcq_accuracy", "membership"]
+QA_AGGREGATES = ["forget_quality", "model_utility", "per_set", "knowledge_accuracy", "mcq_accuracy", "membership",
+                 "muse"]
 
 
 def aggregate(sets: dict[str, dict], oracle: dict | OracleView | None = None,

@@ -117,6 +117,7 @@ class OracleView:
     mia_auc: dict[str, float] = field(default_factory=dict)  # attack -> AUC
     source: str = ""
     losses: dict[str, list[float]] = field(default_factory=dict)  # forget/holdout -> per-item LOSS (reference attack)
+    muse_auc: float | None = None  # MUSE's Min-K% AUC on its privleak texts (MUSE's PrivLeak)
 
 
 def is_reference_logs(data: dict) -> bool:
@@ -142,7 +143,7 @@ def oracle_view(oracle: dict, source: str = "oracle") -> OracleView:
     aggregates = oracle.get("aggregates", {})
     aucs = {attack: aggregates[f"mia_auc_{attack}"] for attack in MIA_ATTACKS
             if aggregates.get(f"mia_auc_{attack}") is not None}
-    return OracleView(ratios, aucs, source, losses)
+    return OracleView(ratios, aucs, source, losses, aggregates.get("muse_mia_auc"))
 
 
 def load_reference_logs(path: str | Path) -> dict:

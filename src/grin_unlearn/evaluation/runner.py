@@ -16,13 +16,14 @@ from ..data.records import available_splits, is_hub_id, load_qa_split, load_spli
 from ..errors import UserInputError
 from .config import EvalConfig
 from .multiple_choice import evaluate_mcq, evaluate_text
+from .muse import MUSE_ROLES, evaluate_muse
 from .reference_logs import OracleView
 from .aggregates import aggregate
 from .tofu import QA_ROLES, evaluate_qa_sets
 
 logger = logging.getLogger(__name__)
 
-ROLES = QA_ROLES + ("mcq", "text")
+ROLES = QA_ROLES + ("mcq", "text") + MUSE_ROLES
 # Split names that default_roles picks up when present, per role (TOFU's Hub configs end in _perturbed).
 OPTIONAL_SPLITS = {"holdout": ("holdout",), "world_facts": ("world_facts", "world_facts_perturbed"),
                    "real_authors": ("real_authors", "real_authors_perturbed"), "knowledge": ("real_knowledge",)}
@@ -76,6 +77,9 @@ def evaluate(model, tokenizer, sets: dict[str, list[dict]], roles: dict[str, str
                 metrics, per_item = run(model, tokenizer, records, fmt, config.batch_size)
             except UserInputError as err:
                 raise UserInputError(f"set '{name}': {err}") from None
+            results[name] = {"role": role, "n": len(records), "metrics": metrics, "per_item": per_item}
+        elif role in MUSE_ROLES:
+            metrics, per_item = evaluate_muse(model, tokenizer, records, role, fmt, config.batch_size, fmt.max_length)
             results[name] = {"role": role, "n": len(records), "metrics": metrics, "per_item": per_item}
     truncated = sum(sum(r["per_item"].get("truncated", [])) for r in results.values())
     if truncated:
