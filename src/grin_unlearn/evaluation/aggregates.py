@@ -15,7 +15,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..metrics import forget_ks, mia_auc, model_utility, privleak, reference_score
+from ..metrics import forget_ks, mia_auc, model_utility, privleak
+from ..metrics.reference_attack import reference_score
 from .reference_logs import MIA_ATTACKS, OracleView, oracle_view
 from .set_metrics import aggregated_keys, set_columns
 

@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from ..metrics import (answer_probability, derive_keywords, exact_memorization, extraction_strength, gradnorm_score,
-                       keyword_accuracy, loss_score, min_k_percent_score, min_k_plus_plus_score,
-                       normalized_option_probability,
+from ..metrics import (answer_probability, derive_keywords, exact_memorization, extraction_strength,
+                       keyword_accuracy, loss_score, min_k_percent_score, normalized_option_probability,
                        rouge_scores, truth_ratio_forget_score, truth_ratio_per_item, truth_ratio_retain_score,
                        zlib_score)
+from ..metrics.gradnorm import gradnorm_score
+from ..metrics.min_k_plus_plus import min_k_plus_plus_score
 
 OPTION_ROLES = ("world_facts", "real_authors")  # the probability is normalised over the options here
 MIA_ROLES = ("forget", "holdout")
