@@ -29,7 +29,8 @@ from .report import new_figure, format_metric, log_error, metrics_row, save_figu
 from .tune import STATE_FILE, STORAGE_FILE
 
 SHOWN = (("forget_quality", "forget quality ↑"), ("model_utility", "model utility ↑"),
-         ("forget_keyword_accuracy", "forget keyword acc ↓"), ("retain_keyword_accuracy", "retain keyword acc ↑"))
+         ("forget_keyword_accuracy", "forget keyword acc ↓"), ("retain_keyword_accuracy", "retain keyword acc ↑"),
+         ("knowledge_accuracy", "knowledge acc ↑"))  # knowledge: the real-model benchmark's only (else "–")
 
 
 def pareto_front(rows: list[dict], x: str = "model_utility", y: str = "forget_quality") -> list[dict]:
