@@ -11,7 +11,8 @@ import pytest
 from grin_unlearn.cli import main
 from grin_unlearn.data.records import load_qa_split
 from grin_unlearn.errors import TrainingStoppedError, UserInputError
-from grin_unlearn.experiments.tune import counted, open_study, run_trials, select_trial, suggest_params
+from grin_unlearn.experiments.tune import (counted, counted_trials, open_study, run_trials, select_trial,
+                                          suggest_params)
 from grin_unlearn.experiments.tune_report import pareto_front
 from grin_unlearn.experiments.tune_spec import DEFAULT_RULE, load_tune_spec, parse_tune_spec
 
@@ -96,6 +97,30 @@ def test_killed_trials_are_retried_and_finished_ones_never_rerun(tmp_path):
     assert [t.state.name for t in trials if not counted(t)] == ["FAIL"]  # the interrupted attempt, not counted
     assert any(t.user_attrs.get("error") for t in trials if counted(t))  # the diverged trial is counted
     assert all(1e-4 <= t.params["train.lr"] <= 1e-2 and 1 <= t.params["train.epochs"] <= 5 for t in trials)
+
+
+def test_a_restarted_study_draws_new_points_and_a_repeated_point_is_not_counted(tmp_path):
+    """Stopped after one trial and restarted, a sampler seeded as at the start would draw trial 0's point
+    again (its random start replays): it is seeded past the trials already run, and a repeated point
+    (from any sampler) does not use budget."""
+    storage, space = tmp_path / "study.db", _space()
+    calls = []
+
+    def evaluate(params):
+        calls.append(params)
+        return {"forget_quality": params["train.lr"], "model_utility": 1 - params["train.lr"], "seconds": 0.0}
+
+    run_trials(open_study(storage, "m", seed=0, trials=6), 1, lambda t: suggest_params(t, space), evaluate, RULE,
+               log=lambda *a: None)
+    run_trials(open_study(storage, "m", seed=0, trials=6), 3, lambda t: suggest_params(t, space), evaluate, RULE,
+               log=lambda *a: None)
+    assert len(calls) == 3 and len({json.dumps(c, sort_keys=True) for c in calls}) == 3
+    study = open_study(storage, "m", seed=0, trials=6)
+    study.enqueue_trial(calls[0])  # a sampler that draws trial 0's point again
+    run_trials(study, 4, lambda t: suggest_params(t, space), evaluate, RULE, log=lambda *a: None)
+    trials = study.get_trials()
+    assert len(trials) == 5 and sum(counted(t) for t in trials) == 5 and len(counted_trials(trials)) == 4
+    assert calls[3] == calls[0] and calls[4] not in calls[:4]  # the repeat ran (its folder is reused) but cost no budget
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -18,9 +18,11 @@ For every method (objective × scorer) of a tuner file (:mod:`grin_unlearn.exper
 **Resuming.** Rerunning the command continues: finished trials are read from the storage and never
 rerun; a trial left *running* by a killed process is marked failed-interrupted (not counted) and its
 parameters are enqueued, so the next trial retries exactly that point and reuses whatever its run
-folder holds (a finished run is only re-evaluated if needed). Only the sampler's random state is not
-restored, so the trials drawn after a restart may differ from those of an uninterrupted run. One
-process at a time per output folder.
+folder holds (a finished run is only re-evaluated if needed). The sampler's random state is not
+restored: a restarted sampler is seeded with the file's seed plus the trials already run, so the
+trials drawn after a restart differ from those of an uninterrupted run (and do not replay the first
+ones); a trial that draws the point of an earlier one is not counted. One process at a time per
+output folder.
 
 ``<out>/tune.json`` (rewritten after every trial) holds the spec, each trial's params and metrics, the
 choice and the reruns; :mod:`grin_unlearn.experiments.tune_report` turns it into ``report.md`` + PNGs.
@@ -100,13 +102,18 @@ def _constraints(metrics: dict, rule: dict) -> dict[str, float]:
 # --- studies -------------------------------------------------------------------------------------
 
 def open_study(storage_path: Path, name: str, seed: int, trials: int):
-    """The multi-objective study ``name`` in the SQLite file ``storage_path`` (created or loaded)."""
+    """The multi-objective study ``name`` in the SQLite file ``storage_path`` (created or loaded).
+
+    A loaded study's sampler is seeded with ``seed`` plus its number of trials: seeded as at the
+    start, a restarted sampler would draw the points of the first run's first trials again."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, trials // 2), multivariate=True)
-    return optuna.create_study(study_name=name, storage=f"sqlite:///{storage_path}", sampler=sampler,
-                               directions=["maximize"] * len(OBJECTIVES), load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{storage_path}",
+                                directions=["maximize"] * len(OBJECTIVES), load_if_exists=True)
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
+                                               n_startup_trials=max(1, trials // 2), multivariate=True)
+    return study
 
 
 def counted(trial) -> bool:
@@ -115,6 +122,18 @@ def counted(trial) -> bool:
 
     return trial.state == TrialState.COMPLETE or (trial.state == TrialState.FAIL
                                                   and not trial.user_attrs.get(INTERRUPTED))
+
+
+def counted_trials(trials) -> list:
+    """The :func:`counted` trials, each point once: a trial with the params of an earlier counted one
+    (a sampler that drew it again) adds nothing to the search, so it does not use budget."""
+    seen, out = set(), []
+    for trial in trials:
+        key = json.dumps(trial.params, sort_keys=True)
+        if counted(trial) and key not in seen:
+            seen.add(key)
+            out.append(trial)
+    return out
 
 
 def recover_interrupted(study) -> list[int]:
@@ -141,7 +160,7 @@ def run_trials(study, budget: int, suggest: Callable, evaluate: Callable[[dict],
     retried = recover_interrupted(study)
     if retried:
         log(f"{study.study_name}: retrying interrupted trial(s) {retried}")
-    while (done := sum(counted(t) for t in study.get_trials(deepcopy=False))) < budget:
+    while (done := len(counted_trials(study.get_trials(deepcopy=False)))) < budget:
         trial = study.ask()
         params = suggest(trial)
         log(f"{study.study_name}: trial {done + 1} {json.dumps(params)}")
@@ -165,12 +184,9 @@ def run_trials(study, budget: int, suggest: Callable, evaluate: Callable[[dict],
 
 
 def trial_rows(study) -> list[dict]:
-    """Every counted trial as ``{number, state, params, <metrics>...}``."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        if counted(t):
-            rows.append({"number": t.number, "state": t.state.name, "params": dict(t.params), **t.user_attrs})
-    return rows
+    """Every counted trial (:func:`counted_trials`) as ``{number, state, params, <metrics>...}``."""
+    return [{"number": t.number, "state": t.state.name, "params": dict(t.params), **t.user_attrs}
+            for t in counted_trials(study.get_trials(deepcopy=False))]
 
 
 def suggest_params(trial, space) -> dict:
