@@ -91,3 +91,11 @@ def test_sweep_and_tuner_files_take_the_rule_for_every_trial():
     assert all(c.config.monitor.stop_when == ["model_utility<=0.2"] for c in expand_grid(spec))
     with pytest.raises(UserInputError, match="unknown metric"):
         parse_spec({"base": {"monitor": {"eval_every": 5, "stop_when": ["forget_quality>=0.5"]}}}, "bad.yaml")
+
+
+def test_raw_text_runs_are_refused_before_any_work(micro_world, micro_tokenizer, micro_model, tmp_path):
+    texts = [{"text": r["question"] + " " + r["answer"]} for r in micro_world["forget10"][:4]]
+    with pytest.raises(UserInputError, match="--eval-every"):
+        unlearn(micro_model, micro_tokenizer, texts, micro_world["retain90"][:4],
+                _config(MonitorConfig(eval_every=1)), tmp_path / "run", fmt=FMT, log=lambda *_: None)
+    assert not (tmp_path / "run").exists()  # nothing written

@@ -70,7 +70,7 @@ from .parallel.sharding import is_sharded_model, shard_model, shard_of
 from .training.activations import LIVE_REFERENCE_INPUTS, scope_parameters, scope_patterns, steering_setup
 from .training.arguments import enable_gradient_checkpointing, quiet_log_lines, training_arguments
 from .training.masked_optim import make_masked_optimizer
-from .training.monitor import monitor_callbacks
+from .training.monitor import check_monitor_input, monitor_callbacks
 from .training.objectives import get_objective
 from .training.reference import precompute_reference
 from .training.sharded import train_sharded
@@ -257,6 +257,7 @@ def _check_and_place(model, forget, retain, config: UnlearnConfig, out_dir: Path
         if not is_main_process():
             log = _silent
     check_objective_accepts(forget, config.objective, spec.needs_refusal)
+    check_monitor_input(config.monitor, forget, retain, args.world_size)
     if spec.uses_retain and not retain:
         raise UserInputError(f"retain set: it is empty, and objective '{config.objective}' needs one")
     fmt = fmt or PromptFormat(max_length=config.train.max_length)

@@ -72,6 +72,21 @@ class TrajectoryCallback(TrainerCallback):
             plot_trajectory(self.record, self.out_dir / TRAJECTORY_PLOT)
 
 
+def check_monitor_input(monitor, forget: list[dict], retain: list[dict], world_size: int = 1) -> None:
+    """Refuse, before any work, what evaluation during training cannot read: raw-text sets (the
+    trajectory's metrics are question/answer ones) and several processes."""
+    from ..data.formatting import is_text_record
+
+    if not monitor.eval_every:
+        return
+    if any(is_text_record(r) for r in forget[:1] + retain[:1]):
+        raise UserInputError("--eval-every: evaluation during training reads question/answer records; this run's "
+                             "forget or retain set holds raw text (evaluate its checkpoints with `grin-unlearn eval`)")
+    if world_size > 1:
+        raise UserInputError("--eval-every: evaluation during training runs in one process (launch without "
+                             "torchrun / accelerate for it)")
+
+
 def monitor_callbacks(model, tokenizer, forget, retain, fmt, monitor, out_dir: Path, world_size: int = 1) -> list:
     """``[TrajectoryCallback]`` when ``monitor.eval_every`` > 0, else ``[]``. A trajectory left in
     ``out_dir`` by an earlier run is removed first (it would pass for this run's; a resumed run's
@@ -80,9 +95,7 @@ def monitor_callbacks(model, tokenizer, forget, retain, fmt, monitor, out_dir: P
         (Path(out_dir) / name).unlink(missing_ok=True)
     if not monitor.eval_every:
         return []
-    if world_size > 1:
-        raise UserInputError("--eval-every: evaluation during training runs in one process (launch without "
-                             "torchrun / accelerate for it)")
+    check_monitor_input(monitor, forget, retain, world_size)
     return [TrajectoryCallback(model, tokenizer, forget, retain, fmt, monitor, out_dir)]
 
 
