@@ -13,7 +13,6 @@ from grin_unlearn.data.benchmarks import get_benchmark
 from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.evaluation import EvalConfig, evaluate
-from grin_unlearn.evaluation.muse import few_shot_prompt_ids
 from grin_unlearn.metrics import mia_auc, min_k_percent_score, privleak, rouge_scores
 
 FMT = PromptFormat(max_length=96)
@@ -61,7 +60,7 @@ def test_adapter_reads_the_muse_schema(muse_dir):
 
 def test_few_shot_prompt_is_the_references_base_model_prompt(micro_tokenizer):
     shots = [("Who wrote it?", "Ann."), ("When?", "In 1990.")]
-    ids = few_shot_prompt_ids(micro_tokenizer, FMT, shots, "Where?")
+    ids = FMT.few_shot_prompt_ids(micro_tokenizer, shots, "Where?")
     text = "Question: Who wrote it?\nAnswer: Ann.\n\nQuestion: When?\nAnswer: In 1990.\n\nQuestion: Where?\nAnswer: "
     assert micro_tokenizer.decode(ids, skip_special_tokens=True) == micro_tokenizer.decode(
         micro_tokenizer(text)["input_ids"], skip_special_tokens=True)

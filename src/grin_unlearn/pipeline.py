@@ -222,8 +222,7 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
                                 hyperparams=config.hyperparams, reference=reference, ref_model=ref_model,
                                 optimizers=(optimizer, None),
                                 **steering_setup(model, ref_model, config.hyperparams, setting.needed, config.train.seed),
-                                callbacks=monitor_callbacks(model, tokenizer, forget, retain, fmt, config.monitor, out_dir,
-                                                            args.world_size))
+                                callbacks=monitor_callbacks(model, tokenizer, forget, retain, fmt, config.monitor, out_dir))
     train_loss, timing["train"] = _train(model, trainer, optimizer, out_dir, resume, log)
     timing["total"] = time.perf_counter() - start
     save_run(out_dir, model, tokenizer, config, masks, trainer.state.log_history, timing, noise_report,

@@ -38,6 +38,7 @@ PROMPT_TEMPLATE = "Question: {question}\nAnswer: "
 # The system prompt of the reference's chat-model configs (Llama-3.x, Qwen2.5, Phi-3.5, zephyr).
 CHAT_SYSTEM_PROMPT = "You are a helpful assistant."
 FORMAT_FILE = "prompt_format.json"
+SHOT_SEPARATOR = "\n\n"  # after each in-context answer (the reference's asst_end_tag of base models)
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,10 @@ class PromptFormat:
             return filled[len(filled.rstrip(" ")):] + answer if filled.endswith(" ") else " " + answer
         return answer
 
-    def _chat(self, tokenizer, question: str, answer: str | None) -> str:
+    def _chat(self, tokenizer, question: str, answer: str | None, shots: list[tuple[str, str]] = ()) -> str:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        for shot_question, shot_answer in shots:  # in-context examples: one user and one assistant turn each
+            messages += [{"role": "user", "content": shot_question}, {"role": "assistant", "content": shot_answer}]
         messages.append({"role": "user", "content": question})
         if answer is not None:
             messages.append({"role": "assistant", "content": answer})
@@ -114,6 +117,20 @@ class PromptFormat:
 
     def prompt_ids(self, tokenizer, question: str) -> list[int]:
         return self.prompts_ids(tokenizer, [question])[0]
+
+    def few_shot_prompt_ids(self, tokenizer, shots: list[tuple[str, str]], question: str) -> list[int]:
+        """The generation prompt of ``question`` after the in-context ``(question, answer)`` ``shots``, the
+        last ``max_length`` tokens. Plain template: each shot is ``template(q) + a + "\n\n"``, so
+        ``Question: q1\nAnswer: a1\n\nQuestion: q\nAnswer: `` (the reference's base-model few-shot
+        prompt); chat template: one user and one assistant turn per shot."""
+        if self.chat_template:
+            text = self._chat(tokenizer, question, None, shots)
+            return list(tokenizer(text, add_special_tokens=False)["input_ids"])[-self.max_length:]
+        prompt = self.prompt_ids(tokenizer, question)
+        bos = prompt[:1] if prompt and prompt[0] == tokenizer.bos_token_id else []
+        prefix = "".join(self.template.replace("{question}", q) + a + SHOT_SEPARATOR for q, a in shots)
+        shot_ids = list(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else []
+        return (bos + shot_ids + prompt[len(bos):])[-self.max_length:]
 
     def encode_many(self, tokenizer, pairs: list[tuple[str, str]]) -> list[dict]:
         """``{"input_ids", "labels", "prompt_ids", "truncated"}`` of every ``(question, answer)`` pair.
@@ -207,6 +224,12 @@ def encode_records(tokenizer, records: list[dict], fmt: PromptFormat, answer_key
     """Encode every record's question with ``answers[i]`` (or its ``answer_key`` field)."""
     texts = answers if answers is not None else [r[answer_key] for r in records]
     return fmt.encode_many(tokenizer, [(r["question"], a) for r, a in zip(records, texts)]) if records else []
+
+
+def text_ids(tokenizer, text: str) -> list[int]:
+    """A raw text's token ids, BOS first when the tokenizer has one (every token after the first is scored)."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def is_text_record(record: dict) -> bool:

@@ -27,7 +27,7 @@ import torch
 
 from ..data.formatting import PadCollator, left_pad_prompts
 from ..logprobs import IGNORE_INDEX, token_logprobs
-from ..models import model_device, pad_token_id
+from ..models import model_device, pad_token_id, text_config
 from .kv_cache import PreallocatedCache
 
 
@@ -112,14 +112,15 @@ def score_examples(model, examples: list[dict], pad: int, batch_size: int,
             picked = logp[mask].clamp(max=0.0).cpu()  # (N,); z_y - logsumexp(z) can round to +1e-8
             labels = labels[:, 1:][mask].cpu()  # (N,)
             counts = mask.sum(dim=-1).tolist()
-            moments = [None] * 2
+            means = variances = None
             if with_moments.intersection(rows):
-                moments = [m.cpu().split(counts) for m in vocab_moments(logits[:, :-1][mask])]
+                means, variances = (m.cpu().split(counts) for m in vocab_moments(logits[:, :-1][mask]))
             for j, (i, lp, am, lb) in enumerate(zip(rows, picked.split(counts), argmax.split(counts),
                                                     labels.split(counts))):
-                mean, var = ((m[j].tolist() for m in moments) if i in with_moments else (None, None))
+                wanted = i in with_moments
                 scores[i] = AnswerScore(token_logps=lp.tolist(), argmax=am.tolist(), labels=lb.tolist(),
-                                        vocab_mean=mean, vocab_var=var)
+                                        vocab_mean=means[j].tolist() if wanted else None,
+                                        vocab_var=variances[j].tolist() if wanted else None)
     return scores
 
 
@@ -307,8 +308,7 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
 def kv_bytes_per_row(model, positions: int) -> int:
     """Bytes of one sequence's KV cache over ``positions`` tokens: ``2·layers·kv_heads·head_dim·positions``
     values of the weights' dtype (0 when the config does not say)."""
-    config = getattr(model, "config", None)
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    config = text_config(model)
     layers, heads = getattr(config, "num_hidden_layers", 0), getattr(config, "num_attention_heads", 0)
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or (getattr(config, "hidden_size", 0) // max(heads, 1))

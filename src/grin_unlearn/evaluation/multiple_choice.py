@@ -22,7 +22,7 @@ from functools import cached_property
 import torch
 
 from ..data.benchmarks import validate_mcq_records
-from ..data.formatting import PadCollator, PromptFormat
+from ..data.formatting import PadCollator, PromptFormat, text_ids
 from ..errors import UserInputError
 from ..logprobs import IGNORE_INDEX
 from ..metrics import loss_score, multiple_choice_accuracy
@@ -161,8 +161,7 @@ def evaluate_text(model, tokenizer, records: list[dict], fmt: PromptFormat, batc
     for index, record in enumerate(records):
         if not isinstance(record.get("text"), str) or not record["text"].strip():
             raise UserInputError(f"text record {index}: needs a non-empty string field 'text'")
-        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-        ids = (bos + tokenizer(record["text"], add_special_tokens=False)["input_ids"])[:fmt.max_length]
+        ids = text_ids(tokenizer, record["text"])[:fmt.max_length]
         if len(ids) < 2:
             raise UserInputError(f"text record {index}: too short to score (needs at least 2 tokens)")
         examples.append({"input_ids": ids, "labels": ids})

@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..data.formatting import PromptFormat
+from ..data.formatting import PromptFormat, text_ids
 from ..errors import UserInputError
 from ..metrics import min_k_percent_score, rouge_scores
 from ..models import pad_token_id
@@ -42,29 +42,6 @@ MUSE_ROLES = ("verbmem", "knowmem_forget", "knowmem_retain", "mia_forget", "mia_
 VERBMEM_NEW_TOKENS = 128  # forget_verbmem_ROUGE.yaml
 KNOWMEM_NEW_TOKENS = 32  # forget_knowmem_ROUGE.yaml
 KNOWMEM_STOPS = ("\n\n", "\nQuestion", "Question:")
-SHOT_SEPARATOR = "\n\n"  # after each in-context answer (the reference's asst_end_tag of base models)
-
-
-def few_shot_prompt_ids(tokenizer, fmt: PromptFormat, shots: list[tuple[str, str]], question: str) -> list[int]:
-    """The tokens of ``question`` after the in-context ``shots`` in the prompt format ``fmt``."""
-    if fmt.chat_template:
-        messages = [{"role": "system", "content": fmt.system_prompt}] if fmt.system_prompt else []
-        for q, a in shots:
-            messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-        messages.append({"role": "user", "content": question})
-        extra = {"date_string": fmt.date_string} if fmt.date_string is not None else {}
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])[-fmt.max_length:]
-    prefix = "".join(fmt.template.replace("{question}", q) + a + SHOT_SEPARATOR for q, a in shots)
-    prompt = fmt.prompt_ids(tokenizer, question)
-    bos = prompt[:1] if prompt and prompt[0] == tokenizer.bos_token_id else []
-    shot_ids = list(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else []
-    return (bos + shot_ids + prompt[len(bos):])[-fmt.max_length:]
-
-
-def _text_ids(tokenizer, text: str) -> list[int]:
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return bos + list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def check_muse_records(records: list[dict], role: str, source: str) -> list[dict]:
@@ -96,17 +73,17 @@ class MuseSet:
     def generations(self) -> list[str]:
         if self.role == "verbmem":
             budget = max(1, self.max_length - VERBMEM_NEW_TOKENS)
-            prompts = [_text_ids(self.tokenizer, r["prompt"])[-budget:] for r in self.records]
+            prompts = [text_ids(self.tokenizer, r["prompt"])[-budget:] for r in self.records]
             return generate_texts(self.model, self.tokenizer, prompts, VERBMEM_NEW_TOKENS, self.batch_size)
-        prompts = [few_shot_prompt_ids(self.tokenizer, self.fmt, [tuple(s) for s in r.get("shots") or []],
-                                       r["question"]) for r in self.records]
+        prompts = [self.fmt.few_shot_prompt_ids(self.tokenizer, [tuple(s) for s in r.get("shots") or []],
+                                                r["question"]) for r in self.records]
         return generate_texts(self.model, self.tokenizer, prompts, KNOWMEM_NEW_TOKENS, self.batch_size, KNOWMEM_STOPS)
 
     @cached_property
     def text_scores(self) -> list:
         examples = []
         for index, record in enumerate(self.records):
-            ids = _text_ids(self.tokenizer, record["text"])[:self.max_length]
+            ids = text_ids(self.tokenizer, record["text"])[:self.max_length]
             if len(ids) < 2:
                 raise UserInputError(f"MUSE text {index}: too short to score (needs at least 2 tokens)")
             examples.append({"input_ids": ids, "labels": ids})

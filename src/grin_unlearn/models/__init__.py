@@ -197,6 +197,12 @@ def pad_token_id(tokenizer) -> int:
     return 0
 
 
+def text_config(model):
+    """The config of a model's language part (``get_text_config()`` of a multimodal config; else its config)."""
+    config = getattr(model, "config", None)
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
 def model_device(model) -> torch.device:
     """Where a model's inputs go: ``model.device`` when it has one, else its first parameter's device."""
     device = getattr(model, "device", None)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UserInputError
+from ..models import text_config
 
 WMDP_LAYER, WMDP_DEPTH = 7, 32  # the WMDP paper's steered layer, of Zephyr-7B's 32
 
@@ -54,9 +55,7 @@ def activation_mse(hidden: HiddenStates, target: torch.Tensor) -> torch.Tensor:
 
 
 def num_layers(model) -> int:
-    config = getattr(model, "config", None)
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    layers = getattr(config, "num_hidden_layers", None)
+    layers = getattr(text_config(model), "num_hidden_layers", None)
     if not isinstance(layers, int) or layers <= 0:
         raise UserInputError("objective rmu: the model's config has no num_hidden_layers (expected a decoder "
                              "with numbered layers)")
@@ -130,12 +129,6 @@ def capture_output(module: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
 LIVE_REFERENCE_INPUTS = ("retain_kl", "ref_retain_hidden")
 
 
-def hidden_size(model) -> int:
-    config = getattr(model, "config", None)
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return int(config.hidden_size)
-
-
 def steering_setup(model, ref_model, hyperparams, needed: tuple[str, ...], seed: int) -> dict:
     """The :class:`~grin_unlearn.training.trainer.UnlearningTrainer` arguments of an objective that
     reads activations: the steered layer of the model (and of the reference) and the steering vector
@@ -147,5 +140,5 @@ def steering_setup(model, ref_model, hyperparams, needed: tuple[str, ...], seed:
     if "ref_retain_hidden" in needed:
         setup["ref_hidden_layer"] = layer_module(ref_model, layer)
     if "control" in needed:
-        setup["control"] = control_vector(hidden_size(model), hyperparams.steering_coeff, seed)
+        setup["control"] = control_vector(int(text_config(model).hidden_size), hyperparams.steering_coeff, seed)
     return setup

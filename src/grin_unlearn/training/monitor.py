@@ -87,15 +87,15 @@ def check_monitor_input(monitor, forget: list[dict], retain: list[dict], world_s
                              "torchrun / accelerate for it)")
 
 
-def monitor_callbacks(model, tokenizer, forget, retain, fmt, monitor, out_dir: Path, world_size: int = 1) -> list:
-    """``[TrajectoryCallback]`` when ``monitor.eval_every`` > 0, else ``[]``. A trajectory left in
-    ``out_dir`` by an earlier run is removed first (it would pass for this run's; a resumed run's
-    trajectory starts again at the step it resumes from)."""
+def monitor_callbacks(model, tokenizer, forget, retain, fmt, monitor, out_dir: Path) -> list:
+    """``[TrajectoryCallback]`` when ``monitor.eval_every`` > 0, else ``[]`` (its input checked before any
+    work by :func:`check_monitor_input`). A trajectory left in ``out_dir`` by an earlier run is removed
+    first (it would pass for this run's; a resumed run's trajectory starts again at the step it resumes
+    from)."""
     for name in (TRAJECTORY_FILE, TRAJECTORY_PLOT):
         (Path(out_dir) / name).unlink(missing_ok=True)
     if not monitor.eval_every:
         return []
-    check_monitor_input(monitor, forget, retain, world_size)
     return [TrajectoryCallback(model, tokenizer, forget, retain, fmt, monitor, out_dir)]
 
 
