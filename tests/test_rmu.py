@@ -107,3 +107,18 @@ def test_rmu_moves_only_its_own_weights(scorer, micro_world, micro_tokenizer, mi
     assert torch.equal(after[scope][~mask], before[scope][~mask])
     assert int((after[scope][mask] != before[scope][mask]).sum()) > 0.5 * int(mask.sum())
     assert bool(mask.all()) == (scorer == "none") and result.train_loss is not None
+
+
+def test_rmu_without_a_scorer_adds_no_noise(micro_world, micro_tokenizer, micro_model, tmp_path):
+    """Scorer none trains all of RMU's weights as a full fine-tune trains all weights: no noise, recorded so."""
+    import json
+
+    config = UnlearnConfig(objective="rmu", selection=SelectionConfig(scorer="none"), noise=NoiseConfig(noise_var=1e-2),
+                           train=TrainConfig(epochs=1, lr=1e-12, batch_size=4, warmup_ratio=0.0, weight_decay=0.0))
+    before = micro_model.model.layers[0].mlp.down_proj.weight.detach().clone()
+    unlearn(micro_model, micro_tokenizer, micro_world["forget10"][:4], micro_world["retain90"][:4], config,
+            tmp_path / "run", fmt=FMT, log=lambda *_: None)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert saved["noise"]["noise_var"] == 0.0
+    # lr 1e-12: one step moves each weight by about 1e-12, far below the noise's σ = 0.1
+    assert (micro_model.model.layers[0].mlp.down_proj.weight - before).abs().max() < 1e-6

@@ -199,6 +199,8 @@ def unlearn(model, tokenizer, forget: list[dict], retain: list[dict], config: Un
     masks, select_timing = build_masks(model, tokenizer, forget, retain, config.selection, config.train.seed,
                                       fmt, mask_path, log, auto, scope)
     timing.update(select_timing)
+    if scope and not config.selection.masked and mask_path is None:  # RMU's own weights, no scorer: no noise
+        config = dataclasses.replace(config, noise=dataclasses.replace(config.noise, noise_var=0.0))
     if "ratio" in auto:  # the run records the p it used; the request and evidence go under "auto"
         config = dataclasses.replace(config, selection=dataclasses.replace(config.selection,
                                                                            ratio=auto["ratio"]["ratio"]))
