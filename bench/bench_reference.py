@@ -23,6 +23,14 @@ Data: the TOFU-sized world of ``bench/bench_eval.py`` written under TOFU's confi
 4,096 tokens; the world's text yields 1,965);
 ``finetuned`` is the same model after 300 AdamW steps on every set but the holdout.
 
+``--model-set smollm2`` runs the same comparison on the real model: the real benchmark's target (SmolLM2-135M
+fine-tuned on the embedded world, chat template with the system prompt "You are a helpful assistant."; the
+reference gets ``model.template_args.apply_chat_template=true`` and that system prompt) on TOFU-layout
+files of its world: forget01 (one author, 20 questions) with holdout01 (20), 40 retain questions, and the
+world-fact questions split 20/20 into ``real_authors_perturbed`` and ``world_facts_perturbed``. NPO runs
+the 20 forget01 records for 5 epochs at batch 4 (20 steps). ``--precision bf16`` adds our commands
+under bf16 autocast (the reference has none on CPU: its fp32 run is the denominator).
+
 ``--baseline-src DIR`` (the ``src`` folder of another checkout, e.g. ``git worktree add /tmp/landed
 <commit>``) adds that tree's commands to every pair, run the same way with ``PYTHONPATH=DIR``: its
 wall time, and whether our ``eval.json`` per-item values and our NPO weights are bit-identical to its.
@@ -64,6 +72,20 @@ def write_tofu_dir(folder: Path) -> dict[str, list[dict]]:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return sets
+
+
+def write_real_tofu_dir(folder: Path) -> None:
+    """The real benchmark's world as TOFU-layout JSON-lines files (forget01-sized; see the module doc)."""
+    from grin_unlearn.experiments.real_benchmark import RealBenchmarkConfig, prepare_real
+
+    world = prepare_real(RealBenchmarkConfig()).world
+    load = lambda name: json.loads((world / f"{name}.json").read_text())
+    forget, retain, holdout, facts = load("forget01"), load("retain90")[:40], load("holdout")[:20], load("world_facts")
+    files = {"forget01": forget, "forget01_perturbed": forget, "holdout01": holdout, "retain90": retain,
+             "retain_perturbed": retain, "real_authors_perturbed": facts[:20], "world_facts_perturbed": facts[20:40]}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, records in files.items():
+        (folder / f"{name}.json").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def build_models(folder: Path, sets: dict[str, list[dict]]) -> dict[str, Path]:

@@ -106,22 +106,32 @@ def score_examples(model, examples: list[dict], pad: int, batch_size: int,
             extra = {"logits_to_keep": batch["input_ids"].shape[1] - offset} if keep else {}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            use_cache=False, **extra).logits  # (B, T - offset, V)
-            labels = batch["labels"][:, offset:]  # (B, T - offset)
-            logp, mask = token_logprobs(logits, labels)  # (B, T - offset - 1)
-            argmax = logits[:, :-1][mask].argmax(dim=-1).cpu()  # (N,) labelled positions only
-            picked = logp[mask].clamp(max=0.0).cpu()  # (N,); z_y - logsumexp(z) can round to +1e-8
-            labels = labels[:, 1:][mask].cpu()  # (N,)
-            counts = mask.sum(dim=-1).tolist()
-            means = variances = None
-            if with_moments.intersection(rows):
-                means, variances = (m.cpu().split(counts) for m in vocab_moments(logits[:, :-1][mask]))
-            for j, (i, lp, am, lb) in enumerate(zip(rows, picked.split(counts), argmax.split(counts),
-                                                    labels.split(counts))):
-                wanted = i in with_moments
-                scores[i] = AnswerScore(token_logps=lp.tolist(), argmax=am.tolist(), labels=lb.tolist(),
-                                        vocab_mean=means[j].tolist() if wanted else None,
-                                        vocab_var=variances[j].tolist() if wanted else None)
+            for i, score in zip(rows, answer_scores(logits, batch["labels"][:, offset:], [i in with_moments for i in rows])):
+                scores[i] = score
     return scores
+
+
+def answer_scores(logits: torch.Tensor, labels: torch.Tensor, moments: list[bool]) -> list[AnswerScore]:
+    """One :class:`AnswerScore` per row of a teacher-forced batch: ``logits`` (B, T, V) and ``labels``
+    (B, T) aligned (logits at ``t`` predict ``labels[t + 1]``); rows with ``moments[b]`` get
+    :func:`vocab_moments` too."""
+    mask = labels[:, 1:] != IGNORE_INDEX  # (B, T - 1)
+    rows = logits[:, :-1][mask].float()  # (N, V): labelled positions only, cast once (argmax is slow in bf16)
+    labels = labels[:, 1:][mask]  # (N,)
+    # log softmax(z)[y] = z_y - logsumexp(z), as token_logprobs; it can round to +1e-8, hence the clamp.
+    picked = (rows.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - rows.logsumexp(dim=-1)).clamp(max=0.0).cpu()
+    argmax, labels = rows.argmax(dim=-1).cpu(), labels.cpu()  # (N,)
+    counts = mask.sum(dim=-1).tolist()
+    means = variances = [None] * len(counts)
+    if any(moments):  # only the rows that asked: the moments read the whole vocabulary
+        wanted = torch.cat([part for part, m in zip(rows.split(counts), moments) if m])
+        mean, var = (m.cpu().split([c for c, m in zip(counts, moments) if m]) for m in vocab_moments(wanted))
+        mean, var = iter(mean), iter(var)
+        means, variances = zip(*[(next(mean), next(var)) if m else (None, None) for m in moments])
+    return [AnswerScore(token_logps=lp.tolist(), argmax=am.tolist(), labels=lb.tolist(),
+                        vocab_mean=mu.tolist() if mu is not None else None,
+                        vocab_var=v.tolist() if v is not None else None)
+            for lp, am, lb, mu, v in zip(picked.split(counts), argmax.split(counts), labels.split(counts), means, variances)]
 
 
 def gradient_norms(model, examples: list[dict], p: float = 2.0) -> list[list[float]]:
@@ -184,7 +194,7 @@ def cut_generation(text: str, stops: list[str]) -> str:
     return text.strip()
 
 
-def _eos_ids(model, tokenizer) -> list[int]:
+def generation_eos_ids(model, tokenizer) -> list[int]:
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if configured is None:
         configured = tokenizer.eos_token_id
@@ -212,7 +222,7 @@ def uses_greedy_loop(model) -> bool:
     return all(getattr(generation, field, None) in allowed for field, allowed in _PROCESSOR_DEFAULTS.items())
 
 
-def _forward_arguments(model, cache, keep: int) -> dict:
+def forward_arguments(model, cache, keep: int) -> dict:
     """The cache and logits-to-keep keywords under this transformers version's names (``cache`` /
     ``logits_to_keep`` in 5.x, ``past_key_values`` / ``num_logits_to_keep`` in 4.45)."""
     parameters = inspect.signature(model.forward).parameters
@@ -232,7 +242,7 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     every row until the last one ends. A row's tokens end with the EOS that stopped it.
     """
     cache = PreallocatedCache(capacity=input_ids.shape[1] + max_new_tokens)
-    extra = _forward_arguments(model, cache, keep=1)
+    extra = forward_arguments(model, cache, keep=1)
     position_ids = attention_mask.long().cumsum(-1) - 1  # (B, P)
     position_ids.masked_fill_(attention_mask == 0, 1)
     rows = list(range(input_ids.shape[0]))  # the original row of each row still decoding
@@ -261,10 +271,27 @@ def greedy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     return new_tokens
 
 
+def decode_generation(tokenizer, new_tokens: list[int], stop_strings=()) -> str:
+    """New tokens as the reference post-processes them: decoded with ``skip_special_tokens`` and
+    ``clean_up_tokenization_spaces``, cut at the EOS text and each stop string, stripped."""
+    eos = tokenizer.eos_token_id
+    stops = ([tokenizer.decode([eos])] if eos is not None else []) + list(stop_strings)
+    text = tokenizer.decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+    return cut_generation(text, stops)
+
+
 def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
                    stop_strings: list[str] | tuple[str, ...] = (), static_cache: bool = True,
                    use_loop: bool | None = None) -> list[str]:
-    """Greedy continuations of token-id ``prompts``, post-processed as the reference does.
+    """Greedy continuations of token-id ``prompts``, post-processed as the reference does."""
+    new = generate_token_ids(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings, static_cache, use_loop)
+    return [decode_generation(tokenizer, tokens, stop_strings) for tokens in new]
+
+
+def generate_token_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
+                       stop_strings: list[str] | tuple[str, ...] = (), static_cache: bool = True,
+                       use_loop: bool | None = None) -> list[list[int]]:
+    """Greedy new tokens of token-id ``prompts`` (a row may end with EOS or padding after it).
 
     Decoding is :func:`greedy_decode` where :func:`uses_greedy_loop` says it gives ``generate``'s
     tokens (``use_loop`` overrides), else ``generate`` with a static KV cache (``static_cache=False``:
@@ -273,12 +300,11 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
     from transformers import StoppingCriteriaList
 
     eos = tokenizer.eos_token_id
-    stops = ([tokenizer.decode([eos])] if eos is not None else []) + list(stop_strings)
     pad = eos if eos is not None else pad_token_id(tokenizer)
     loop = uses_greedy_loop(model) if use_loop is None else use_loop
     lookback = _stop_lookback(tokenizer, stop_strings) if stop_strings else 0
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    device, texts = model_device(model), [""] * len(prompts)
+    device, tokens = model_device(model), [[] for _ in prompts]
     with eval_mode(model):
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
@@ -287,22 +313,21 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
             if loop:
                 stop = (lambda tokens: _hits_stop(tokenizer, tokens, stop_strings, lookback)) if stop_strings else None
                 new = greedy_decode(model, inputs["input_ids"], inputs["attention_mask"], max_new_tokens,
-                                    _eos_ids(model, tokenizer), stop)
+                                    generation_eos_ids(model, tokenizer), stop)
             else:
                 criteria = StoppingCriteriaList([_StopStrings(tokenizer, stop_strings, width)]) if stop_strings else None
                 # A static (pre-allocated) KV cache: the default dynamic one concatenates at every step.
                 output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                         top_p=None, top_k=None, temperature=None, use_cache=True, pad_token_id=pad,
-                                        eos_token_id=_eos_ids(model, tokenizer) or None,
+                                        eos_token_id=generation_eos_ids(model, tokenizer) or None,
                                         cache_implementation="static" if static_cache else None,
                                         stopping_criteria=criteria)  # (B, width + new)
-                new = output[:, width:]
-            decoded = tokenizer.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=True)
-            for i, text in zip(rows, decoded):
-                texts[i] = cut_generation(text, stops)
+                new = output[:, width:].tolist()
+            for i, row in zip(rows, new):
+                tokens[i] = list(row)
     if hasattr(model, "_previous_max_cache_length"):  # generate's static-cache size memo: leave no trace
         del model._previous_max_cache_length
-    return texts
+    return tokens
 
 
 def kv_bytes_per_row(model, positions: int) -> int:

@@ -29,23 +29,28 @@ The metrics are registered functions listed by the protocol (:mod:`.set_metrics`
 scores and generates once for all of them.
 
 Speed: every set's sequences — answers, paraphrases and perturbed answers — are encoded once and scored
-in **one** teacher-forced sweep sorted by length (:func:`~.engine.score_examples`); each unique question
-is generated once. In ``eval.json`` ``metrics["truth_ratio"]`` is the role's score while
+in **one** teacher-forced sweep, each question's prompt run once for all its answers
+(:func:`~.shared_prefix.score_with_shared_prefixes`); each unique question is generated once, starting
+from the tokens the teacher-forced pass already fixes (:func:`~.draft_decoding.generate_from_drafts`). In ``eval.json`` ``metrics["truth_ratio"]`` is the role's score while
 ``per_item["truth_ratio"]`` holds the raw ``R_i`` (None for an item without perturbed answers), the input
 of forget quality.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from ..data.formatting import PromptFormat
 from ..errors import UserInputError
 from ..models import pad_token_id
 from .config import EvalConfig
-from .engine import AnswerScore, generate_with_config, gradient_norms, score_examples
+from .draft_decoding import generate_from_drafts
+from .engine import AnswerScore, gradient_norms
+from .shared_prefix import score_with_shared_prefixes
 from .set_metrics import GENERATION_ROLES, MIA_ROLES, SetScores, correct_answer, set_metrics
 
+logger = logging.getLogger(__name__)
 QA_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout", "knowledge")
 
 
@@ -85,13 +90,14 @@ def evaluate_qa_sets(model, tokenizer, sets: dict[str, tuple[str, list[dict]]], 
                                  f"got {len(generations[name])}")
     pairs = list(dict.fromkeys(pair for role, records in sets.values() for pair in _pairs(records, role)))
     examples = dict(zip(pairs, fmt.encode_many(tokenizer, pairs)))
+    _note_pad_inside(tokenizer, examples.values())
     clock.lap("tokenise")
     # The membership sets' answers: Min-K%++ reads their next-token moments, GradNorm their gradients.
     members = {(r["question"], r["answer"]) for role, records in sets.values() if role in MIA_ROLES
                for r in records} if config.mia else set()
     moments = {i for i, pair in enumerate(examples) if pair in members}
-    scored: list[AnswerScore] = score_examples(model, list(examples.values()), pad_token_id(tokenizer), config.batch_size,
-                                               with_moments=moments)
+    scored: list[AnswerScore] = score_with_shared_prefixes(model, list(examples.values()), pad_token_id(tokenizer),
+                                                           config.batch_size, with_moments=moments)
     scores = dict(zip(examples, scored))
     clock.lap("teacher_forcing")
     grad_norms = None
@@ -104,9 +110,12 @@ def evaluate_qa_sets(model, tokenizer, sets: dict[str, tuple[str, list[dict]]], 
                    if config.generation and role in GENERATION_ROLES and name not in generations}
     questions = list(dict.fromkeys(r["question"] for name in to_generate for r in sets[name][1]))
     if questions:
-        gold_prompt = {r["question"]: examples[(r["question"], r["answer"])]["prompt_ids"]
-                       for name in to_generate for r in sets[name][1]}
-        texts = generate_with_config(model, tokenizer, [gold_prompt[q] for q in questions], config)
+        gold = {}  # question -> its first record's (question, answer): the prompt and the draft
+        for name in to_generate:
+            for r in sets[name][1]:
+                gold.setdefault(r["question"], (r["question"], r["answer"]))
+        texts = generate_from_drafts(model, tokenizer, [examples[gold[q]]["prompt_ids"] for q in questions],
+                                     [(examples[gold[q]], scores[gold[q]]) for q in questions], config)
         answered = dict(zip(questions, texts))
         for name in to_generate:
             generations[name] = [answered[r["question"]] for r in sets[name][1]]
@@ -127,6 +136,18 @@ def evaluate_qa_sets(model, tokenizer, sets: dict[str, tuple[str, list[dict]]], 
         results[name] = {"role": role, "n": len(records), "metrics": metrics, "per_item": per_item}
     clock.lap("metrics")
     return results
+
+
+def _note_pad_inside(tokenizer, examples) -> None:
+    """Say when the pad token occurs inside the scored sequences (SmolLM2's and Llama-3's chat templates
+    end every turn with their pad = EOS token): the reference's collator builds its attention mask as
+    ``input_ids != pad`` and so masks those tokens, which moves its per-item values on such a model by
+    up to tens of percent; ours attend to every real token (docs/evaluation.md)."""
+    pad = pad_token_id(tokenizer)
+    if any(pad in e["input_ids"][:-1] for e in examples):
+        logger.info("the pad token (id %d, %r) occurs inside the formatted sequences: open-unlearning masks "
+                    "every such token from attention, so its per-item values on this model differ from these",
+                    pad, tokenizer.convert_ids_to_tokens(pad))
 
 
 class _PhaseClock:
