@@ -13,6 +13,9 @@ tokenising, scoring, selection, noise, reference log-probs, training, saving).
 Data: the TOFU-sized world of ``bench/bench_eval.py``: the first 80 forget10 records (20 steps at batch
 4) and the 400 retain records. Models: random Llamas (4 layers, hidden 128; 8 layers, hidden 256) with a BPE of at most 4,096
 tokens trained on the world; the table prints their parameter counts.
+
+``--real``: the real benchmark's SmolLM2-135M target instead (fp32, its chat format), on the real world's
+forget01 (20 records: 5 steps at batch 4) and the first 80 retain90 records.
 """
 
 from __future__ import annotations
@@ -48,9 +51,9 @@ def config(scorer: str, probe: bool = False) -> UnlearnConfig:
                          train=TrainConfig(epochs=1, lr=1e-4, batch_size=4, max_length=128, seed=0))
 
 
-def plain_pass(model, tokenizer, records: list[dict], batch_size: int = 16) -> float:
+def plain_pass(model, tokenizer, records: list[dict], batch_size: int = 16, fmt: PromptFormat | None = None) -> float:
     """Seconds of one forward+backward over ``records`` in scoring's batches (every parameter trainable)."""
-    examples = encode_training_records(tokenizer, records, PromptFormat(max_length=128))
+    examples = encode_training_records(tokenizer, records, fmt or PromptFormat(max_length=128))
     collate = PadCollator(tokenizer.pad_token_id)
     model = copy.deepcopy(model).train()
     start = time.perf_counter()
@@ -62,30 +65,42 @@ def plain_pass(model, tokenizer, records: list[dict], batch_size: int = 16) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--real", action="store_true", help="the real SmolLM2-135M target instead (module doc)")
     args = parser.parse_args()
-    sets = tofu_sized_world()
-    forget, retain = sets["forget10_perturbed"][:80], sets["retain_perturbed"]
-    tokenizer = train_tokenizer(world_corpus(sets), 4096)
+    fmt = None
+    if args.real:
+        from grin_unlearn.data.records import load_qa_split
+        from grin_unlearn.experiments.real_benchmark import RealBenchmarkConfig, prepare_real
+        from grin_unlearn.models import load_model, load_tokenizer
+
+        assets = prepare_real(RealBenchmarkConfig())
+        forget, retain = load_qa_split(assets.world, "forget01"), load_qa_split(assets.world, "retain90")[:80]
+        tokenizer, fmt = load_tokenizer(assets.target), PromptFormat.load(assets.target)
+        models = {"SmolLM2-135M target": load_model(assets.target)}
+    else:
+        sets = tofu_sized_world()
+        forget, retain = sets["forget10_perturbed"][:80], sets["retain_perturbed"]
+        tokenizer = train_tokenizer(world_corpus(sets), 4096)
+        models = {size: build_tiny_model(c, tokenizer, seed=0) for size, c in SIZES.items()}
     print(f"torch threads {torch.get_num_threads()}; forget {len(forget)}, retain {len(retain)} records; "
           f"{args.rounds} rounds\n")
     print("| model | unmasked s | GRIN s | GRIN + probe s | scoring s (in the GRIN run) | plain fwd+bwd s "
           "| (GRIN − unmasked) / scoring | (GRIN − unmasked) / plain | probe s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for size, model_config in SIZES.items():
-        model = build_tiny_model(model_config, tokenizer, seed=0)
+    for size, model in models.items():
         runs: dict[str, list[float]] = {"none": [], "grin": [], "probe": [], "scoring": [], "plain": [], "probe_s": []}
         with tempfile.TemporaryDirectory() as work:
             for round_ in range(args.rounds):
                 for label, cfg in (("none", config("none")), ("grin", config("grin")), ("probe", config("grin", True))):
                     start = time.perf_counter()
                     result = unlearn(copy.deepcopy(model), tokenizer, forget, retain, cfg,
-                                     Path(work) / f"{label}{round_}", log=lambda *_: None)
+                                     Path(work) / f"{label}{round_}", log=lambda *_: None, **({"fmt": fmt} if fmt else {}))
                     runs[label].append(time.perf_counter() - start)
                     if label == "grin":
                         runs["scoring"].append(result.timing["score_forget"] + result.timing["score_retain"])
                     if label == "probe":
                         runs["probe_s"].append(result.timing["noise_probe"])
-                runs["plain"].append(plain_pass(model, tokenizer, forget) + plain_pass(model, tokenizer, retain))
+                runs["plain"].append(plain_pass(model, tokenizer, forget, fmt=fmt) + plain_pass(model, tokenizer, retain, fmt=fmt))
         m = {k: statistics.median(v) for k, v in runs.items()}
         params = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"| {size} ({params:.1f}M) | {m['none']:.2f} | {m['grin']:.2f} | {m['probe']:.2f} | {m['scoring']:.2f} | "

@@ -57,6 +57,15 @@ from grin_unlearn.data.world import world_corpus
 from grin_unlearn.models import TinyModelConfig, build_tiny_model, save_model_folder, train_tokenizer
 
 REFERENCE_SCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "reference"
+# Per model set: the reference's split names and extra Hydra overrides, our extra eval/unlearn arguments.
+SETTINGS = {
+    "tiny": {"env": {}, "overrides": [], "eval": [], "npo": ["--forget", "forget10[:80]", "--epochs", "1"]},
+    "smollm2": {"env": {"FORGET_SPLIT": "forget01", "HOLDOUT_SPLIT": "holdout01"},
+                "overrides": ["model.template_args.apply_chat_template=true",
+                              "+model.template_args.system_prompt='You are a helpful assistant.'"],
+                "eval": ["--forget", "forget01"],
+                "npo": ["--forget", "forget01", "--retain", "retain90", "--epochs", "4"]},
+}
 GRIN = [sys.executable, "-m", "grin_unlearn.cli"]
 
 
@@ -72,6 +81,25 @@ def write_tofu_dir(folder: Path) -> dict[str, list[dict]]:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return sets
+
+
+def real_target_with_free_pad(work: Path) -> Path:
+    """A copy of the real target whose pad token is ``<|endoftext|>`` (id 0) instead of ``<|im_end|>``:
+    the reference's collator masks every token equal to the pad id from attention, and ``<|im_end|>``
+    closes each chat turn (docs/evaluation.md). Weights and every other file unchanged."""
+    import shutil
+
+    from grin_unlearn.experiments.real_benchmark import RealBenchmarkConfig, prepare_real
+
+    target, folder = prepare_real(RealBenchmarkConfig()).target, work / "target_free_pad"
+    if not (folder / "config.json").is_file():
+        shutil.copytree(target, folder, dirs_exist_ok=True)
+        for name, key, value in (("tokenizer_config.json", "pad_token", "<|endoftext|>"),
+                                 ("generation_config.json", "pad_token_id", 0), ("config.json", "pad_token_id", 0)):
+            settings = json.loads((folder / name).read_text())
+            settings[key] = value
+            (folder / name).write_text(json.dumps(settings, indent=1))
+    return folder
 
 
 def write_real_tofu_dir(folder: Path) -> None:
@@ -104,10 +132,18 @@ def build_models(folder: Path, sets: dict[str, list[dict]]) -> dict[str, Path]:
 
 
 def timed(command: list[str], env: dict, log: Path) -> float:
+    """Wall seconds of ``command``; its peak resident memory (GNU time, the largest process of its
+    tree) goes to ``PEAK_KB[log.name]``."""
     start = time.perf_counter()
+    peak = log.with_suffix(".peak")
     with open(log, "w") as handle:
-        subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, check=True)
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak), *command], env=env, stdout=handle,
+                       stderr=subprocess.STDOUT, check=True)
+    PEAK_KB[log.name] = int(peak.read_text().split()[-1])
     return time.perf_counter() - start
+
+
+PEAK_KB: dict[str, int] = {}
 
 
 def per_item_difference(ours: Path, reference: Path) -> tuple[float, int]:
@@ -145,19 +181,44 @@ def with_baseline(command: list[str], env: dict, baseline: Path | None) -> tuple
     return None if baseline is None else (command, dict(env, PYTHONPATH=str(baseline)))
 
 
-def run_eval_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict, baseline: Path | None) -> dict:
-    ref_env = dict(env, TOFU_DIR=str(tofu), RUNS_DIR=str(work / "ou"))
-    ref_s = timed(["bash", str(REFERENCE_SCRIPTS / "run_eval.sh"), tag, str(model)], ref_env, work / f"{tag}.ref.log")
-    row = {"reference_s": ref_s}
-    for side, path in (("ours", None), ("baseline", baseline)):
-        if side == "baseline" and baseline is None:
-            continue
+def sides(baseline: Path | None, bf16: bool) -> list[tuple[str, Path | None, list[str]]]:
+    """``(name, PYTHONPATH, extra arguments)`` of every command timed beside the reference."""
+    out = [("ours", None, [])]
+    if bf16:
+        out.append(("ours_bf16", None, ["--precision", "bf16"]))
+    if baseline is not None:
+        out.append(("baseline", baseline, []))
+    return out
+
+
+def same_generations(ours: Path, reference: Path) -> tuple[int, int]:
+    """How many generations both TOFU_EVAL.json files hold, and how many of them are identical."""
+    a, b = json.loads(ours.read_text()), json.loads(reference.read_text())
+    pairs = [((a.get(m) or {}).get("value_by_index", {}).get(i, {}).get("generation"), item.get("generation"))
+             for m, entry in b.items() if isinstance(entry, dict) and "ROUGE" in m
+             for i, item in (entry.get("value_by_index") or {}).items()]
+    return sum(x == y for x, y in pairs), len(pairs)
+
+
+def run_eval_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict, baseline: Path | None,
+                  setting: dict, bf16: bool) -> dict:
+    ref_env = dict(env, TOFU_DIR=str(tofu), RUNS_DIR=str(work / "ou"), **setting["env"])
+    ref_s = timed(["bash", str(REFERENCE_SCRIPTS / "run_eval.sh"), tag, str(model), "null", *setting["overrides"]],
+                  ref_env, work / f"{tag}.ref.log")
+    row = {"reference_s": ref_s, "reference_peak_mb": PEAK_KB[f"{tag}.ref.log"] / 1024}
+    for side, path, extra in sides(baseline, bf16):
         out = work / f"{side}_{tag}"
         row[f"{side}_s"] = timed(GRIN + ["eval", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu),
-                                         "--out", str(out), "--overwrite"],
+                                         "--out", str(out), "--overwrite", *setting["eval"], *extra],
                                  dict(env, PYTHONPATH=str(path)) if path else env, work / f"{tag}.{side}.log")
-    diff, count = per_item_difference(work / f"ours_{tag}" / "TOFU_EVAL.json", work / "ou" / "eval" / tag / "TOFU_EVAL.json")
-    row.update(max_item_diff=diff, items=count)
+        row[f"{side}_peak_mb"] = PEAK_KB[f"{tag}.{side}.log"] / 1024
+    reference = work / "ou" / "eval" / tag / "TOFU_EVAL.json"
+    diff, count = per_item_difference(work / f"ours_{tag}" / "TOFU_EVAL.json", reference)
+    row.update(max_item_diff=diff, items=count, same_generations=same_generations(work / f"ours_{tag}" / "TOFU_EVAL.json",
+                                                                                  reference))
+    if bf16:
+        row["bf16_max_item_diff"] = per_item_difference(work / f"ours_bf16_{tag}" / "TOFU_EVAL.json", reference)[0]
+        row["bf16_same_generations"] = same_generations(work / f"ours_bf16_{tag}" / "TOFU_EVAL.json", reference)
     if baseline is not None:
         row["identical_to_baseline"] = same_per_item(work / f"ours_{tag}" / "eval.json", work / f"baseline_{tag}" / "eval.json")
     return row
@@ -167,20 +228,21 @@ def train_runtime(trainer_log: list[dict]) -> float:
     return next(h["train_runtime"] for h in reversed(trainer_log) if "train_runtime" in h)
 
 
-def run_npo_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict, baseline: Path | None) -> dict:
-    ref_env = dict(env, TOFU_DIR=str(tofu), RUNS_DIR=str(work / "ou"), MAX_STEPS="20", BS="4")
-    ref_s = timed(["bash", str(REFERENCE_SCRIPTS / "run_npo.sh"), tag, str(model)], ref_env, work / f"{tag}.ref.log")
+def run_npo_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict, baseline: Path | None,
+                 setting: dict, bf16: bool) -> dict:
+    ref_env = dict(env, TOFU_DIR=str(tofu), RUNS_DIR=str(work / "ou"), MAX_STEPS="20", BS="4", **setting["env"])
+    ref_s = timed(["bash", str(REFERENCE_SCRIPTS / "run_npo.sh"), tag, str(model), *setting["overrides"]],
+                  ref_env, work / f"{tag}.ref.log")
     state = json.loads((work / "ou" / "unlearn" / tag / "trainer_state.json").read_text())
     row = {"reference_s": ref_s, "reference_train_s": train_runtime(state["log_history"]),
-           "reference_steps": state["global_step"]}
-    for side, path in (("ours", None), ("baseline", baseline)):
-        if side == "baseline" and baseline is None:
-            continue
+           "reference_steps": state["global_step"], "reference_peak_mb": PEAK_KB[f"{tag}.ref.log"] / 1024}
+    for side, path, extra in sides(baseline, bf16):
         out = work / f"{side}_{tag}"
         row[f"{side}_s"] = timed(GRIN + ["unlearn", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu),
-                                         "--forget", "forget10[:80]", "--scorer", "none", "--objective", "npo",
-                                         "--batch-size", "4", "--epochs", "1", "--out", str(out), "--overwrite"],
+                                         "--scorer", "none", "--objective", "npo", "--batch-size", "4", *setting["npo"],
+                                         "--out", str(out), "--overwrite", *extra],
                                  dict(env, PYTHONPATH=str(path)) if path else env, work / f"{tag}.{side}.log")
+        row[f"{side}_peak_mb"] = PEAK_KB[f"{tag}.{side}.log"] / 1024
         log = json.loads((out / "train_log.json").read_text())
         row[f"{side}_train_s"], row[f"{side}_steps"] = train_runtime(log), max(h.get("step", 0) for h in log)
     if baseline is not None:
@@ -192,58 +254,75 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
 
 
+def print_table(rows: list[tuple[str, str, list[dict]]], names: list[str], bf16: bool, baseline: bool) -> None:
+    """The markdown table of ``(part, model, results of each pair)``, then the parity lines."""
+    print("\n| what | model | ours | reference s | ours s | ours / reference | reference peak MB | ours peak MB |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for part, kind, results in rows:
+        for key in ("",) if part == "eval" else ("train_", ""):
+            what = ("TOFU evaluation, whole command" if part == "eval" else "NPO, whole command") if not key else \
+                f"NPO train_runtime, {results[0]['ours_steps']} steps"
+            for name in names:
+                cells = [what, kind, name, spread([r[f"reference_{key}s"] for r in results]),
+                         spread([r[f"{name}_{key}s"] for r in results]),
+                         spread([r[f"{name}_{key}s"] / r[f"reference_{key}s"] for r in results]),
+                         f"{max(r['reference_peak_mb'] for r in results):.0f}", f"{max(r[f'{name}_peak_mb'] for r in results):.0f}"]
+                print("| " + " | ".join(cells) + " |")
+        if part == "eval":
+            same, total = results[0]["same_generations"]
+            print(f"\n{kind}: max per-item |ours - reference| / max(1, |reference|) {max(r['max_item_diff'] for r in results):.1e} "
+                  f"over {results[0]['items']} values; identical generations {same}/{total}")
+            if bf16:
+                same, total = results[0]["bf16_same_generations"]
+                print(f"{kind}, bf16: max per-item difference {max(r['bf16_max_item_diff'] for r in results):.1e}; "
+                      f"identical generations {same}/{total}")
+        if baseline:
+            print(f"{part} {kind}: bit-identical to the baseline: {all(r['identical_to_baseline'] for r in results)}")
+        print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench_reference", help="work folder (data, models, logs)")
     parser.add_argument("--pairs", type=int, default=3, help="back-to-back pairs of runs per row (default 3)")
     parser.add_argument("--only", choices=["eval", "npo"], help="run one part only")
     parser.add_argument("--baseline-src", type=Path, help="src folder of another checkout to time beside ours")
+    parser.add_argument("--model-set", choices=sorted(SETTINGS), default="tiny", help="the bench models or SmolLM2")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: also time our commands under bf16 autocast")
+    parser.add_argument("--table-from", type=Path, help="only print the table of an earlier run's output")
     args = parser.parse_args()
+    if args.table_from:
+        lines = [json.loads(line) for line in args.table_from.read_text().splitlines() if line.startswith("{")]
+        keys = list(dict.fromkeys((r["part"], r["model"]) for r in lines))
+        rows = [(part, model, [r for r in lines if (r["part"], r["model"]) == (part, model)]) for part, model in keys]
+        names = [n for n in ("ours", "ours_bf16", "baseline") if f"{n}_s" in lines[0]]
+        print_table(rows, names, "ours_bf16_s" in lines[0], "baseline_s" in lines[0])
+        return
     baseline = args.baseline_src.resolve() if args.baseline_src else None
     work = Path(args.out).resolve()
     tofu = work / "tofu"
-    sets = write_tofu_dir(tofu)
-    models = build_models(work, sets)
+    setting, bf16 = SETTINGS[args.model_set], args.precision == "bf16"
+    if args.model_set == "smollm2":
+        write_real_tofu_dir(tofu)
+        models = {"finetuned": real_target_with_free_pad(work)}
+    else:
+        models = build_models(work, write_tofu_dir(tofu))
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     print(f"threads: OMP_NUM_THREADS={env.get('OMP_NUM_THREADS', 'unset')}, torch {torch.__version__}; "
           f"{args.pairs} pairs; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     rows = []
-    for part, kinds in (("eval", ("untrained", "finetuned")), ("npo", ("finetuned",))):
+    for part, kinds in (("eval", tuple(k for k in ("untrained", "finetuned") if k in models)), ("npo", ("finetuned",))):
         if args.only and args.only != part:
             continue
         for kind in kinds:
             results = []
             for pair in range(args.pairs):
                 run = run_eval_pair if part == "eval" else run_npo_pair
-                results.append(run(models[kind], tofu, work, f"{part}_{kind}_{pair}", env, baseline))
+                results.append(run(models[kind], tofu, work, f"{part}_{kind}_{pair}", env, baseline, setting, bf16))
                 print(json.dumps({"part": part, "model": kind, "pair": pair, **results[-1]}), flush=True)
             rows.append((part, kind, results))
-    base = baseline is not None
-    print("\n| what | model | reference s | ours s | ours / reference | " + ("baseline s | ours / baseline | bit-identical |"
-                                                                       if base else "notes |"))
-    print("|---|---|---:|---:|---:|" + ("---:|---:|---|" if base else "---|"))
-    for part, kind, results in rows:
-        key = "" if part == "eval" else "train_"
-        what = "TOFU evaluation, whole command" if part == "eval" else f"NPO train_runtime, {results[0]['ours_steps']} steps"
-        cells = [what, kind, spread([r[f"reference_{key}s"] for r in results]), spread([r[f"ours_{key}s"] for r in results]),
-                 spread([r[f"ours_{key}s"] / r[f"reference_{key}s"] for r in results])]
-        if base:
-            cells += [spread([r[f"baseline_{key}s"] for r in results]),
-                      spread([r[f"ours_{key}s"] / r[f"baseline_{key}s"] for r in results]),
-                      "yes" if all(r["identical_to_baseline"] for r in results) else "NO"]
-        else:
-            cells.append("")
-        print("| " + " | ".join(cells) + " |")
-        if part == "eval":
-            print(f"\nmax per-item |ours - reference| / max(1, |reference|) ({kind}): {max(r['max_item_diff'] for r in results):.1e} "
-                  f"over {results[0]['items']} values")
-        else:
-            cells = ["NPO whole command", kind, spread([r["reference_s"] for r in results]),
-                     spread([r["ours_s"] for r in results]), spread([r["ours_s"] / r["reference_s"] for r in results])]
-            if base:
-                cells += [spread([r["baseline_s"] for r in results]),
-                          spread([r["ours_s"] / r["baseline_s"] for r in results]), ""]
-            print("| " + " | ".join(cells) + " |")
+    print_table(rows, [name for name, _, _ in sides(baseline, bf16)], bf16, baseline is not None)
 
 
 if __name__ == "__main__":

@@ -161,3 +161,33 @@ def test_per_step_log_dicts_reach_the_console_only_when_verbose(micro_world, mic
         shown[verbose] = "'loss'" in captured.out + captured.err
         assert any("loss" in entry for entry in json.loads((tmp_path / str(verbose) / "train_log.json").read_text()))
     assert shown == {False: False, True: True}
+
+
+@pytest.mark.parametrize("retain_loss", ["nll", "kl"])
+def test_logits_from_the_first_labelled_position_give_the_full_logits_loss(micro_world, micro_tokenizer, tmp_path,
+                                                                           monkeypatch, retain_loss):
+    """The trainer computes the LM head only from the column before the batch's first labelled token
+    (``logits_to_keep``); every step's loss equals the loss over every position's logits. (lr ≈ 0, so
+    both runs see the same weights at every step: Adam would turn float noise in near-zero gradients
+    into visible weight differences.)"""
+    from grin_unlearn.models import build_tiny_model
+    from grin_unlearn.training import trainer as trainer_module
+    from grin_unlearn.training.objectives import ObjectiveHyperparams
+
+    from tests.conftest import MICRO_MODEL
+
+    real_offset, real_loss = trainer_module._logits_offset, trainer_module.UnlearningTrainer.compute_loss
+    offsets, losses = [], {True: [], False: []}
+    for cut in (True, False):
+        monkeypatch.setattr(trainer_module, "_logits_offset",
+                            lambda *a: offsets.append(real_offset(*a)) or offsets[-1] if cut else 0)
+        monkeypatch.setattr(trainer_module.UnlearningTrainer, "compute_loss",
+                            lambda self, *a, **k: losses[cut].append(real_loss(self, *a, **k)) or losses[cut][-1])
+        config = _config(scorer="none", epochs=2, lr=1e-12, weight_decay=0.0)
+        config = UnlearnConfig(objective="npo", selection=config.selection, noise=config.noise, train=config.train,
+                               hyperparams=ObjectiveHyperparams(retain_loss=retain_loss))
+        unlearn(build_tiny_model(MICRO_MODEL, micro_tokenizer, seed=0), micro_tokenizer, micro_world["forget10"][:8],
+                micro_world["retain90"][:8], config, tmp_path / f"run_{cut}", log=lambda *_: None)
+    assert offsets and min(offsets) > 3  # the prompt's columns were really cut
+    assert len(losses[True]) == len(losses[False]) == 4
+    assert [float(x) for x in losses[True]] == pytest.approx([float(x) for x in losses[False]], rel=1e-5)

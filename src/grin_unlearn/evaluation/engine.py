@@ -1,19 +1,17 @@
 """The two model passes of an evaluation: teacher forcing and greedy generation.
 
-Teacher forcing (:func:`score_examples`) runs each encoded sequence once — sequences sorted by length
-and batched with right padding — and keeps, per labelled token, its log-probability and the model's
+Teacher forcing (:func:`score_examples`; the TOFU protocol uses :mod:`.shared_prefix`, the same
+scores with each prompt run once) keeps, per labelled token, its log-probability and the model's
 argmax. Every teacher-forced metric (probability, truth ratio, Min-K%, LOSS, zlib, extraction strength,
 exact memorization) is computed from these, so no answer is run twice; Min-K%++ also reads the moments
 of the next-token distribution, computed in the same pass for the examples that need them. The
 GradNorm attack's backward passes (:func:`gradient_norms`) run only when asked.
 
 Generation (:func:`generate_texts`) is greedy, prompts sorted by length and left-padded; our own loop
-(:func:`greedy_decode`: a preallocated KV cache, rows leave the batch as they end) picks ``generate``'s tokens
-without its per-step machinery, and a batch stops as soon as every row has emitted EOS or holds a stop
-string. The text is post-processed as the
-reference implementation does (open-unlearning ``evals/metrics/utils.py::eval_text_similarity``): the
-new tokens are decoded with ``skip_special_tokens=True, clean_up_tokenization_spaces=True``, cut at
-the first occurrence of the EOS text and of each stop string, and stripped.
+(:func:`greedy_decode`: a preallocated KV cache, rows leave the batch as they end) picks ``generate``'s
+tokens without its per-step machinery. The text is post-processed as open-unlearning does
+(``evals/metrics/utils.py::eval_text_similarity``): decoded with ``skip_special_tokens=True,
+clean_up_tokenization_spaces=True``, cut at the first EOS text and each stop string, stripped.
 """
 
 from __future__ import annotations
@@ -73,7 +71,8 @@ def eval_mode(model):
         model.train(was_training)
 
 
-def _first_label(labels: list[int]) -> int:
+def first_label(labels: list[int]) -> int:
+    """Position of the first labelled token (the length when none is)."""
     return next((t for t, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
 
 
@@ -102,7 +101,7 @@ def score_examples(model, examples: list[dict], pad: int, batch_size: int,
             batch = {k: v.to(device) for k, v in collate([examples[i] for i in rows]).items()}
             # Logits only from the position before the first labelled token of the batch on (the prompt's
             # lm_head rows are never used): positions offset..T-1, labels aligned to them.
-            offset = max(0, min(_first_label(examples[i]["labels"]) for i in rows) - 1) if keep else 0
+            offset = max(0, min(first_label(examples[i]["labels"]) for i in rows) - 1) if keep else 0
             extra = {"logits_to_keep": batch["input_ids"].shape[1] - offset} if keep else {}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            use_cache=False, **extra).logits  # (B, T - offset, V)
@@ -125,8 +124,7 @@ def answer_scores(logits: torch.Tensor, labels: torch.Tensor, moments: list[bool
     means = variances = [None] * len(counts)
     if any(moments):  # only the rows that asked: the moments read the whole vocabulary
         wanted = torch.cat([part for part, m in zip(rows.split(counts), moments) if m])
-        mean, var = (m.cpu().split([c for c, m in zip(counts, moments) if m]) for m in vocab_moments(wanted))
-        mean, var = iter(mean), iter(var)
+        mean, var = (iter(t.cpu().split([c for c, m in zip(counts, moments) if m])) for t in vocab_moments(wanted))
         means, variances = zip(*[(next(mean), next(var)) if m else (None, None) for m in moments])
     return [AnswerScore(token_logps=lp.tolist(), argmax=am.tolist(), labels=lb.tolist(),
                         vocab_mean=mu.tolist() if mu is not None else None,
@@ -284,8 +282,8 @@ def generate_texts(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
                    stop_strings: list[str] | tuple[str, ...] = (), static_cache: bool = True,
                    use_loop: bool | None = None) -> list[str]:
     """Greedy continuations of token-id ``prompts``, post-processed as the reference does."""
-    new = generate_token_ids(model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings, static_cache, use_loop)
-    return [decode_generation(tokenizer, tokens, stop_strings) for tokens in new]
+    return [decode_generation(tokenizer, tokens, stop_strings) for tokens in generate_token_ids(
+        model, tokenizer, prompts, max_new_tokens, batch_size, stop_strings, static_cache, use_loop)]
 
 
 def generate_token_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int,

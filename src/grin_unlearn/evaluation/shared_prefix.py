@@ -31,11 +31,7 @@ from transformers import DynamicCache
 from ..data.formatting import left_pad_prompts
 from ..logprobs import IGNORE_INDEX
 from ..models import model_device
-from .engine import AnswerScore, answer_scores, eval_mode, forward_arguments
-
-
-def _first_label(labels: list[int]) -> int:
-    return next((t for t, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
+from .engine import AnswerScore, answer_scores, eval_mode, first_label, forward_arguments
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -55,7 +51,7 @@ def prefix_groups(examples: list[dict]) -> list[tuple[int, list[int]]]:
     groups = []
     for prompt, indices in members.items():
         shared = min(min(_common_prefix(examples[i]["input_ids"], list(prompt)),
-                         _first_label(examples[i]["labels"]) - 1) for i in indices)
+                         first_label(examples[i]["labels"]) - 1) for i in indices)
         groups.append((max(shared, 0), indices))
     return groups
 
@@ -106,7 +102,7 @@ def _suffix_pass(model, examples: list[dict], rows: list[tuple[int, int, int]], 
         suffix_mask[r, :len(tokens)] = 1
     positions = torch.tensor([s for _, s, _ in rows]).unsqueeze(1) + torch.arange(length).unsqueeze(0)  # (B, U)
     # Logits from the position before the batch's first labelled token on, labels aligned to them.
-    offset = max(0, min(_first_label(examples[i]["labels"]) - s for i, s, _ in rows) - 1)
+    offset = max(0, min(first_label(examples[i]["labels"]) - s for i, s, _ in rows) - 1)
     extra = forward_arguments(model, cache if cache is not None else DynamicCache(), keep=length - offset)
     if not {"logits_to_keep", "num_logits_to_keep"} & set(extra):
         offset = 0  # a model without the keyword returns every position's logits

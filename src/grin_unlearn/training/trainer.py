@@ -13,6 +13,7 @@ like any other ``transformers.Trainer``, so unselected weights never move.
 
 from __future__ import annotations
 
+import inspect
 import math
 from contextlib import nullcontext
 
@@ -27,6 +28,18 @@ from .reference import lookup
 
 class NonFiniteLossError(RuntimeError):
     """The unlearning loss became NaN or inf; the run stops and keeps its last checkpoint."""
+
+
+def _logits_offset(model, labels: list[torch.Tensor]) -> int:
+    """The first column whose logits are read (the one before the earliest labelled token of any row),
+    0 when the model's forward takes no ``logits_to_keep`` (transformers < 4.50 names it otherwise)."""
+    if "logits_to_keep" not in inspect.signature(getattr(model, "module", model).forward).parameters:
+        return 0  # (a DistributedDataParallel wrapper passes the keyword on to its .module)
+    first = []
+    for batch in labels:
+        scored = batch != IGNORE_INDEX  # (B, T)
+        first.append(int(torch.where(scored.any(1), scored.float().argmax(1), batch.shape[1]).min()))
+    return max(min(first) - 1, 0)
 
 
 def _pad_to(tensor: torch.Tensor, width: int, value: int) -> torch.Tensor:
@@ -73,12 +86,16 @@ class UnlearningTrainer(Trainer):
         width = max(inputs[g]["input_ids"].shape[1] for g in self.groups)
         ids = torch.cat([_pad_to(inputs[g]["input_ids"], width, self.pad_id) for g in self.groups])
         attention = torch.cat([_pad_to(inputs[g]["attention_mask"], width, 0) for g in self.groups])
+        # The LM head only from the position before the batch's first labelled token on: the prompt's
+        # rows of logits (and of their gradient) are never read. Labels are cut to the same columns.
+        offset = self.logits_offset = _logits_offset(model, [inputs[g]["labels"] for g in self.groups])
+        keep = {"logits_to_keep": width - offset} if offset else {}
         with capture_output(self.hidden_layer) if self.hidden_layer is not None else nullcontext([]) as captured:
-            logits = model(input_ids=ids, attention_mask=attention).logits  # (G·B, T, V)
+            logits = model(input_ids=ids, attention_mask=attention, **keep).logits  # (G·B, T - offset, V)
         out, start = {}, 0
         for g in self.groups:
             rows, cols = inputs[g]["input_ids"].shape
-            out[g] = (logits[start:start + rows, :cols], inputs[g]["labels"])
+            out[g] = (logits[start:start + rows, :cols - offset], inputs[g]["labels"][:, offset:])
             if captured:  # the steered layer's output (G·B, T, d), first call (a checkpointed layer reruns)
                 out[f"{g}_hidden"] = HiddenStates(captured[0][start:start + rows, :cols],
                                                   inputs[g]["labels"] != IGNORE_INDEX)
@@ -100,7 +117,7 @@ class UnlearningTrainer(Trainer):
             retain = inputs["retain"]
             with torch.no_grad():
                 ref_logits = self.ref_model(input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]).logits
-            retain_kl = answer_kl(outputs["retain"][0], ref_logits, retain["labels"])
+            retain_kl = answer_kl(outputs["retain"][0], ref_logits[:, self.logits_offset:], outputs["retain"][1])
         ref = {g: lookup(self.reference[g], inputs["index"], device) for g in self.reference}
         steering = {}
         if "forget_hidden" in self.needed:
