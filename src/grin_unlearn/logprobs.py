@@ -12,6 +12,7 @@ not every prompt and padding token of the batch.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -115,3 +116,18 @@ def answer_kl(
     kl = F.kl_div(logp, ref_logp, reduction="none", log_target=True).sum(dim=-1)  # (N,)
     per_token = kl.new_zeros(mask.shape).masked_scatter(mask, kl)  # (B, T-1)
     return per_token.sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
+
+
+def first_read_column(model, labels: list[torch.Tensor]) -> int:
+    """The first column whose logits a loss over ``labels`` reads: the one before the earliest labelled
+    token of any row (``logits_to_keep = T − column`` then skips the prompt's rows of the LM head and of
+    its gradient, which no answer-token loss reads). 0 when the model's forward takes no
+    ``logits_to_keep`` (transformers < 4.50 names it otherwise); a DistributedDataParallel wrapper
+    passes the keyword on to its ``.module``."""
+    if "logits_to_keep" not in inspect.signature(getattr(model, "module", model).forward).parameters:
+        return 0
+    first = []
+    for batch in labels:
+        scored = batch != IGNORE_INDEX  # (B, T)
+        first.append(int(torch.where(scored.any(1), scored.float().argmax(1), batch.shape[1]).min()))
+    return max(min(first) - 1, 0)

@@ -13,14 +13,13 @@ like any other ``transformers.Trainer``, so unselected weights never move.
 
 from __future__ import annotations
 
-import inspect
 import math
 from contextlib import nullcontext
 
 import torch
 from transformers import Trainer
 
-from ..logprobs import IGNORE_INDEX, answer_kl, sequence_logprobs
+from ..logprobs import IGNORE_INDEX, answer_kl, first_read_column, sequence_logprobs
 from .activations import HiddenStates, capture_output
 from .objectives import ObjectiveHyperparams, ObjectiveInputs, ObjectiveSpec, combine
 from .reference import lookup
@@ -28,18 +27,6 @@ from .reference import lookup
 
 class NonFiniteLossError(RuntimeError):
     """The unlearning loss became NaN or inf; the run stops and keeps its last checkpoint."""
-
-
-def _logits_offset(model, labels: list[torch.Tensor]) -> int:
-    """The first column whose logits are read (the one before the earliest labelled token of any row),
-    0 when the model's forward takes no ``logits_to_keep`` (transformers < 4.50 names it otherwise)."""
-    if "logits_to_keep" not in inspect.signature(getattr(model, "module", model).forward).parameters:
-        return 0  # (a DistributedDataParallel wrapper passes the keyword on to its .module)
-    first = []
-    for batch in labels:
-        scored = batch != IGNORE_INDEX  # (B, T)
-        first.append(int(torch.where(scored.any(1), scored.float().argmax(1), batch.shape[1]).min()))
-    return max(min(first) - 1, 0)
 
 
 def _pad_to(tensor: torch.Tensor, width: int, value: int) -> torch.Tensor:
@@ -88,7 +75,7 @@ class UnlearningTrainer(Trainer):
         attention = torch.cat([_pad_to(inputs[g]["attention_mask"], width, 0) for g in self.groups])
         # The LM head only from the position before the batch's first labelled token on: the prompt's
         # rows of logits (and of their gradient) are never read. Labels are cut to the same columns.
-        offset = self.logits_offset = _logits_offset(model, [inputs[g]["labels"] for g in self.groups])
+        offset = self.logits_offset = first_read_column(model, [inputs[g]["labels"] for g in self.groups])
         keep = {"logits_to_keep": width - offset} if offset else {}
         with capture_output(self.hidden_layer) if self.hidden_layer is not None else nullcontext([]) as captured:
             logits = model(input_ids=ids, attention_mask=attention, **keep).logits  # (G·B, T - offset, V)
