@@ -176,11 +176,11 @@ def test_logits_from_the_first_labelled_position_give_the_full_logits_loss(micro
 
     from tests.conftest import MICRO_MODEL
 
-    real_offset, real_loss = trainer_module.first_read_column, trainer_module.UnlearningTrainer.compute_loss
+    real_offset, real_loss = trainer_module.logits_from_first_answer, trainer_module.UnlearningTrainer.compute_loss
     offsets, losses = [], {True: [], False: []}
     for cut in (True, False):
-        monkeypatch.setattr(trainer_module, "first_read_column",
-                            lambda *a: offsets.append(real_offset(*a)) or offsets[-1] if cut else 0)
+        monkeypatch.setattr(trainer_module, "logits_from_first_answer",
+                            lambda *a: offsets.append(real_offset(*a)[0]) or real_offset(*a) if cut else (0, {}))
         monkeypatch.setattr(trainer_module.UnlearningTrainer, "compute_loss",
                             lambda self, *a, **k: losses[cut].append(real_loss(self, *a, **k)) or losses[cut][-1])
         config = _config(scorer="none", epochs=2, lr=1e-12, weight_decay=0.0)

@@ -118,16 +118,20 @@ def answer_kl(
     return per_token.sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
 
 
-def first_read_column(model, labels: list[torch.Tensor]) -> int:
-    """The first column whose logits a loss over ``labels`` reads: the one before the earliest labelled
-    token of any row (``logits_to_keep = T − column`` then skips the prompt's rows of the LM head and of
-    its gradient, which no answer-token loss reads). 0 when the model's forward takes no
-    ``logits_to_keep`` (transformers < 4.50 names it otherwise); a DistributedDataParallel wrapper
-    passes the keyword on to its ``.module``."""
-    if "logits_to_keep" not in inspect.signature(getattr(model, "module", model).forward).parameters:
-        return 0
+def logits_from_first_answer(model, labels: list[torch.Tensor], width: int) -> tuple[int, dict]:
+    """``(column, keywords)``: the first column whose logits a loss over ``labels`` reads (the one before
+    the earliest labelled token of any row), and the forward keywords that make the model compute only
+    columns ``column..width-1`` of the LM head, skipping the prompt's rows (and their gradient), which no
+    answer-token loss reads. ``logits_to_keep`` in transformers ≥ 4.50, ``num_logits_to_keep`` before;
+    ``(0, {})`` for a model with neither. A DistributedDataParallel wrapper passes the keyword on to its
+    ``.module``."""
+    parameters = inspect.signature(getattr(model, "module", model).forward).parameters
+    name = next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in parameters), None)
+    if name is None:
+        return 0, {}
     first = []
     for batch in labels:
         scored = batch != IGNORE_INDEX  # (B, T)
         first.append(int(torch.where(scored.any(1), scored.float().argmax(1), batch.shape[1]).min()))
-    return max(min(first) - 1, 0)
+    column = max(min(first) - 1, 0)
+    return column, ({name: width - column} if column else {})

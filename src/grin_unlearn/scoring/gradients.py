@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 from ..data.formatting import PadCollator, PromptFormat, encode_training_records
 from ..parallel.distributed import rank_and_world_size, reduce_across_processes
 from ..errors import UserInputError
-from ..logprobs import first_read_column, sequence_logprobs
+from ..logprobs import logits_from_first_answer, sequence_logprobs
 from ..models import model_device, pad_token_id
 from ..progress import show_progress
 from ..parallel.sharding import (all_reduce_max, all_reduce_sum, any_selected, is_sharded, local, summed_gradients,
@@ -176,8 +176,7 @@ def check_accumulator_device(params: dict[str, torch.Tensor], accumulator_device
 def batch_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean token NLL of the batch over answer tokens: ``-Σ log π(y_t|x, y_<t) / Σ |y|`` (0 if none); the
     LM head only from the column before the first answer token on (the same loss and gradients)."""
-    column = first_read_column(model, [batch["labels"]])
-    keep = {"logits_to_keep": batch["input_ids"].shape[1] - column} if column else {}
+    column, keep = logits_from_first_answer(model, [batch["labels"]], batch["input_ids"].shape[1])
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, **keep).logits
     logp = sequence_logprobs(logits, batch["labels"][:, column:])  # (B,) sums and counts
     return -logp.sum.sum() / logp.count.sum().clamp(min=1)

@@ -19,7 +19,7 @@ from contextlib import nullcontext
 import torch
 from transformers import Trainer
 
-from ..logprobs import IGNORE_INDEX, answer_kl, first_read_column, sequence_logprobs
+from ..logprobs import IGNORE_INDEX, answer_kl, logits_from_first_answer, sequence_logprobs
 from .activations import HiddenStates, capture_output
 from .objectives import ObjectiveHyperparams, ObjectiveInputs, ObjectiveSpec, combine
 from .reference import lookup
@@ -75,8 +75,8 @@ class UnlearningTrainer(Trainer):
         attention = torch.cat([_pad_to(inputs[g]["attention_mask"], width, 0) for g in self.groups])
         # The LM head only from the position before the batch's first labelled token on: the prompt's
         # rows of logits (and of their gradient) are never read. Labels are cut to the same columns.
-        offset = self.logits_offset = first_read_column(model, [inputs[g]["labels"] for g in self.groups])
-        keep = {"logits_to_keep": width - offset} if offset else {}
+        offset, keep = logits_from_first_answer(model, [inputs[g]["labels"] for g in self.groups], width)
+        self.logits_offset = offset
         with capture_output(self.hidden_layer) if self.hidden_layer is not None else nullcontext([]) as captured:
             logits = model(input_ids=ids, attention_mask=attention, **keep).logits  # (G·B, T - offset, V)
         out, start = {}, 0
