@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.formatting import PadCollator, left_pad_prompts
-from ..logprobs import IGNORE_INDEX, token_logprobs
+from ..logprobs import IGNORE_INDEX, logits_from_first_answer, token_logprobs
 from ..models import model_device, pad_token_id, text_config
 from .kv_cache import PreallocatedCache
 
@@ -93,7 +93,6 @@ def score_examples(model, examples: list[dict], pad: int, batch_size: int,
     examples whose index is in ``with_moments`` also get :func:`vocab_moments` per labelled token."""
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
     collate, device = PadCollator(pad), model_device(model)
-    keep = "logits_to_keep" in inspect.signature(model.forward).parameters
     scores: list[AnswerScore | None] = [None] * len(examples)
     with eval_mode(model):
         for start in range(0, len(order), batch_size):
@@ -101,8 +100,7 @@ def score_examples(model, examples: list[dict], pad: int, batch_size: int,
             batch = {k: v.to(device) for k, v in collate([examples[i] for i in rows]).items()}
             # Logits only from the position before the first labelled token of the batch on (the prompt's
             # lm_head rows are never used): positions offset..T-1, labels aligned to them.
-            offset = max(0, min(first_label(examples[i]["labels"]) for i in rows) - 1) if keep else 0
-            extra = {"logits_to_keep": batch["input_ids"].shape[1] - offset} if keep else {}
+            offset, extra = logits_from_first_answer(model, [batch["labels"]], batch["input_ids"].shape[1])
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            use_cache=False, **extra).logits  # (B, T - offset, V)
             for i, score in zip(rows, answer_scores(logits, batch["labels"][:, offset:], [i in with_moments for i in rows])):

@@ -29,7 +29,7 @@ import torch
 from transformers import DynamicCache
 
 from ..data.formatting import left_pad_prompts
-from ..logprobs import IGNORE_INDEX
+from ..logprobs import IGNORE_INDEX, logits_from_first_answer
 from ..models import model_device
 from .engine import AnswerScore, answer_scores, eval_mode, first_label, forward_arguments
 
@@ -102,10 +102,8 @@ def _suffix_pass(model, examples: list[dict], rows: list[tuple[int, int, int]], 
         suffix_mask[r, :len(tokens)] = 1
     positions = torch.tensor([s for _, s, _ in rows]).unsqueeze(1) + torch.arange(length).unsqueeze(0)  # (B, U)
     # Logits from the position before the batch's first labelled token on, labels aligned to them.
-    offset = max(0, min(first_label(examples[i]["labels"]) - s for i, s, _ in rows) - 1)
+    offset, _ = logits_from_first_answer(model, [labels], length)  # 0 for a model without the keyword
     extra = forward_arguments(model, cache if cache is not None else DynamicCache(), keep=length - offset)
-    if not {"logits_to_keep", "num_logits_to_keep"} & set(extra):
-        offset = 0  # a model without the keyword returns every position's logits
     mask = torch.cat([prefix_mask[group_rows], suffix_mask.to(device)], dim=1)
     logits = model(input_ids=input_ids.to(device), attention_mask=mask, position_ids=positions.to(device),
                    use_cache=True, **extra).logits  # (B, U - offset, V)

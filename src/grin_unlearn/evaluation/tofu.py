@@ -31,7 +31,8 @@ scores and generates once for all of them.
 Speed: every set's sequences — answers, paraphrases and perturbed answers — are encoded once and scored
 in **one** teacher-forced sweep, each question's prompt run once for all its answers
 (:func:`~.shared_prefix.score_with_shared_prefixes`); each unique question is generated once, starting
-from the tokens the teacher-forced pass already fixes (:func:`~.draft_decoding.generate_from_drafts`). In ``eval.json`` ``metrics["truth_ratio"]`` is the role's score while
+from the tokens the teacher-forced pass already fixes (:func:`~.draft_decoding.generate_from_drafts`).
+In ``eval.json`` ``metrics["truth_ratio"]`` is the role's score while
 ``per_item["truth_ratio"]`` holds the raw ``R_i`` (None for an item without perturbed answers), the input
 of forget quality.
 """

@@ -76,7 +76,6 @@ class UnlearningTrainer(Trainer):
         # The LM head only from the position before the batch's first labelled token on: the prompt's
         # rows of logits (and of their gradient) are never read. Labels are cut to the same columns.
         offset, keep = logits_from_first_answer(model, [inputs[g]["labels"] for g in self.groups], width)
-        self.logits_offset = offset
         with capture_output(self.hidden_layer) if self.hidden_layer is not None else nullcontext([]) as captured:
             logits = model(input_ids=ids, attention_mask=attention, **keep).logits  # (G·B, T - offset, V)
         out, start = {}, 0
@@ -104,7 +103,8 @@ class UnlearningTrainer(Trainer):
             retain = inputs["retain"]
             with torch.no_grad():
                 ref_logits = self.ref_model(input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]).logits
-            retain_kl = answer_kl(outputs["retain"][0], ref_logits[:, self.logits_offset:], outputs["retain"][1])
+            cut = retain["labels"].shape[1] - outputs["retain"][1].shape[1]  # the columns _forward_groups left out
+            retain_kl = answer_kl(outputs["retain"][0], ref_logits[:, cut:], outputs["retain"][1])
         ref = {g: lookup(self.reference[g], inputs["index"], device) for g in self.reference}
         steering = {}
         if "forget_hidden" in self.needed:
