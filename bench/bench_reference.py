@@ -131,19 +131,15 @@ def build_models(folder: Path, sets: dict[str, list[dict]]) -> dict[str, Path]:
     return paths
 
 
-def timed(command: list[str], env: dict, log: Path) -> float:
-    """Wall seconds of ``command``; its peak resident memory (GNU time, the largest process of its
-    tree) goes to ``PEAK_KB[log.name]``."""
+def timed(command: list[str], env: dict, log: Path) -> tuple[float, float]:
+    """Wall seconds of ``command`` and its peak resident memory in MB (GNU time: the largest process of
+    its tree)."""
     start = time.perf_counter()
     peak = log.with_suffix(".peak")
     with open(log, "w") as handle:
         subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak), *command], env=env, stdout=handle,
                        stderr=subprocess.STDOUT, check=True)
-    PEAK_KB[log.name] = int(peak.read_text().split()[-1])
-    return time.perf_counter() - start
-
-
-PEAK_KB: dict[str, int] = {}
+    return time.perf_counter() - start, int(peak.read_text().split()[-1]) / 1024
 
 
 def per_item_difference(ours: Path, reference: Path) -> tuple[float, int]:
@@ -203,15 +199,15 @@ def same_generations(ours: Path, reference: Path) -> tuple[int, int]:
 def run_eval_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict, baseline: Path | None,
                   setting: dict, bf16: bool) -> dict:
     ref_env = dict(env, TOFU_DIR=str(tofu), RUNS_DIR=str(work / "ou"), **setting["env"])
-    ref_s = timed(["bash", str(REFERENCE_SCRIPTS / "run_eval.sh"), tag, str(model), "null", *setting["overrides"]],
-                  ref_env, work / f"{tag}.ref.log")
-    row = {"reference_s": ref_s, "reference_peak_mb": PEAK_KB[f"{tag}.ref.log"] / 1024}
+    ref_s, ref_peak = timed(["bash", str(REFERENCE_SCRIPTS / "run_eval.sh"), tag, str(model), "null",
+                             *setting["overrides"]], ref_env, work / f"{tag}.ref.log")
+    row = {"reference_s": ref_s, "reference_peak_mb": ref_peak}
     for side, path, extra in sides(baseline, bf16):
         out = work / f"{side}_{tag}"
-        row[f"{side}_s"] = timed(GRIN + ["eval", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu),
-                                         "--out", str(out), "--overwrite", *setting["eval"], *extra],
-                                 dict(env, PYTHONPATH=str(path)) if path else env, work / f"{tag}.{side}.log")
-        row[f"{side}_peak_mb"] = PEAK_KB[f"{tag}.{side}.log"] / 1024
+        command = GRIN + ["eval", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu),
+                          "--out", str(out), "--overwrite", *setting["eval"], *extra]
+        row[f"{side}_s"], row[f"{side}_peak_mb"] = timed(command, dict(env, PYTHONPATH=str(path)) if path else env,
+                                                         work / f"{tag}.{side}.log")
     reference = work / "ou" / "eval" / tag / "TOFU_EVAL.json"
     diff, count = per_item_difference(work / f"ours_{tag}" / "TOFU_EVAL.json", reference)
     row.update(max_item_diff=diff, items=count, same_generations=same_generations(work / f"ours_{tag}" / "TOFU_EVAL.json",
@@ -231,18 +227,18 @@ def train_runtime(trainer_log: list[dict]) -> float:
 def run_npo_pair(model: Path, tofu: Path, work: Path, tag: str, env: dict, baseline: Path | None,
                  setting: dict, bf16: bool) -> dict:
     ref_env = dict(env, TOFU_DIR=str(tofu), RUNS_DIR=str(work / "ou"), MAX_STEPS="20", BS="4", **setting["env"])
-    ref_s = timed(["bash", str(REFERENCE_SCRIPTS / "run_npo.sh"), tag, str(model), *setting["overrides"]],
-                  ref_env, work / f"{tag}.ref.log")
+    ref_s, ref_peak = timed(["bash", str(REFERENCE_SCRIPTS / "run_npo.sh"), tag, str(model), *setting["overrides"]],
+                            ref_env, work / f"{tag}.ref.log")
     state = json.loads((work / "ou" / "unlearn" / tag / "trainer_state.json").read_text())
     row = {"reference_s": ref_s, "reference_train_s": train_runtime(state["log_history"]),
-           "reference_steps": state["global_step"], "reference_peak_mb": PEAK_KB[f"{tag}.ref.log"] / 1024}
+           "reference_steps": state["global_step"], "reference_peak_mb": ref_peak}
     for side, path, extra in sides(baseline, bf16):
         out = work / f"{side}_{tag}"
-        row[f"{side}_s"] = timed(GRIN + ["unlearn", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu),
-                                         "--scorer", "none", "--objective", "npo", "--batch-size", "4", *setting["npo"],
-                                         "--out", str(out), "--overwrite", *extra],
-                                 dict(env, PYTHONPATH=str(path)) if path else env, work / f"{tag}.{side}.log")
-        row[f"{side}_peak_mb"] = PEAK_KB[f"{tag}.{side}.log"] / 1024
+        command = GRIN + ["unlearn", "--model", str(model), "--benchmark", "tofu", "--data", str(tofu), "--scorer",
+                          "none", "--objective", "npo", "--batch-size", "4", *setting["npo"], "--out", str(out),
+                          "--overwrite", *extra]
+        row[f"{side}_s"], row[f"{side}_peak_mb"] = timed(command, dict(env, PYTHONPATH=str(path)) if path else env,
+                                                         work / f"{tag}.{side}.log")
         log = json.loads((out / "train_log.json").read_text())
         row[f"{side}_train_s"], row[f"{side}_steps"] = train_runtime(log), max(h.get("step", 0) for h in log)
     if baseline is not None:
@@ -283,13 +279,17 @@ def print_table(rows: list[tuple[str, str, list[dict]]], names: list[str], bf16:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/bench_reference", help="work folder (data, models, logs)")
+    parser.add_argument("--out", help="work folder (data, models, logs; default runs/bench_reference, "
+                                      "runs/bench_reference_smollm2 with --model-set smollm2)")
     parser.add_argument("--pairs", type=int, default=3, help="back-to-back pairs of runs per row (default 3)")
     parser.add_argument("--only", choices=["eval", "npo"], help="run one part only")
     parser.add_argument("--baseline-src", type=Path, help="src folder of another checkout to time beside ours")
     parser.add_argument("--model-set", choices=sorted(SETTINGS), default="tiny", help="the bench models or SmolLM2")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="bf16: also time our commands under bf16 autocast")
+    parser.add_argument("--original-pad", action="store_true",
+                        help="smollm2: give both sides the target as it is (pad = <|im_end|>, a token of every chat "
+                             "turn): shows the reference's masking of it (docs/performance.md, parity)")
     parser.add_argument("--table-from", type=Path, help="only print the table of an earlier run's output")
     args = parser.parse_args()
     if args.table_from:
@@ -300,12 +300,17 @@ def main() -> None:
         print_table(rows, names, "ours_bf16_s" in lines[0], "baseline_s" in lines[0])
         return
     baseline = args.baseline_src.resolve() if args.baseline_src else None
-    work = Path(args.out).resolve()
+    work = Path(args.out or ("runs/bench_reference" + ("_smollm2" if args.model_set == "smollm2" else ""))).resolve()
     tofu = work / "tofu"
     setting, bf16 = SETTINGS[args.model_set], args.precision == "bf16"
     if args.model_set == "smollm2":
         write_real_tofu_dir(tofu)
-        models = {"finetuned": real_target_with_free_pad(work)}
+        if args.original_pad:
+            from grin_unlearn.experiments.real_benchmark import RealBenchmarkConfig, prepare_real
+
+            models = {"finetuned": prepare_real(RealBenchmarkConfig()).target}
+        else:
+            models = {"finetuned": real_target_with_free_pad(work)}
     else:
         models = build_models(work, write_tofu_dir(tofu))
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
