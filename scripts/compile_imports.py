@@ -22,6 +22,7 @@ MODULES = (
     "grin_unlearn.experiments.real_benchmark", "grin_unlearn.evaluation.tofu", "grin_unlearn.training.trainer",
     "transformers.models.llama.modeling_llama", "transformers.models.auto.tokenization_auto",
     "transformers.generation.utils", "transformers.trainer", "accelerate", "safetensors.torch", "scipy.stats",
+    "grin_unlearn.evaluation.lm_eval", "rouge_score.rouge_scorer", "rouge_score.tokenizers",  # ROUGE imports nltk (250 modules)
 )
 
 

@@ -5,6 +5,7 @@
 import copy
 
 import pytest
+from transformers import DynamicCache
 
 from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.evaluation import EvalConfig
@@ -29,7 +30,8 @@ def qa_pairs(world, n=5):
 
 
 @pytest.mark.parametrize("chat", [True, False])
-def test_shared_prefix_scores_equal_whole_sequence_scores(eval_model, micro_tokenizer, chat_tokenizer, micro_world, chat):
+def test_shared_prefix_scores_equal_whole_sequence_scores(eval_model, micro_tokenizer, chat_tokenizer, micro_world, chat,
+                                                          monkeypatch):
     tokenizer = chat_tokenizer if chat else micro_tokenizer
     examples = PromptFormat(chat_template=chat).encode_many(tokenizer, qa_pairs(micro_world))
     # A raw-text sequence (nothing shared, labels from the start) in the same chunks as the questions.
@@ -40,6 +42,11 @@ def test_shared_prefix_scores_equal_whole_sequence_scores(eval_model, micro_toke
     assert len(groups) == 6 and min(s for s, _ in groups) == 0 and max(s for s, _ in groups) > 5
     moments = set(range(0, len(examples), 3))
     whole = score_examples(eval_model, examples, tokenizer.pad_token_id, 1, with_moments=moments)
+    # The start all of a chunk's prompts share (system message, "Question:") runs once per chunk.
+    repeats = []
+    real_repeat = DynamicCache.batch_repeat_interleave
+    monkeypatch.setattr(DynamicCache, "batch_repeat_interleave",
+                        lambda cache, n: repeats.append(n) or real_repeat(cache, n))
     # Batch 3 splits every question's five answers over two prefix passes and mixes groups in a batch.
     shared = score_with_shared_prefixes(eval_model, examples, tokenizer.pad_token_id, 3, with_moments=moments)
     for i, (a, b) in enumerate(zip(shared, whole)):
@@ -48,6 +55,7 @@ def test_shared_prefix_scores_equal_whole_sequence_scores(eval_model, micro_toke
         assert (a.vocab_mean is None) == (i not in moments)
         if i in moments:
             assert a.vocab_var == pytest.approx(b.vocab_var, abs=1e-4)
+    assert repeats and set(repeats) <= {2, 3}
 
 
 def own_greedy_examples(model, tokenizer, prompts, steps):

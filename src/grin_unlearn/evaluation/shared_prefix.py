@@ -15,8 +15,8 @@ predicts each member's first labelled token stays in the member's own suffix (wh
 computed). A group whose ``S`` is 0 (nothing shared) is scored whole, as a group of suffixes over an
 empty prefix.
 
-Batches: groups sorted by prefix length, ``batch_size`` groups per prefix pass (left-padded, position ids
-``cumsum(mask) − 1`` as in generation); their members, sorted by suffix length, in batches of
+Batches: groups sorted by prefix length, ``batch_size`` groups per prefix pass (the tokens all of the
+chunk's prefixes begin with run once, the rest right-padded after them); their members, sorted by suffix length, in batches of
 ``batch_size`` rows, each over a copy of its group's cache row: suffixes right-padded after the prefix
 with positions ``S + t``, the 2-D attention mask covering both parts.
 """
@@ -28,7 +28,6 @@ import copy
 import torch
 from transformers import DynamicCache
 
-from ..data.formatting import left_pad_prompts
 from ..logprobs import IGNORE_INDEX, logits_from_first_answer
 from ..models import model_device
 from .engine import AnswerScore, answer_scores, eval_mode, first_label, forward_arguments
@@ -66,19 +65,37 @@ def _chunks(groups: list[tuple[int, list[int]]], batch_size: int):
 
 
 def _prefix_pass(model, examples: list[dict], chunk: list[tuple[int, list[int]]], pad: int):
-    """The chunk's prefixes run once, left-padded: ``(cache, prefix mask (G, W))``; a group with
-    ``S = 0`` is a fully masked row. ``(None, (G, 0) mask)`` when no group shares anything."""
+    """The chunk's prefixes run once: ``(cache, prefix mask (G, W))``; a group with ``S = 0`` is a fully
+    masked row. ``(None, (G, 0) mask)`` when no group shares anything.
+
+    The tokens every prefix of the chunk begins with (a chat template's system message and user header)
+    run once as a single row, their cache row is repeated per group, and each group's remaining prefix
+    tokens run on top of it, right-padded, at positions ``C + t``."""
     device = model_device(model)
     if max(s for s, _ in chunk) == 0:
         return None, torch.zeros(len(chunk), 0, dtype=torch.long, device=device)
-    # A group with nothing shared runs one pad token (so no query row is fully masked), masked out after.
-    prefixes = left_pad_prompts([examples[part[0]]["input_ids"][:s] or [pad] for s, part in chunk], pad)
-    mask = prefixes["attention_mask"].to(device)
-    positions = (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)
+    prefixes = [examples[part[0]]["input_ids"][:s] for s, part in chunk]
+    shared = [p for p in prefixes if p]
+    # At least one token of each prefix stays in the second pass, so that pass has a column to run.
+    common = min(min(_common_prefix(shared[0], p) for p in shared), min(map(len, shared)) - 1) if len(shared) > 1 else 0
     cache = DynamicCache()
-    model(input_ids=prefixes["input_ids"].to(device), attention_mask=mask, position_ids=positions, use_cache=True,
+    if common:
+        model(input_ids=torch.tensor([shared[0][:common]], device=device),
+              position_ids=torch.arange(common, device=device).unsqueeze(0), use_cache=True,
+              **forward_arguments(model, cache, keep=1))
+        cache.batch_repeat_interleave(len(chunk))
+    width = max(len(p) for p in prefixes) - common
+    input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(chunk), common + width), dtype=torch.long)
+    for g, prefix in enumerate(prefixes):
+        if prefix:
+            input_ids[g, :len(prefix) - common] = torch.tensor(prefix[common:])
+        mask[g, :len(prefix) or 1] = 1  # a group with nothing shared attends to one pad, masked out after
+    mask = mask.to(device)
+    positions = (common + torch.arange(width, device=device)).unsqueeze(0).expand(len(chunk), -1)
+    model(input_ids=input_ids.to(device), attention_mask=mask, position_ids=positions, use_cache=True,
           **forward_arguments(model, cache, keep=1))
-    mask[torch.tensor([s == 0 for s, _ in chunk], device=device)] = 0
+    mask[torch.tensor([not prefix for prefix in prefixes], device=device)] = 0
     return cache, mask
 
 
