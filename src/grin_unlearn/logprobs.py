@@ -118,6 +118,14 @@ def answer_kl(
     return per_token.sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
 
 
+def logits_keep_keyword(model) -> str | None:
+    """The forward keyword that limits the LM head to the last columns: ``logits_to_keep`` in
+    transformers ≥ 4.50, ``num_logits_to_keep`` before, None for a model with neither (a
+    DistributedDataParallel wrapper is read through its ``.module``)."""
+    parameters = inspect.signature(getattr(model, "module", model).forward).parameters
+    return next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in parameters), None)
+
+
 def logits_from_first_answer(model, labels: list[torch.Tensor], width: int) -> tuple[int, dict]:
     """``(column, keywords)``: the first column whose logits a loss over ``labels`` reads (the one before
     the earliest labelled token of any row), and the forward keywords that make the model compute only
@@ -125,8 +133,7 @@ def logits_from_first_answer(model, labels: list[torch.Tensor], width: int) -> t
     answer-token loss reads. ``logits_to_keep`` in transformers ≥ 4.50, ``num_logits_to_keep`` before;
     ``(0, {})`` for a model with neither. A DistributedDataParallel wrapper passes the keyword on to its
     ``.module``."""
-    parameters = inspect.signature(getattr(model, "module", model).forward).parameters
-    name = next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in parameters), None)
+    name = logits_keep_keyword(model)
     if name is None:
         return 0, {}
     first = []

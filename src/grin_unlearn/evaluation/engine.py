@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.formatting import PadCollator, left_pad_prompts
-from ..logprobs import IGNORE_INDEX, logits_from_first_answer, token_logprobs
+from ..logprobs import IGNORE_INDEX, logits_from_first_answer, logits_keep_keyword, token_logprobs
 from ..models import model_device, pad_token_id, text_config
 from .kv_cache import PreallocatedCache
 
@@ -221,9 +221,8 @@ def uses_greedy_loop(model) -> bool:
 def forward_arguments(model, cache, keep: int) -> dict:
     """The cache and logits-to-keep keywords under this transformers version's names (``cache`` /
     ``logits_to_keep`` in 5.x, ``past_key_values`` / ``num_logits_to_keep`` in 4.45)."""
-    parameters = inspect.signature(model.forward).parameters
-    out = {"cache" if "cache" in parameters else "past_key_values": cache}
-    keep_name = next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in parameters), None)
+    out = {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+    keep_name = logits_keep_keyword(model)
     return {**out, keep_name: keep} if keep_name else out
 
 
