@@ -155,6 +155,24 @@ def test_attack_cli_writes_recovery_for_both_attacks(micro_model_dir, micro_worl
     assert main(["attack", "relearn", *common, "--steps", "0", "--out", str(tmp_path / "r")]) == 2  # exists
 
 
+def test_attack_cli_runs_under_the_precision_it_is_given(micro_model_dir, micro_world_dir, tmp_path, monkeypatch):
+    from grin_unlearn.cli import main
+    from grin_unlearn.evaluation.attacks import study
+
+    seen = []
+
+    def relearn_study(*args, **kwargs):  # what the attack's evaluations and relearning steps would run under
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return {"runs": {}, "recovery": {}}
+
+    monkeypatch.setattr(study, "relearn_study", relearn_study)
+    monkeypatch.setattr(study, "plot_relearn_recovery", lambda *a, **k: None)
+    common = ["--model", str(micro_model_dir), "--data", str(micro_world_dir), "--max-items", "4", "--steps", "0"]
+    assert main(["attack", "relearn", *common, "--precision", "bf16", "--out", str(tmp_path / "b")]) == 0
+    assert main(["attack", "relearn", *common, "--out", str(tmp_path / "f")]) == 0
+    assert seen == [True, False]
+
+
 @pytest.mark.slow
 def test_study_gives_share_one_to_the_target_and_zero_to_the_oracle(micro_world, micro_tokenizer, tmp_path):
     """With two different models as target and oracle, an "unlearned" model equal to the target recovers

@@ -58,3 +58,33 @@ def test_bf16_masked_unlearning_leaves_unselected_weights_bit_identical(micro_wo
             assert torch.equal(params[name][~mask], start[~mask])
             moved += int((params[name][mask] != start[mask]).sum())
     assert moved > 0
+
+
+def _check_fresh_casts(layer: torch.nn.Linear, seen: list[float]):
+    """A forward hook: the output must equal the product with the layer's weights as they are now."""
+    def hook(module, args, output):
+        if output.dtype == torch.bfloat16:
+            with torch.no_grad():
+                now = torch.nn.functional.linear(args[0].to(torch.bfloat16), module.weight.detach().to(torch.bfloat16))
+                seen.append(float((output.detach() - now).abs().max()))
+    return layer.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("outer", ["ours", "torch"])
+def test_bf16_training_forwards_use_the_weights_as_updated(micro_world, micro_tokenizer, micro_model, tmp_path, outer):
+    """Every training forward multiplies by the current weights, not a bf16 copy cast before an
+    optimizer step (autocast's cast cache lives until the outermost block exits), whether the run is
+    inside our ``autocast`` or a caller's own ``torch.autocast``."""
+    layer = micro_model.model.layers[0].mlp.up_proj
+    start = layer.weight.detach().clone()
+    seen: list[float] = []
+    handle = _check_fresh_casts(layer, seen)
+    config = UnlearnConfig("npo", SelectionConfig(scorer="none"), NoiseConfig(noise_var=0.0),
+                           TrainConfig(epochs=3, lr=5e-2, batch_size=4, warmup_ratio=0.0))
+    block = autocast("bf16") if outer == "ours" else torch.autocast("cpu", dtype=torch.bfloat16)
+    with block:
+        unlearn(micro_model, micro_tokenizer, micro_world["forget10"][:8], micro_world["retain90"][:8],
+                config, tmp_path / "run", log=lambda *a, **k: None)
+    handle.remove()
+    assert not torch.equal(layer.weight, start)  # the weights did move
+    assert len(seen) >= 6 and max(seen) == 0.0  # and every forward saw them as they were then

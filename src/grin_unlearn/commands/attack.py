@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.attacks.study import RelearnSettings, plot_relearn_recovery, quantization_study, relearn_study
     from ..io_utils import atomic_write_json
     from ..models import load_model, load_tokenizer
+    import torch
+
+    from ..precision import autocast
 
     out = Path(args.out).expanduser()
     if (out / ATTACK_FILE).exists() and not args.overwrite:
@@ -86,11 +89,14 @@ def run(args: argparse.Namespace) -> int:
     def load(path):
         return load_model(str(path), dtype=args.dtype, trust_remote_code=args.trust_remote_code)
 
-    if args.kind == "quantize":
-        masks = {label: run_mask(paths[label]) for label in unlearned}
-        report = quantization_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, quant, masks)
-    else:
-        report = relearn_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, relearn)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where load_model puts each model
+    with autocast(args.precision, device):  # evaluations and relearning steps (weights, AdamW state fp32)
+        if args.kind == "quantize":
+            masks = {label: run_mask(paths[label]) for label in unlearned}
+            report = quantization_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, quant, masks)
+        else:
+            report = relearn_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, relearn)
+    if args.kind == "relearn":
         plot_relearn_recovery(report, out / "recovery.png")
     report.update(models={label: str(path) for label, path in paths.items()}, data=str(plan.data),
                   protocol=args.protocol, prompt_format=dataclasses.asdict(fmt))

@@ -95,6 +95,9 @@ class UnlearningTrainer(Trainer):
         return HiddenStates(captured[0], batch["labels"] != IGNORE_INDEX)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # The weights moved at the last optimizer step: no bf16 copy cast before it may be reused (a
+        # caller's torch.autocast block around the whole run caches them until it exits; precision.py).
+        torch.clear_autocast_cache()
         outputs = self._forward_groups(model, inputs)
         stats = {g: sequence_logprobs(*outputs[g]) for g in self.groups}
         device = outputs["forget"][0].device
