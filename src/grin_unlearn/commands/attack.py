@@ -62,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.attacks.quantize import QuantizeConfig
     from ..evaluation.attacks.study import RelearnSettings, plot_relearn_recovery, quantization_study, relearn_study
     from ..io_utils import atomic_write_json
-    from ..models import load_model, load_tokenizer
-    import torch
-
+    from ..models import default_device, load_model, load_tokenizer
     from ..precision import autocast
 
     out = Path(args.out).expanduser()
@@ -89,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     def load(path):
         return load_model(str(path), dtype=args.dtype, trust_remote_code=args.trust_remote_code)
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # where load_model puts each model
-    with autocast(args.precision, device):  # evaluations and relearning steps (weights, AdamW state fp32)
+    with autocast(args.precision, default_device()):  # evaluations and relearning steps (weights, AdamW state fp32)
         if args.kind == "quantize":
             masks = {label: run_mask(paths[label]) for label in unlearned}
             report = quantization_study(paths, load, tokenizer, plan.sets, plan.roles, fmt, config, quant, masks)

@@ -103,6 +103,11 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     return tokenizer
 
 
+def default_device() -> str:
+    """Where :func:`load_model` puts a model unless told: CUDA if present, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str | torch.device | None = None,
                trust_remote_code: bool = False):
     """A causal LM from a local folder or Hub id, in eval mode, on ``device`` (default: CUDA if present)."""
@@ -117,8 +122,7 @@ def load_model(name_or_path: str, dtype: str | torch.dtype = "auto", device: str
                                                      **{_dtype_keyword(): resolved_dtype})
     except OSError as err:
         raise UserInputError(f"--model {name_or_path}: could not load a causal LM ({str(err)[:300]})") from None
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval()
+    return model.to(device or default_device()).eval()
 
 
 def _dtype_keyword() -> str:
