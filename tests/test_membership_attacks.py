@@ -11,7 +11,8 @@ import torch
 from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.errors import UserInputError
 from grin_unlearn.evaluation import EvalConfig, aggregate, evaluate
-from grin_unlearn.evaluation.engine import gradient_norms, score_examples
+from grin_unlearn.evaluation.engine import score_examples
+from grin_unlearn.evaluation.gradient_norms import gradient_norms
 from grin_unlearn.metrics import mia_auc
 from grin_unlearn.metrics.gradnorm import gradnorm_score
 from grin_unlearn.metrics.min_k_plus_plus import min_k_plus_plus_score

@@ -88,3 +88,34 @@ def test_bf16_training_forwards_use_the_weights_as_updated(micro_world, micro_to
     handle.remove()
     assert not torch.equal(layer.weight, start)  # the weights did move
     assert len(seen) >= 6 and max(seen) == 0.0  # and every forward saw them as they were then
+
+
+def test_bf16_evaluation_casts_each_weight_once_and_forgets_the_casts_on_leaving(micro_tokenizer, micro_model):
+    """Inside ``eval_mode`` under bf16 a second forward re-casts no weight (autocast's cache is kept for
+    the block); after the block the cache is gone, so an evaluation after a weight update sees the new
+    weights (the same logits as a cache-free bf16 forward of the updated model)."""
+    from torch.profiler import profile
+
+    from grin_unlearn.evaluation.engine import eval_mode
+
+    ids = torch.tensor([micro_tokenizer("Ana Lee was born in Paris.")["input_ids"]])
+
+    def casts(block) -> int:
+        with profile() as prof:
+            block()
+        return sum(e.count for e in prof.key_averages() if e.key == "aten::_to_copy")
+
+    with autocast("bf16"):
+        with eval_mode(micro_model):
+            first = casts(lambda: micro_model(input_ids=ids))
+            second = casts(lambda: micro_model(input_ids=ids))
+        weights = sum(1 for m in micro_model.modules() if isinstance(m, torch.nn.Linear))
+        assert first - second >= weights  # every linear weight was cast in the first forward only
+        with torch.no_grad():
+            for p in micro_model.parameters():
+                p.add_(0.05)
+        with eval_mode(micro_model):
+            after = micro_model(input_ids=ids).logits.float()
+        with torch.no_grad():
+            fresh = micro_model(input_ids=ids).logits.float()  # our cache-free autocast
+    assert torch.equal(after, fresh)

@@ -9,7 +9,7 @@ from transformers import DynamicCache
 
 from grin_unlearn.data.formatting import PromptFormat
 from grin_unlearn.evaluation import EvalConfig
-from grin_unlearn.evaluation import draft_decoding
+from grin_unlearn.evaluation import draft_decoding, shared_prefix
 from grin_unlearn.evaluation.draft_decoding import accepted_tokens, generate_from_drafts
 from grin_unlearn.evaluation.engine import generate_texts, generate_token_ids, score_examples
 from grin_unlearn.evaluation.shared_prefix import prefix_groups, score_with_shared_prefixes
@@ -30,8 +30,9 @@ def qa_pairs(world, n=5):
 
 
 @pytest.mark.parametrize("chat", [True, False])
+@pytest.mark.parametrize("batch_size, max_nodes", [(11, 512), (3, 12)])
 def test_shared_prefix_scores_equal_whole_sequence_scores(eval_model, micro_tokenizer, chat_tokenizer, micro_world, chat,
-                                                          monkeypatch):
+                                                          monkeypatch, batch_size, max_nodes):
     tokenizer = chat_tokenizer if chat else micro_tokenizer
     examples = PromptFormat(chat_template=chat).encode_many(tokenizer, qa_pairs(micro_world))
     # A raw-text sequence (nothing shared, labels from the start) in the same chunks as the questions.
@@ -47,15 +48,37 @@ def test_shared_prefix_scores_equal_whole_sequence_scores(eval_model, micro_toke
     real_repeat = DynamicCache.batch_repeat_interleave
     monkeypatch.setattr(DynamicCache, "batch_repeat_interleave",
                         lambda cache, n: repeats.append(n) or real_repeat(cache, n))
-    # Batch 3 splits every question's five answers over two prefix passes and mixes groups in a batch.
-    shared = score_with_shared_prefixes(eval_model, examples, tokenizer.pad_token_id, 3, with_moments=moments)
+    # Every token the model runs: the trees must hold fewer than the members' suffixes.
+    fed = []
+    real_forward = eval_model.forward
+    monkeypatch.setattr(eval_model, "forward", lambda *a, **k: fed.append(k["input_ids"].numel()) or real_forward(*a, **k))
+    # (11, 512): two questions' trees per pass, so a pass's prompts share a start; (3, 12): trees cut at
+    # 12 nodes, so a question's answers split over several trees and passes.
+    monkeypatch.setattr(shared_prefix, "MAX_TREE_NODES", max_nodes)
+    shared = score_with_shared_prefixes(eval_model, examples, tokenizer.pad_token_id, batch_size, with_moments=moments)
     for i, (a, b) in enumerate(zip(shared, whole)):
         assert a.labels == b.labels and a.argmax == b.argmax
         assert a.token_logps == pytest.approx(b.token_logps, abs=1e-5)
         assert (a.vocab_mean is None) == (i not in moments)
         if i in moments:
             assert a.vocab_var == pytest.approx(b.vocab_var, abs=1e-4)
-    assert repeats and set(repeats) <= {2, 3}
+    # One start (the system message and user header all prompts share) per pass, repeated per row.
+    trees = shared_prefix._trees(examples, groups, len(shared_prefix.shared_start(examples, groups)))
+    rows = [len(chunk) for chunk in shared_prefix._chunks(trees, batch_size)]
+    assert repeats == rows and len(shared_prefix.shared_start(examples, groups)) > 1
+    if batch_size == 11:  # whole trees: fewer token slots (padding included) than the examples' tokens
+        assert len(trees) == len(groups)
+        assert sum(fed) < sum(len(e["input_ids"]) for e in examples)
+    else:  # every tree under the cap, unless one member alone exceeds it
+        assert len(trees) > len(groups)
+        assert all(len(t.tokens) <= max_nodes or len(t.members) == 1 for t in trees)
+
+
+def test_token_tree_shares_each_common_start_once():
+    tree = shared_prefix.token_tree(4, [7, 8, 9], [[5, 6, 1], [5, 6, 2, 3], [4]])
+    assert tree.tokens == [5, 6, 1, 2, 3, 4] and tree.parents == [-1, 0, 1, 1, 3, -1]
+    assert tree.depths == [0, 1, 2, 2, 3, 0]
+    assert tree.paths == [[0, 1, 2], [0, 1, 3, 4], [5]]
 
 
 def own_greedy_examples(model, tokenizer, prompts, steps):

@@ -1,11 +1,11 @@
 """The two model passes of an evaluation: teacher forcing and greedy generation.
 
 Teacher forcing (:func:`score_examples`; the TOFU protocol uses :mod:`.shared_prefix`, the same
-scores with each prompt run once) keeps, per labelled token, its log-probability and the model's
+scores with every shared start run once) keeps, per labelled token, its log-probability and the model's
 argmax. Every teacher-forced metric (probability, truth ratio, Min-K%, LOSS, zlib, extraction strength,
 exact memorization) is computed from these, so no answer is run twice; Min-K%++ also reads the moments
 of the next-token distribution, computed in the same pass for the examples that need them. The
-GradNorm attack's backward passes (:func:`gradient_norms`) run only when asked.
+GradNorm attack's backward passes (:mod:`.gradient_norms`) run only when asked.
 
 Generation (:func:`generate_texts`) is greedy, prompts sorted by length and left-padded; our own loop
 (:func:`greedy_decode`: a preallocated KV cache, rows leave the batch as they end) picks ``generate``'s
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.formatting import PadCollator, left_pad_prompts
-from ..logprobs import IGNORE_INDEX, logits_from_first_answer, logits_keep_keyword, token_logprobs
+from ..logprobs import IGNORE_INDEX, logits_from_first_answer, logits_keep_keyword
 from ..models import model_device, pad_token_id, text_config
 from .kv_cache import PreallocatedCache
 
@@ -61,12 +61,22 @@ class AnswerScore:
 
 @contextmanager
 def eval_mode(model):
-    """Eval mode and no autograd for the block; the model's previous mode is restored after."""
-    was_training = model.training
+    """Eval mode and no autograd for the block; the model's previous mode is restored after. Under
+    autocast (``--precision bf16``) autocast's cast of each weight is kept for the block (the weights
+    cannot change inside it; otherwise every forward and decoding step casts all of them again) and
+    dropped on leaving; autocast caches only outside ``inference_mode``, hence ``no_grad`` there."""
+    was_training, device_type = model.training, model_device(model).type
     model.eval()
     try:
-        with torch.inference_mode():
-            yield
+        if not torch.is_autocast_enabled(device_type):
+            with torch.inference_mode():
+                yield
+            return
+        try:
+            with torch.no_grad(), torch.autocast(device_type, torch.get_autocast_dtype(device_type), cache_enabled=True):
+                yield
+        finally:
+            torch.clear_autocast_cache()
     finally:
         model.train(was_training)
 
@@ -128,30 +138,6 @@ def answer_scores(logits: torch.Tensor, labels: torch.Tensor, moments: list[bool
                         vocab_mean=mu.tolist() if mu is not None else None,
                         vocab_var=v.tolist() if v is not None else None)
             for lp, am, lb, mu, v in zip(picked.split(counts), argmax.split(counts), labels.split(counts), means, variances)]
-
-
-def gradient_norms(model, examples: list[dict], p: float = 2.0) -> list[list[float]]:
-    """Per encoded example, ``‖∇_θ L‖_p`` of each parameter tensor that gets a gradient, where
-    ``L = −(1/T) Σ_t log π(y_t|·)`` over its labelled tokens but the last (the appended EOS); the
-    GradNorm attack's input (:func:`~grin_unlearn.metrics.gradnorm.gradnorm_score`). One example per
-    backward pass; ``torch.autograd.grad`` leaves every ``.grad`` as it was. An example with no token
-    left gets no norm."""
-    device = model_device(model)
-    params = [q for q in model.parameters() if q.requires_grad]
-    out = []
-    with torch.enable_grad():
-        for example in examples:
-            ids = torch.tensor([example["input_ids"]], device=device)
-            labels = torch.tensor([example["labels"]], device=device)
-            logp, mask = token_logprobs(model(input_ids=ids, use_cache=False).logits, labels)  # (1, T-1)
-            kept = mask[0].nonzero().squeeze(1)[:-1]  # the labelled positions but the last
-            if kept.numel() == 0:
-                out.append([])
-                continue
-            loss = -logp[0, kept].mean()
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-            out.append([float(torch.linalg.vector_norm(g.float(), ord=p)) for g in grads if g is not None])
-    return out
 
 
 def _hits_stop(tokenizer, new_tokens: list[int], stops, lookback: int) -> bool:

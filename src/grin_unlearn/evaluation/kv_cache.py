@@ -35,6 +35,14 @@ def _append(buffer: torch.Tensor | None, length: int, new: torch.Tensor, capacit
     return buffer, buffer[:, :, :end]
 
 
+def _keep_rows(buffer: torch.Tensor, length: int, indices: torch.Tensor) -> torch.Tensor:
+    """``buffer`` (B, H, capacity, D) with only the batch rows ``indices`` (ascending), compacted in
+    place: the filled ``length`` positions of the kept rows move up, and the buffer becomes a view of
+    its first ``len(indices)`` rows (no new buffer, and the empty positions are not copied)."""
+    buffer[:len(indices), :, :length] = buffer[indices, :, :length]
+    return buffer[:len(indices)]
+
+
 if DynamicLayer is not None:
 
     class _PreallocatedLayer(DynamicLayer):
@@ -57,7 +65,8 @@ if DynamicLayer is not None:
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             length = self.get_seq_length()
             if length > 0:
-                self._key_buffer, self._value_buffer = self._key_buffer[indices], self._value_buffer[indices]
+                self._key_buffer = _keep_rows(self._key_buffer, length, indices)
+                self._value_buffer = _keep_rows(self._value_buffer, length, indices)
                 self.keys, self.values = self._key_buffer[:, :, :length], self._value_buffer[:, :, :length]
 
 
@@ -98,7 +107,7 @@ class PreallocatedCache(DynamicCache):
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             for layer, keys in enumerate(self.key_cache):
                 length = keys.shape[-2]
-                self._key_buffers[layer] = self._key_buffers[layer][indices]
-                self._value_buffers[layer] = self._value_buffers[layer][indices]
+                self._key_buffers[layer] = _keep_rows(self._key_buffers[layer], length, indices)
+                self._value_buffers[layer] = _keep_rows(self._value_buffers[layer], length, indices)
                 self.key_cache[layer] = self._key_buffers[layer][:, :, :length]
                 self.value_cache[layer] = self._value_buffers[layer][:, :, :length]

@@ -1,36 +1,53 @@
-"""Teacher forcing with each question's prompt run once.
+"""Teacher forcing with every shared start of the scored sequences run once: each question's prompt,
+the start all prompts share, and the start alike answers share.
 
 A TOFU set scores up to five sequences per question (answer, paraphrased answer, three perturbed
 answers) that begin with the same prompt; on a chat model the prompt (system message, question, the
-assistant header) is about two thirds of each sequence. :func:`score_with_shared_prefixes` runs a
-group's shared prefix once, keeps its keys and values, repeats that cache row once per member and runs
-only each member's remaining tokens on top of it. Attention over ``prefix + suffix`` with the prefix's
-cached keys and values is the same computation as over the whole sequence, so every score equals
-:func:`~.engine.score_examples`' up to fp32 summation order (matrix products of other shapes):
-``bench/bench_reference.py --model-set smollm2`` and ``tests/test_shared_prefix.py`` bound it.
+assistant header) is about two thirds of each sequence, every prompt begins with the same system
+message, and the paraphrased and perturbed answers often begin alike ("The city of Elbraith is where
+…", "The city of Varnhollow is where …"). :func:`score_with_shared_prefixes` runs
 
-Grouping: examples with the same ``prompt_ids`` form a group; its shared prefix is the first
-``S = min_m min(LCP(input_ids_m, prompt_ids), first_label_m − 1)`` tokens, so the position that
-predicts each member's first labelled token stays in the member's own suffix (where its logits are
-computed). A group whose ``S`` is 0 (nothing shared) is scored whole, as a group of suffixes over an
-empty prefix.
+1. the **start** that every prompt shares (``C`` tokens) once per pass, as one row whose keys and
+   values are repeated for each row of the pass;
+2. on top of it, each question's tokens after the start as one **token tree** (a trie): each distinct
+   ``(path so far, next token)`` is one node, run once, attending to the start and to its own
+   ancestors only (a 4-D attention mask; position ``C + depth``). The prompt is the trunk; a node's
+   logits predict the next token of every member whose path runs through it.
 
-Batches: groups sorted by prefix length, ``batch_size`` groups per prefix pass (the tokens all of the
-chunk's prefixes begin with run once, the rest right-padded after them); their members, sorted by suffix length, in batches of
-``batch_size`` rows, each over a copy of its group's cache row: suffixes right-padded after the prefix
-with positions ``S + t``, the 2-D attention mask covering both parts.
+Attention over ``start + ancestors`` is the computation of the whole sequence with the other branches
+masked out, so every score equals :func:`~.engine.score_examples`' up to fp32 summation order (matrix
+products of other shapes): ``bench/bench_reference.py --model-set smollm2`` and
+``tests/test_shared_prefix.py`` bound it. ``bench/bench_token_trees.py`` counts the tokens: on the
+real-model bench's TOFU files the trees run 0.32 of the whole sequences' tokens, against 0.53 with
+only each prompt run once.
+
+Grouping: examples with the same ``prompt_ids`` form a group, whose prompt is shared up to
+``S = min_m min(LCP(input_ids_m, prompt_ids), first_label_m − 1)`` tokens (so the position that
+predicts each member's first labelled token is a tree node, where logits are computed). The start is
+``C = min(S, LCP of those prompts)`` over the groups with ``S > 0``; a group with ``S = 0`` (nothing
+shared, e.g. raw text) runs its whole sequences as a tree with the start masked out.
+
+Batches: a group's members, sorted so that alike answers are neighbours, go into trees of at most
+``MAX_TREE_NODES`` nodes (a longer member gets a tree of its own); trees sorted by size, as many per
+pass as hold ``batch_size`` members (at most ``batch_size`` trees), right-padded. Logits are computed
+from the first node that predicts a labelled token in any row of the pass (the prompts' trunks need
+none), and each node's log-sum-exp, argmax and Min-K%++ moments once, however many members read it.
 """
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import DynamicCache
 
-from ..logprobs import IGNORE_INDEX, logits_from_first_answer
+from ..logprobs import IGNORE_INDEX, logits_keep_keyword
 from ..models import model_device
-from .engine import AnswerScore, answer_scores, eval_mode, first_label, forward_arguments
+from .engine import AnswerScore, eval_mode, first_label, forward_arguments, vocab_moments
+
+MAX_TREE_NODES = 512  # a tree's 4-D mask row is nodes × (start + nodes); this bounds it
+SCORE_ELEMENTS = 2**20 * 3 // 2  # logits scored at a time: 6 MB in fp32, a cache's size (32 rows of a 49k vocabulary)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -55,91 +72,216 @@ def prefix_groups(examples: list[dict]) -> list[tuple[int, list[int]]]:
     return groups
 
 
-def _chunks(groups: list[tuple[int, list[int]]], batch_size: int):
-    """Groups in order of prefix length (longest first), ``batch_size`` groups per prefix pass (a
-    group of more than ``batch_size`` members is split into several)."""
-    pieces = [(shared, indices[i:i + batch_size]) for shared, indices in sorted(groups, key=lambda g: -g[0])
-              for i in range(0, len(indices), batch_size)]
-    for start in range(0, len(pieces), batch_size):
-        yield pieces[start:start + batch_size]
+def shared_start(examples: list[dict], groups: list[tuple[int, list[int]]]) -> list[int]:
+    """The start ``C`` every group with ``S > 0`` shares (module doc); empty when none does."""
+    prefixes = [examples[indices[0]]["input_ids"][:shared] for shared, indices in groups if shared > 0]
+    if not prefixes:
+        return []
+    length = min(min(_common_prefix(prefixes[0], p) for p in prefixes), min(map(len, prefixes)))
+    return prefixes[0][:length]
 
 
-def _prefix_pass(model, examples: list[dict], chunk: list[tuple[int, list[int]]], pad: int):
-    """The chunk's prefixes run once: ``(cache, prefix mask (G, W))``; a group with ``S = 0`` is a fully
-    masked row. ``(None, (G, 0) mask)`` when no group shares anything.
+@dataclass(frozen=True)
+class TokenTree:
+    """The trie of some members' tokens after position ``start``: node ``k`` holds ``tokens[k]`` at
+    depth ``depths[k]`` below ``parents[k]`` (−1: the start); ``paths[m][t]`` is the node of member
+    ``m``'s ``t``-th token after the start. Nodes are numbered in order of creation, so a parent
+    precedes its children and the first member's path is ``0, 1, …``."""
 
-    The tokens every prefix of the chunk begins with (a chat template's system message and user header)
-    run once as a single row, their cache row is repeated per group, and each group's remaining prefix
-    tokens run on top of it, right-padded, at positions ``C + t``."""
+    start: int  # C, or 0 for a group that shares nothing
+    members: list[int]  # example indices
+    tokens: list[int]
+    parents: list[int]
+    depths: list[int]
+    paths: list[list[int]]
+
+
+class _TreeBuilder:
+    """Grows a :class:`TokenTree` one member at a time."""
+
+    def __init__(self, start: int):
+        self.index: dict[tuple[int, int], int] = {}  # (parent, token) -> node
+        self.tree = TokenTree(start, [], [], [], [], [])
+
+    def new_nodes(self, sequence: list[int]) -> int:
+        """How many nodes adding ``sequence`` would create."""
+        node = -1
+        for depth, token in enumerate(sequence):
+            node = self.index.get((node, token))
+            if node is None:
+                return len(sequence) - depth
+        return 0
+
+    def add(self, member: int, sequence: list[int]) -> None:
+        tree, node, path = self.tree, -1, []
+        for depth, token in enumerate(sequence):
+            key = (node, token)
+            if key not in self.index:
+                self.index[key] = len(tree.tokens)
+                tree.tokens.append(token)
+                tree.parents.append(node)
+                tree.depths.append(depth)
+            node = self.index[key]
+            path.append(node)
+        tree.members.append(member)
+        tree.paths.append(path)
+
+
+def token_tree(start: int, members: list[int], sequences: list[list[int]]) -> TokenTree:
+    """The trie of ``sequences`` (each member's tokens after the start)."""
+    builder = _TreeBuilder(start)
+    for member, sequence in zip(members, sequences):
+        builder.add(member, sequence)
+    return builder.tree
+
+
+def _trees(examples: list[dict], groups: list[tuple[int, list[int]]], start: int) -> list[TokenTree]:
+    """Each group's members in trees of at most ``MAX_TREE_NODES`` nodes, alike members together."""
+    trees = []
+    for shared, indices in groups:
+        offset = start if shared > 0 else 0
+        builder = _TreeBuilder(offset)
+        for i in sorted(indices, key=lambda i: examples[i]["input_ids"][offset:]):
+            rest = examples[i]["input_ids"][offset:]
+            if builder.tree.members and len(builder.tree.tokens) + builder.new_nodes(rest) > MAX_TREE_NODES:
+                trees.append(builder.tree)
+                builder = _TreeBuilder(offset)
+            builder.add(i, rest)
+        trees.append(builder.tree)
+    return trees
+
+
+def _chunks(trees: list[TokenTree], batch_size: int):
+    """Trees in order of size (largest first), so that a pass pads its rows little; a chunk holds
+    ``batch_size`` members (at most ``batch_size`` trees, at least one)."""
+    chunk: list[TokenTree] = []
+    members = 0
+    for tree in sorted(trees, key=lambda t: -len(t.tokens)):
+        if chunk and (members + len(tree.members) > batch_size or len(chunk) == batch_size):
+            yield chunk
+            chunk, members = [], 0
+        chunk.append(tree)
+        members += len(tree.members)
+    if chunk:
+        yield chunk
+
+
+def _start_cache(model, start: list[int], rows: int):
+    """The start's keys and values, run once and repeated ``rows`` times (``None`` without a start)."""
+    if not start:
+        return None
     device = model_device(model)
-    if max(s for s, _ in chunk) == 0:
-        return None, torch.zeros(len(chunk), 0, dtype=torch.long, device=device)
-    prefixes = [examples[part[0]]["input_ids"][:s] for s, part in chunk]
-    shared = [p for p in prefixes if p]
-    # At least one token of each prefix stays in the second pass, so that pass has a column to run.
-    common = min(min(_common_prefix(shared[0], p) for p in shared), min(map(len, shared)) - 1) if len(shared) > 1 else 0
     cache = DynamicCache()
-    if common:
-        model(input_ids=torch.tensor([shared[0][:common]], device=device),
-              position_ids=torch.arange(common, device=device).unsqueeze(0), use_cache=True,
-              **forward_arguments(model, cache, keep=1))
-        cache.batch_repeat_interleave(len(chunk))
-    width = max(len(p) for p in prefixes) - common
-    input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(chunk), common + width), dtype=torch.long)
-    for g, prefix in enumerate(prefixes):
-        if prefix:
-            input_ids[g, :len(prefix) - common] = torch.tensor(prefix[common:])
-        mask[g, :len(prefix) or 1] = 1  # a group with nothing shared attends to one pad, masked out after
-    mask = mask.to(device)
-    positions = (common + torch.arange(width, device=device)).unsqueeze(0).expand(len(chunk), -1)
-    model(input_ids=input_ids.to(device), attention_mask=mask, position_ids=positions, use_cache=True,
-          **forward_arguments(model, cache, keep=1))
-    mask[torch.tensor([not prefix for prefix in prefixes], device=device)] = 0
-    return cache, mask
+    model(input_ids=torch.tensor([start], device=device), position_ids=torch.arange(len(start), device=device)[None],
+          use_cache=True, **forward_arguments(model, cache, keep=1))
+    cache.batch_repeat_interleave(rows)
+    return cache
 
 
-def _suffix_pass(model, examples: list[dict], rows: list[tuple[int, int, int]], cache, prefix_mask: torch.Tensor,
-                 pad: int, with_moments) -> list[AnswerScore]:
-    """Scores of ``rows`` = ``(example, S, group row in the chunk)``: each example's tokens after its
-    prefix, right-padded, at positions ``S + t``, over a copy of its group's cache row."""
+def _first_scored_node(examples: list[dict], tree: TokenTree) -> int:
+    """The lowest-numbered node whose logits predict a labelled token (the node count when none does):
+    on each member's path, the node before its first label."""
+    nodes = [path[max(first_label(examples[m]["labels"]) - 1 - tree.start, 0)]
+             for m, path in zip(tree.members, tree.paths) if first_label(examples[m]["labels"]) - tree.start < len(path)]
+    return min(nodes, default=len(tree.tokens))
+
+
+def _tree_pass(model, examples: list[dict], chunk: list[TokenTree], start: list[int], pad: int,
+               with_moments) -> dict[int, AnswerScore]:
+    """Scores of every member of the chunk's trees: one row per tree, its nodes right-padded at positions
+    ``start + depth``; each node attends to the start (when its tree has one) and to its ancestors and
+    itself."""
     device = model_device(model)
-    group_rows = torch.tensor([g for _, _, g in rows], device=device)
-    if cache is not None:
-        cache = copy.deepcopy(cache)
-        cache.batch_select_indices(group_rows)  # one cache row per member
-    suffixes = [examples[i]["input_ids"][s:] for i, s, _ in rows]
-    length = max(len(t) for t in suffixes)
-    input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
-    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-    suffix_mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for r, ((i, s, _), tokens) in enumerate(zip(rows, suffixes)):
-        input_ids[r, :len(tokens)] = torch.tensor(tokens)
-        labels[r, :len(tokens)] = torch.tensor(examples[i]["labels"][s:])
-        suffix_mask[r, :len(tokens)] = 1
-    positions = torch.tensor([s for _, s, _ in rows]).unsqueeze(1) + torch.arange(length).unsqueeze(0)  # (B, U)
-    # Logits from the position before the batch's first labelled token on, labels aligned to them.
-    offset, _ = logits_from_first_answer(model, [labels], length)  # 0 for a model without the keyword
-    extra = forward_arguments(model, cache if cache is not None else DynamicCache(), keep=length - offset)
-    mask = torch.cat([prefix_mask[group_rows], suffix_mask.to(device)], dim=1)
-    logits = model(input_ids=input_ids.to(device), attention_mask=mask, position_ids=positions.to(device),
-                   use_cache=True, **extra).logits  # (B, U - offset, V)
-    return answer_scores(logits, labels[:, offset:].to(device), [i in with_moments for i, _, _ in rows])
+    width, prefix = max(len(tree.tokens) for tree in chunk), len(start)
+    input_ids = np.full((len(chunk), width), pad, dtype=np.int64)
+    positions = np.zeros((len(chunk), width), dtype=np.int64)
+    allowed = np.zeros((len(chunk), width, prefix + width), dtype=bool)
+    allowed[:, np.arange(width), prefix + np.arange(width)] = True  # itself (padding too)
+    for r, tree in enumerate(chunk):
+        n = len(tree.tokens)
+        input_ids[r, :n] = tree.tokens
+        positions[r, :n] = np.asarray(tree.depths) + tree.start
+        allowed[r, :n, :prefix] = tree.start > 0
+        ancestry = allowed[r, :, prefix:]
+        for node, parent in enumerate(tree.parents):  # parents precede their children
+            if parent >= 0:
+                ancestry[node] |= ancestry[parent]
+    # Additive form (0 where attended, the dtype's minimum elsewhere): what every attention kernel
+    # of both transformers majors reads as a custom 4-D mask.
+    mask = torch.from_numpy(np.where(allowed, np.float32(0), np.finfo(np.float32).min).astype(np.float32))
+    input_ids, positions = torch.from_numpy(input_ids), torch.from_numpy(positions)
+    offset = min(_first_scored_node(examples, tree) for tree in chunk) if logits_keep_keyword(model) else 0
+    offset = min(offset, width - 1)
+    cache = _start_cache(model, start, len(chunk)) or DynamicCache()
+    logits = model(input_ids=input_ids.to(device), attention_mask=mask.unsqueeze(1).to(device),
+                   position_ids=positions.to(device), use_cache=True,
+                   **forward_arguments(model, cache, keep=width - offset)).logits  # (G, W − offset, V)
+    return _member_scores(logits.flatten(0, 1), width - offset, offset, examples, chunk, with_moments)
+
+
+def _member_scores(node_logits: torch.Tensor, kept: int, offset: int, examples: list[dict], chunk: list[TokenTree],
+                   with_moments) -> dict[int, AnswerScore]:
+    """Each member's :class:`AnswerScore` from the logits of the nodes on its path (``node_logits``:
+    (trees × kept, V), node ``k`` of row ``r`` at ``r · kept + k − offset``); each node's log-sum-exp,
+    argmax and moments are computed once, however many members read them."""
+    members, nodes_read, labels_read, counts = [], [], [], []
+    for r, tree in enumerate(chunk):
+        for member, path in zip(tree.members, tree.paths):
+            labels = examples[member]["labels"][tree.start:]
+            scored = [t for t in range(len(path) - 1) if labels[t + 1] != IGNORE_INDEX]
+            members.append(member)
+            counts.append(len(scored))
+            nodes_read += [r * kept + path[t] - offset for t in scored]
+            labels_read += [labels[t + 1] for t in scored]
+    if not nodes_read:
+        return {m: AnswerScore([], [], [], [] if m in with_moments else None, [] if m in with_moments else None)
+                for m in members}
+    device, vocab = node_logits.device, node_logits.shape[-1]
+    nodes, read_rows = torch.unique(torch.tensor(nodes_read), return_inverse=True)  # each node once
+    read_labels = torch.tensor(labels_read)
+    wants_moments = torch.zeros(len(nodes), dtype=torch.bool)
+    moment_reads = torch.tensor([m in with_moments for m, c in zip(members, counts) for _ in range(c)])
+    wants_moments[read_rows[moment_reads]] = True
+    lse, top = torch.empty(len(nodes)), torch.empty(len(nodes), dtype=torch.long)
+    label_logit = torch.empty(len(read_rows))
+    means, variances = torch.zeros(len(nodes)), torch.zeros(len(nodes))
+    # A cache's worth of vocabulary rows at a time, in buffers allocated once: each row is read about
+    # five times (argmax, max, exp, sum), and a fresh multi-MB tensor per step costs page faults.
+    step = max(1, SCORE_ELEMENTS // vocab)  # rows at a time
+    gathered = node_logits.new_empty((step, vocab))
+    buffer = torch.empty((step, vocab), dtype=torch.float32, device=device)
+    for first in range(0, len(nodes), step):
+        part = nodes[first:first + step].to(device)
+        n = len(part)
+        rows = buffer[:n]
+        torch.index_select(node_logits, 0, part, out=gathered[:n])
+        rows.copy_(gathered[:n])  # fp32, cast once (argmax is slow in bf16)
+        top[first:first + n] = rows.argmax(dim=-1).cpu()
+        here = torch.nonzero((read_rows >= first) & (read_rows < first + n)).squeeze(1)
+        label_logit[here] = rows[(read_rows[here] - first).to(device), read_labels[here].to(device)].cpu()
+        wanted = torch.nonzero(wants_moments[first:first + n]).squeeze(1)
+        if len(wanted):
+            mean, var = vocab_moments(rows[wanted.to(device)])
+            means[first + wanted], variances[first + wanted] = mean.cpu(), var.cpu()
+        # logsumexp(z) = m + log Σ_v exp(z_v − m), m = max_v z_v (as torch.logsumexp), in place.
+        peak = rows.amax(dim=-1, keepdim=True)
+        lse[first:first + n] = (rows.sub_(peak).exp_().sum(dim=-1).log_() + peak.squeeze(1)).cpu()
+    # log softmax(z)[y] = z_y − logsumexp(z), as answer_scores; it can round to +1e-8, hence the clamp.
+    columns = [(label_logit - lse[read_rows]).clamp(max=0.0), top[read_rows], read_labels,
+               means[read_rows], variances[read_rows]]
+    per_member = zip(*(column.split(counts) for column in columns))
+    return {m: AnswerScore(logp.tolist(), argmax.tolist(), labels.tolist(),
+                           mean.tolist() if m in with_moments else None, var.tolist() if m in with_moments else None)
+            for m, (logp, argmax, labels, mean, var) in zip(members, per_member)}
 
 
 def score_with_shared_prefixes(model, examples: list[dict], pad: int, batch_size: int,
                                with_moments: set[int] | frozenset[int] = frozenset()) -> list[AnswerScore]:
-    """:func:`~.engine.score_examples`' scores, each group's shared prompt prefix run once (module doc)."""
-    scores: list[AnswerScore | None] = [None] * len(examples)
+    """:func:`~.engine.score_examples`' scores, every shared start run once (module doc)."""
+    groups = prefix_groups(examples)
+    start = shared_start(examples, groups)
+    scores: dict[int, AnswerScore] = {}
     with eval_mode(model):
-        for chunk in _chunks(prefix_groups(examples), batch_size):
-            cache, prefix_mask = _prefix_pass(model, examples, chunk, pad)
-            # Members sorted by suffix length, so each suffix batch pads little.
-            rows = sorted(((i, s, g) for g, (s, part) in enumerate(chunk) for i in part),
-                          key=lambda row: -(len(examples[row[0]]["input_ids"]) - row[1]))
-            for start in range(0, len(rows), batch_size):
-                batch = rows[start:start + batch_size]
-                for (i, _, _), score in zip(batch, _suffix_pass(model, examples, batch, cache, prefix_mask, pad,
-                                                                with_moments)):
-                    scores[i] = score
-    return scores
+        for chunk in _chunks(_trees(examples, groups, len(start)), batch_size):
+            scores.update(_tree_pass(model, examples, chunk, start, pad, with_moments))
+    return [scores[i] for i in range(len(examples))]

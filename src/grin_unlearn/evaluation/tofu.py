@@ -29,8 +29,8 @@ The metrics are registered functions listed by the protocol (:mod:`.set_metrics`
 scores and generates once for all of them.
 
 Speed: every set's sequences — answers, paraphrases and perturbed answers — are encoded once and scored
-in **one** teacher-forced sweep, each question's prompt run once for all its answers
-(:func:`~.shared_prefix.score_with_shared_prefixes`); each unique question is generated once, starting
+in **one** teacher-forced sweep, each question's prompt and its answers' shared starts run once (a
+token tree per question, :func:`~.shared_prefix.score_with_shared_prefixes`); each unique question is generated once, starting
 from the tokens the teacher-forced pass already fixes (:func:`~.draft_decoding.generate_from_drafts`).
 In ``eval.json`` ``metrics["truth_ratio"]`` is the role's score while
 ``per_item["truth_ratio"]`` holds the raw ``R_i`` (None for an item without perturbed answers), the input
@@ -47,7 +47,8 @@ from ..errors import UserInputError
 from ..models import pad_token_id
 from .config import EvalConfig
 from .draft_decoding import generate_from_drafts
-from .engine import AnswerScore, gradient_norms
+from .engine import AnswerScore
+from .gradient_norms import gradient_norms
 from .shared_prefix import score_with_shared_prefixes
 from .set_metrics import GENERATION_ROLES, MIA_ROLES, SetScores, correct_answer, set_metrics
 
