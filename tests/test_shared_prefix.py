@@ -135,3 +135,14 @@ def test_accepted_tokens_follow_the_argmax_until_it_leaves_the_draft():
     # The scored sequence does not continue this prompt, or its labels start elsewhere: no draft.
     assert accepted_tokens([1, 3], example, Score([5, 6, 7, 0], [5, 6, 7, 0]), [0], 50) is None
     assert accepted_tokens([1], example, Score([5, 6, 7, 0], [5, 6, 7, 0]), [0], 50) is None
+
+
+def test_a_kernel_without_4d_masks_is_scored_sequence_by_sequence(eval_model, micro_tokenizer, micro_world, monkeypatch):
+    """Flash-attention reads no custom 4-D mask: such a model must not get token trees (their branches
+    would see each other) but the plain scores."""
+    examples = PromptFormat().encode_many(micro_tokenizer, qa_pairs(micro_world, 2))
+    monkeypatch.setattr(shared_prefix, "TREE_ATTENTION", ("flash_attention_2",))  # the micro model's sdpa is out
+    monkeypatch.setattr(shared_prefix, "_tree_pass", lambda *a, **k: pytest.fail("token trees on a kernel without 4-D masks"))
+    got = score_with_shared_prefixes(eval_model, examples, micro_tokenizer.pad_token_id, 4)
+    want = score_examples(eval_model, examples, micro_tokenizer.pad_token_id, 4)
+    assert [s.token_logps for s in got] == [s.token_logps for s in want]

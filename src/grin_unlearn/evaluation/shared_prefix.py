@@ -43,10 +43,11 @@ import torch
 from transformers import DynamicCache
 
 from ..logprobs import IGNORE_INDEX, logits_keep_keyword
-from ..models import model_device
-from .engine import AnswerScore, eval_mode, first_label, forward_arguments, vocab_moments
+from ..models import model_device, text_config
+from .engine import AnswerScore, eval_mode, first_label, forward_arguments, score_examples, vocab_moments
 
 MAX_TREE_NODES = 512  # a tree's 4-D mask row is nodes × (start + nodes); this bounds it
+TREE_ATTENTION = (None, "eager", "sdpa")  # kernels that read a custom 4-D mask (None: a model's default)
 SCORE_ELEMENTS = 2**20 * 3 // 2  # logits scored at a time: 6 MB in fp32, a cache's size (32 rows of a 49k vocabulary)
 
 
@@ -206,9 +207,10 @@ def _tree_pass(model, examples: list[dict], chunk: list[TokenTree], start: list[
         for node, parent in enumerate(tree.parents):  # parents precede their children
             if parent >= 0:
                 ancestry[node] |= ancestry[parent]
-    # Additive form (0 where attended, the dtype's minimum elsewhere): what every attention kernel
-    # of both transformers majors reads as a custom 4-D mask.
-    mask = torch.from_numpy(np.where(allowed, np.float32(0), np.finfo(np.float32).min).astype(np.float32))
+    # Additive form (0 where attended, the dtype's minimum elsewhere), in the weights' dtype (the
+    # queries' without autocast): what every 4-D-mask kernel of both transformers majors reads.
+    dtype = next(model.parameters()).dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
     input_ids, positions = torch.from_numpy(input_ids), torch.from_numpy(positions)
     offset = min(_first_scored_node(examples, tree) for tree in chunk) if logits_keep_keyword(model) else 0
     offset = min(offset, width - 1)
@@ -277,7 +279,11 @@ def _member_scores(node_logits: torch.Tensor, kept: int, offset: int, examples: 
 
 def score_with_shared_prefixes(model, examples: list[dict], pad: int, batch_size: int,
                                with_moments: set[int] | frozenset[int] = frozenset()) -> list[AnswerScore]:
-    """:func:`~.engine.score_examples`' scores, every shared start run once (module doc)."""
+    """:func:`~.engine.score_examples`' scores, every shared start run once (module doc). A model whose
+    attention kernel cannot read an arbitrary 4-D mask (flash-attention) is scored sequence by
+    sequence with :func:`~.engine.score_examples`."""
+    if getattr(text_config(model), "_attn_implementation", None) not in TREE_ATTENTION:
+        return score_examples(model, examples, pad, batch_size, with_moments=with_moments)
     groups = prefix_groups(examples)
     start = shared_start(examples, groups)
     scores: dict[int, AnswerScore] = {}
