@@ -4,9 +4,9 @@
     python scripts/real_robustness.py --report-only                               # tables -> OUT/report.md
 
 Attacked together with the target and the oracle (so each share is against the same attack on both):
-GRIN + NPO at p = 0.4 (the p ablation's cells, runs/tune_real_npo/auto_compare), a random mask at the
-same p and settings (configs/real_random_p04.yaml) and the tuned unmasked NPO (configs/real_none_chosen.yaml),
-3 seeds each. Parts (each OUT/<part>/attack.json, skipped once written):
+the equal-budget tune's chosen GRIN + NPO, unmasked NPO and WAGLE + NPO (``grin-unlearn tune
+configs/tune/real_npo.yaml --out runs/tune_real_npo_fixed``: its final/ reruns) and a random mask at
+GRIN's setting (configs/real_random_matched.yaml), 3 seeds each. Parts (each OUT/<part>/attack.json, skipped once written):
   quantize     RTN per output channel, 8 and 4 bits
   quantize32   4-bit RTN in groups of 32
   relearn-<lr> relearning on half of each forget author's questions (4 a step, AdamW at constant lr,
@@ -27,12 +27,14 @@ from grin_unlearn.cli import main as cli
 from grin_unlearn.experiments.real_benchmark import prepare_real
 from grin_unlearn.io_utils import atomic_write_text
 
-METHODS = {  # label -> model folder of seed k
-    "grin": "runs/tune_real_npo/auto_compare/npo_grin/4bb1852ed6bc/seed{k}/model",
-    "random": "runs/real_random_p04/cells/npo_random_seed{k}/model",
-    "none": "runs/real_none_chosen/cells/npo_none_seed{k}/model",
+METHODS = {  # label -> model folder of seed k: the equal-budget tune's chosen runs after the stale-cast fix
+    "grin": "runs/tune_real_npo_fixed/final/npo_grin/f6b812590007/seed{k}/model",
+    "random": "runs/real_random_matched/cells/npo_random_seed{k}/model",
+    "none": "runs/tune_real_npo_fixed/final/npo_none/01fc2a76b62d/seed{k}/model",
+    "wagle": "runs/tune_real_npo_fixed/final/npo_wagle/566c430fe365/seed{k}/model",
 }
-LABELS = {"grin": "GRIN + NPO, p 0.4", "random": "random mask + NPO, p 0.4", "none": "NPO unmasked (tuned)"}
+LABELS = {"grin": "GRIN + NPO, tuned (p 0.60)", "random": "random mask + NPO at GRIN's setting (p 0.60)",
+          "none": "NPO unmasked, tuned", "wagle": "WAGLE + NPO, tuned (p 0.53)"}
 RELEARN_LRS = ("5e-5", "2e-4", "1e-3")
 RELEARN_STEPS = ("0", "10", "25")
 RELEARN = {f"relearn-{lr}": ["relearn", "--steps", *RELEARN_STEPS, "--lr", lr, "--relearn-batch-size", "4"]
@@ -49,8 +51,8 @@ def models() -> list[str]:
     items = [f"{method}_seed{k}={path.format(k=k)}" for method, path in METHODS.items() for k in range(3)
              if Path(path.format(k=k)).is_dir()]
     if not items:
-        raise SystemExit("no unlearned model found: run the sweeps of configs/real_random_p04.yaml and "
-                         "configs/real_none_chosen.yaml and the p ablation first")
+        raise SystemExit("no unlearned model found: run the tune of configs/tune/real_npo.yaml (--out "
+                         "runs/tune_real_npo_fixed) and the sweep of configs/real_random_matched.yaml first")
     return items
 
 
