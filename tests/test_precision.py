@@ -90,6 +90,22 @@ def test_bf16_training_forwards_use_the_weights_as_updated(micro_world, micro_to
     assert len(seen) >= 6 and max(seen) == 0.0  # and every forward saw them as they were then
 
 
+def test_bf16_relearning_steps_use_the_weights_as_updated(micro_world, micro_tokenizer, micro_model):
+    """The relearning attack's steps, inside a caller's own ``torch.autocast`` (whose cast cache lives
+    until it exits), multiply by the weights as each step left them."""
+    from grin_unlearn.evaluation.attacks import relearn_curve
+
+    layer = micro_model.model.layers[0].mlp.up_proj
+    start = layer.weight.detach().clone()
+    seen: list[float] = []
+    handle = _check_fresh_casts(layer, seen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        relearn_curve(micro_model, micro_tokenizer, micro_world["forget10"][:8], [4], 5e-2, 2, 0, lambda k: {})
+    handle.remove()
+    assert not torch.equal(layer.weight, start)
+    assert len(seen) == 4 and max(seen) == 0.0
+
+
 def test_bf16_evaluation_casts_each_weight_once_and_forgets_the_casts_on_leaving(micro_tokenizer, micro_model):
     """Inside ``eval_mode`` under bf16 a second forward re-casts no weight (autocast's cache is kept for
     the block); after the block the cache is gone, so an evaluation after a weight update sees the new

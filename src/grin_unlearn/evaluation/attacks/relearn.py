@@ -68,6 +68,8 @@ def relearn_curve(model, tokenizer, records: list[dict], checkpoints: list[int],
             rows, order = order[:batch_size], order[batch_size:]
             batch = {name: value.to(device) for name, value in collate([examples[i] for i in rows]).items()}
             optimizer.zero_grad(set_to_none=True)
+            # A caller's torch.autocast keeps its weight casts until it exits: drop those of the last step.
+            torch.clear_autocast_cache()
             model(**batch).loss.backward()
             optimizer.step()
             done += 1
