@@ -51,7 +51,7 @@ def test_shared_prefix_scores_equal_whole_sequence_scores(eval_model, micro_toke
     # Every token the model runs: the trees must hold fewer than the members' suffixes.
     fed = []
     real_forward = eval_model.forward
-    monkeypatch.setattr(eval_model, "forward", lambda *a, **k: fed.append(k["input_ids"].numel()) or real_forward(*a, **k))
+    monkeypatch.setattr(eval_model, "forward", lambda *a, **k: fed.append(tuple(k["input_ids"].shape)) or real_forward(*a, **k))
     # (11, 512): two questions' trees per pass, so a pass's prompts share a start; (3, 12): trees cut at
     # 12 nodes, so a question's answers split over several trees and passes.
     monkeypatch.setattr(shared_prefix, "MAX_TREE_NODES", max_nodes)
@@ -62,13 +62,16 @@ def test_shared_prefix_scores_equal_whole_sequence_scores(eval_model, micro_toke
         assert (a.vocab_mean is None) == (i not in moments)
         if i in moments:
             assert a.vocab_var == pytest.approx(b.vocab_var, abs=1e-4)
-    # One start (the system message and user header all prompts share) per pass, repeated per row.
-    trees = shared_prefix._trees(examples, groups, len(shared_prefix.shared_start(examples, groups)))
+    # The start (the system message and user header all prompts share) runs once, as one row, and is
+    # repeated for the rows of each pass.
+    start = shared_prefix.shared_start(examples, groups)
+    trees = shared_prefix._trees(examples, groups, len(start))
     rows = [len(chunk) for chunk in shared_prefix._chunks(trees, batch_size)]
-    assert repeats == rows and len(shared_prefix.shared_start(examples, groups)) > 1
+    assert len(start) > 1 and fed[0] == (1, len(start)) and [r for r, _ in fed[1:]] == rows
+    assert repeats == rows
     if batch_size == 11:  # whole trees: fewer token slots (padding included) than the examples' tokens
         assert len(trees) == len(groups)
-        assert sum(fed) < sum(len(e["input_ids"]) for e in examples)
+        assert sum(r * w for r, w in fed) < sum(len(e["input_ids"]) for e in examples)
     else:  # every tree under the cap, unless one member alone exceeds it
         assert len(trees) > len(groups)
         assert all(len(t.tokens) <= max_nodes or len(t.members) == 1 for t in trees)

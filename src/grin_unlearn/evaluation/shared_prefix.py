@@ -7,8 +7,8 @@ assistant header) is about two thirds of each sequence, every prompt begins with
 message, and the paraphrased and perturbed answers often begin alike ("The city of Elbraith is where
 …", "The city of Varnhollow is where …"). :func:`score_with_shared_prefixes` runs
 
-1. the **start** that every prompt shares (``C`` tokens) once per pass, as one row whose keys and
-   values are repeated for each row of the pass;
+1. the **start** that every prompt shares (``C`` tokens) once, as one row whose keys and values are
+   repeated for each row of every pass;
 2. on top of it, each question's tokens after the start as one **token tree** (a trie): each distinct
    ``(path so far, next token)`` is one node, run once, attending to the start and to its own
    ancestors only (a 4-D attention mask; position ``C + depth``). The prompt is the trunk; a node's
@@ -36,6 +36,7 @@ none), and each node's log-sum-exp, argmax and Min-K%++ moments once, however ma
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,14 +168,23 @@ def _chunks(trees: list[TokenTree], batch_size: int):
         yield chunk
 
 
-def _start_cache(model, start: list[int], rows: int):
-    """The start's keys and values, run once and repeated ``rows`` times (``None`` without a start)."""
+def _start_cache(model, start: list[int]):
+    """The start's keys and values, one row (``None`` without a start)."""
     if not start:
         return None
     device = model_device(model)
     cache = DynamicCache()
     model(input_ids=torch.tensor([start], device=device), position_ids=torch.arange(len(start), device=device)[None],
           use_cache=True, **forward_arguments(model, cache, keep=1))
+    return cache
+
+
+def _repeated(cache, rows: int):
+    """A copy of the one-row start ``cache`` with its row repeated ``rows`` times (an empty cache
+    without a start); the copy, because a pass appends its own keys and values to it."""
+    if cache is None:
+        return DynamicCache()
+    cache = copy.deepcopy(cache)
     cache.batch_repeat_interleave(rows)
     return cache
 
@@ -187,7 +197,7 @@ def _first_scored_node(examples: list[dict], tree: TokenTree) -> int:
     return min(nodes, default=len(tree.tokens))
 
 
-def _tree_pass(model, examples: list[dict], chunk: list[TokenTree], start: list[int], pad: int,
+def _tree_pass(model, examples: list[dict], chunk: list[TokenTree], start: list[int], start_cache, pad: int,
                with_moments) -> dict[int, AnswerScore]:
     """Scores of every member of the chunk's trees: one row per tree, its nodes right-padded at positions
     ``start + depth``; each node attends to the start (when its tree has one) and to its ancestors and
@@ -214,7 +224,7 @@ def _tree_pass(model, examples: list[dict], chunk: list[TokenTree], start: list[
     input_ids, positions = torch.from_numpy(input_ids), torch.from_numpy(positions)
     offset = min(_first_scored_node(examples, tree) for tree in chunk) if logits_keep_keyword(model) else 0
     offset = min(offset, width - 1)
-    cache = _start_cache(model, start, len(chunk)) or DynamicCache()
+    cache = _repeated(start_cache, len(chunk))
     logits = model(input_ids=input_ids.to(device), attention_mask=mask.unsqueeze(1).to(device),
                    position_ids=positions.to(device), use_cache=True,
                    **forward_arguments(model, cache, keep=width - offset)).logits  # (G, W − offset, V)
@@ -288,6 +298,7 @@ def score_with_shared_prefixes(model, examples: list[dict], pad: int, batch_size
     start = shared_start(examples, groups)
     scores: dict[int, AnswerScore] = {}
     with eval_mode(model):
+        start_cache = _start_cache(model, start)
         for chunk in _chunks(_trees(examples, groups, len(start)), batch_size):
-            scores.update(_tree_pass(model, examples, chunk, start, pad, with_moments))
+            scores.update(_tree_pass(model, examples, chunk, start, start_cache, pad, with_moments))
     return [scores[i] for i in range(len(examples))]
