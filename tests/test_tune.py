@@ -219,6 +219,12 @@ def test_micro_tuner_run_completes_and_resumes(tmp_path):
             assert saved["config"]["selection"]["ratio"] == saved["auto"]["ratio"]["ratio"] == cell["ratio_used"] < 1
             assert saved["auto"]["ratio"]["method"].startswith(rule)
     assert (out / "auto_npo_grin.md").is_file()
+    # Without the balance rule: its row is gone, the others are the same cells (reused, not rerun).
+    assert main(args + ["--report-only", "--compare-auto", "npo_grin", "--grid-ratios", "0.5", "--no-auto-noise",
+                        "--no-balance-rule"]) == 0
+    fewer = {r["variant"]: r for r in json.loads((out / "auto_npo_grin.json").read_text())["rows"]}
+    assert set(fewer) == set(rows) - {"auto p (balance)"}
+    assert [c["dir"] for c in fewer["p = 0.5"]["cells"]] == [c["dir"] for c in rows["p = 0.5"]["cells"]]
 
 
 def test_bounds_relative_to_the_target_resolve_to_numbers():

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid-ratios", nargs="*", type=float, default=[0.1, 0.2, 0.4, 0.6, 0.8],
                         help="the grid of p for --compare-auto (default 0.1 0.2 0.4 0.6 0.8; none: only the tuned p)")
     parser.add_argument("--no-auto-noise", action="store_true", help="--compare-auto without the auto σ² variant")
+    parser.add_argument("--no-balance-rule", action="store_true",
+                        help="--compare-auto without the balance rule's auto p variant (--ratio auto's default, the "
+                             "coverage rule, always runs)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
         if bad:
             raise UserInputError(f"--grid-ratios: expected fractions in (0, 1], got {bad}")
         path = run_auto_comparison(out, args.compare_auto, args.grid_ratios, args.cache_dir, log=print,
-                                   auto_noise=not args.no_auto_noise)
+                                   auto_noise=not args.no_auto_noise, balance=not args.no_balance_rule)
         print(f"auto p comparison: {path}")
     return 0

@@ -5,7 +5,7 @@ it on the reported split, over the tuner's seeds, with only the selection change
 
 * ``auto p (coverage)`` — ``selection.ratio = auto`` with its default rule, the coverage of the forget
   gain (:mod:`grin_unlearn.selection.auto_ratio`);
-* ``auto p (balance)`` — the same with the forget-gain / retain-damage balance;
+* ``auto p (balance)`` — the same with the forget-gain / retain-damage balance (skipped with ``balance=False``);
 * ``auto p (coverage) + auto σ²`` — also ``noise.noise_var = auto`` (:mod:`grin_unlearn.noise.auto_noise`);
 * ``p = x`` for every ``x`` of the grid (the paper's greedy search over p, the other settings fixed).
 
@@ -32,10 +32,11 @@ from .tune_spec import params_key, parse_tune_spec
 AUTO_LABEL = "auto p (coverage)"  # the default rule of --ratio auto; the row the compute summary reads
 
 
-def _variants(chosen: dict, grid: list[float], auto_noise: bool) -> dict[str, dict]:
+def _variants(chosen: dict, grid: list[float], auto_noise: bool, balance: bool = True) -> dict[str, dict]:
     coverage = {**chosen, "selection.ratio": AUTO, "selection.auto_rule": "coverage"}
-    variants = {AUTO_LABEL: coverage,
-                "auto p (balance)": {**chosen, "selection.ratio": AUTO, "selection.auto_rule": "balance"}}
+    variants = {AUTO_LABEL: coverage}
+    if balance:
+        variants["auto p (balance)"] = {**chosen, "selection.ratio": AUTO, "selection.auto_rule": "balance"}
     if auto_noise:
         variants["auto p (coverage) + auto σ²"] = {**coverage, "noise.noise_var": AUTO}
     for ratio in grid:
@@ -59,7 +60,7 @@ def _summarise(label: str, cells: list[dict]) -> dict:
 
 
 def run_auto_comparison(out_dir: str | Path, method_name: str, grid: list[float], cache_dir=None,
-                        log=print, auto_noise: bool = True) -> Path:
+                        log=print, auto_noise: bool = True, balance: bool = True) -> Path:
     """Run the variants of the module docstring for ``method_name`` of the tuner folder ``out_dir``;
     write ``auto_<method>.json`` and ``auto_<method>.md``; return the markdown's path."""
     out_dir = Path(out_dir)
@@ -80,7 +81,7 @@ def run_auto_comparison(out_dir: str | Path, method_name: str, grid: list[float]
     chosen = (entry.get("chosen") or {}).get("params") or select_trial(entry["trials"], spec.rule)[0]["params"]
     finals = [{**f, **_used(out_dir, f)} for f in entry.get("finals") or []]
     rows = [_summarise(f"tuned (p = {chosen.get('selection.ratio', float('nan')):.3g})", finals)] if finals else []
-    for label, params in _variants(chosen, grid, auto_noise).items():
+    for label, params in _variants(chosen, grid, auto_noise, balance).items():
         folder = out_dir / "auto_compare" / method_name / params_key(params)
         cells = []
         for seed in spec.seeds:
