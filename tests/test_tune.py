@@ -225,6 +225,15 @@ def test_micro_tuner_run_completes_and_resumes(tmp_path):
     fewer = {r["variant"]: r for r in json.loads((out / "auto_npo_grin.json").read_text())["rows"]}
     assert set(fewer) == set(rows) - {"auto p (balance)"}
     assert [c["dir"] for c in fewer["p = 0.5"]["cells"]] == [c["dir"] for c in rows["p = 0.5"]["cells"]]
+    # The grid is judged by the rule as the tuner resolved it (relative bounds as numbers), not as written:
+    # a resolved bound no row meets sends the choice to the fallback.
+    stored = json.loads((out / "tune.json").read_text())
+    stored["resolved"]["rule"]["subject_to"] = {"forget_quality": {"min": 2.0}}
+    (out / "tune.json").write_text(json.dumps(stored))
+    assert main(args + ["--report-only", "--compare-auto", "npo_grin", "--grid-ratios", "0.5", "--no-auto-noise",
+                        "--no-balance-rule"]) == 0
+    assert json.loads((out / "auto_npo_grin.json").read_text())["best_grid_reason"].startswith(
+        "no trial met forget_quality ≥ 2.0: fallback")
 
 
 def test_bounds_relative_to_the_target_resolve_to_numbers():

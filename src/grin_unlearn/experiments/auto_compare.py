@@ -90,11 +90,13 @@ def run_auto_comparison(out_dir: str | Path, method_name: str, grid: list[float]
             cells.append({**cell, **_used(out_dir, cell)})
         rows.append({**_summarise(label, cells), "cells": cells})
     grid_rows = [r for r in rows if r["variant"].startswith("p = ")]
-    best, reason = select_trial([{**r, "number": i} for i, r in enumerate(grid_rows)], spec.rule) if grid_rows \
+    # The rule as the tuner resolved it (bounds relative to the target turned into numbers), as its trials were chosen.
+    rule = (state.get("resolved") or {}).get("rule") or spec.rule
+    best, reason = select_trial([{**r, "number": i} for i, r in enumerate(grid_rows)], rule) if grid_rows \
         else (None, "no grid")
     tuning = entry.get("trials") or []
     result = {"tuning_trials": len(tuning), "tuning_cpu_seconds": sum(t.get("cpu_seconds") or 0 for t in tuning),
-              "tuning_seconds": sum(t.get("seconds") or 0 for t in tuning), "method": method_name, "chosen_params": chosen, "seeds": spec.seeds, "rule": spec.rule,
+              "tuning_seconds": sum(t.get("seconds") or 0 for t in tuning), "method": method_name, "chosen_params": chosen, "seeds": spec.seeds, "rule": rule,
               "best_grid": best and best["variant"], "best_grid_reason": reason, "rows": rows}
     atomic_write_json(out_dir / f"auto_{method_name}.json", result)
     return _write_markdown(out_dir, result, grid_rows)
