@@ -7,6 +7,9 @@ Rows, each over its 3 seeds (mean ± sample std, and forget quality per seed):
   reruns (``tune_real_npo_fixed/tune.json``, p 0.6), and the random mask at p 0.2 / 0.4
   (``real_random_p_grid``) and 0.6 (``real_random_matched``), where they have finished;
 - σ²: the sweep ``real_ablation_noise`` (σ² 0, 1e-4, 1e-3, 1e-2) and the tuned reruns (σ² 1e-5).
+
+``--weight-rms`` prints instead the root mean square of each weight matrix of the real target, per
+module type (smallest, largest, mean): the scale an absolute σ² is read against.
 """
 
 from __future__ import annotations
@@ -42,10 +45,27 @@ def sweep_cells(folder: Path, stem: str) -> list[Path]:
     return sorted((folder / "cells").glob(f"{stem}_seed*"))
 
 
+def weight_rms() -> None:
+    from grin_unlearn.experiments.real_benchmark import prepare_real
+    from grin_unlearn.models import load_model
+
+    by_type: dict[str, list[float]] = {}
+    for name, weight in load_model(str(prepare_real().target), device="cpu").named_parameters():
+        if weight.dim() == 2:
+            by_type.setdefault(name.split(".")[-2], []).append(float(weight.detach().pow(2).mean().sqrt()))
+    print("| module | matrices | RMS smallest | largest | mean |\n|---|---:|---:|---:|---:|")
+    for module, values in by_type.items():
+        print(f"| {module} | {len(values)} | {min(values):.3f} | {max(values):.3f} | {statistics.fmean(values):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("runs"))
-    runs = parser.parse_args().runs
+    parser.add_argument("--weight-rms", action="store_true", help="the target's weight scale per module type")
+    args = parser.parse_args()
+    if args.weight_rms:
+        return weight_rms()
+    runs = args.runs
     tune = runs / "tune_real_npo_fixed"
     tuned = [tune / f["dir"] for f in json.loads((tune / "tune.json").read_text())["methods"]["npo_grin"]["finals"]]
     auto = json.loads((tune / "auto_npo_grin.json").read_text())
