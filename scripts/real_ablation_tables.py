@@ -30,9 +30,9 @@ def row(label: str, cells: list[Path]) -> str | None:
     if not evals:
         return None
     values = {key: [e["aggregates"][key] for e in evals] for key, _ in METRICS}
-    spread = [f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
-              for v in values.values()]
-    seeds = " / ".join(f"{v:.2f}" for v in values["forget_quality"])
+    spread = ["–" if None in v else f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1
+              else f"{v[0]:.3f}" for v in values.values()]  # None: the oracle has no forget quality of its own
+    seeds = " / ".join("–" if v is None else f"{v:.2f}" for v in values["forget_quality"])
     return f"| {label} (n={len(evals)}) | " + " | ".join(spread) + f" | {seeds} |"
 
 

@@ -95,7 +95,7 @@ def test_shipped_configs_parse(path):
     cells = expand_grid(load_spec(path))
     expected = {"ablation_ratio.yaml": 12, "ablation_noise.yaml": 12, "baselines.yaml": 54, "micro_test.yaml": 2,
                 "objectives.yaml": 12, "npo_retain_tries.yaml": 18, "npo_tuned_seeds.yaml": 9,
-                "real_ablation_noise.yaml": 12, "real_random_p_grid.yaml": 6,
+                "real_ablation_noise.yaml": 12, "real_random_p_grid.yaml": 6, "real_precision_verdict.yaml": 6,
                 "real_none_chosen.yaml": 3, "real_random_matched.yaml": 3}
     assert len(cells) == expected[path.name]
 
